@@ -1,0 +1,22 @@
+//! bakthat: compress, encrypt and upload backups; list them from a local inventory; browse them with a FUSE mount.
+//!
+//! Architecture (dependencies point one way):
+//! - [`model`]: names, timestamps and records; no I/O.
+//! - [`archive`]: the archive format (tar, independent gzip members, chunked authenticated encryption, entry
+//!   index) and the legacy bakthat 0.6 (beefish) reader.
+//! - [`storage`]: the `Backend` trait and its implementations.
+//! - [`inventory`]: the SQLite inventory; the only module that names rusqlite.
+//! - [`rotation`]: grandfather-father-son retention as a pure function.
+//! - [`config`]: `~/.bakthat.yml` profiles.
+//! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`cli`]: the command line; the only place for anyhow.
+
+pub mod archive;
+pub mod cli;
+pub mod config;
+pub mod interval;
+pub mod inventory;
+pub mod model;
+pub mod ops;
+pub mod rotation;
+pub mod storage;
