@@ -4,3 +4,6 @@
 pub mod crypto;
 pub mod extract;
 pub mod legacy;
+pub mod index;
+pub mod members;
+pub mod pack;

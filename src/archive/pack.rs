@@ -1,0 +1,397 @@
+//! Writing an archive: walk a file or directory, build the tar stream on one thread, cut it into fixed spans,
+//! compress the spans as independent gzip members on all cores, and record the entry index on the way.
+//!
+//! Memory is bounded by a few spans per core, whatever the input size. The output is a plain gzip stream; encryption
+//! is layered on top by the caller (see [`super::write_archive`]). Excludes come in as a filter; this module does
+//! not read exclude files.
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use thiserror::Error;
+
+use super::index::{Entry, EntryKind, Index, Member};
+use super::members;
+
+/// Decides whether a path below the source is included (`true`) or excluded; `bool` is whether it is a directory.
+pub type Filter = Arc<dyn Fn(&Path, bool) -> bool + Send + Sync>;
+/// Called with the number of source bytes just read.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Tar bytes per gzip member by default (see the README's performance section for how it was chosen).
+pub const DEFAULT_SPAN: usize = 512 << 10;
+/// libdeflate level by default: within 5% of `gzip -6`'s size (see the README).
+pub const DEFAULT_LEVEL: i32 = 6;
+
+/// How to pack.
+#[derive(Clone)]
+pub struct PackOptions {
+    pub span: usize,
+    pub level: i32,
+    /// Worker threads for compression (0 = all cores).
+    pub threads: usize,
+    pub filter: Option<Filter>,
+    pub progress: Option<Progress>,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions { span: DEFAULT_SPAN, level: DEFAULT_LEVEL, threads: 0, filter: None, progress: None }
+    }
+}
+
+/// Something skipped or damaged while packing; the backup goes on, and the caller reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackWarning {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// What [`pack`] produced.
+#[derive(Debug, Clone)]
+pub struct PackReport {
+    /// The entry index, with the member table (`stored_len`/`crypto_header` are left for the caller).
+    pub index: Index,
+    pub warnings: Vec<PackWarning>,
+    /// Regular files packed, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Why packing failed.
+#[derive(Debug, Error)]
+pub enum PackError {
+    #[error("cannot back up {path}: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the archive")]
+    Output(#[source] io::Error),
+}
+
+/// Packs `source` (a file or directory) as `arcname` into `out` as a sequence of gzip members.
+pub fn pack<W: Write>(source: &Path, arcname: &str, opts: &PackOptions, out: &mut W) -> Result<PackReport, PackError> {
+    let meta = fs::symlink_metadata(source).map_err(|e| PackError::Source { path: source.into(), source: e })?;
+    let threads = if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads };
+    let batch = (threads * 2).max(2);
+    let span = opts.span.clamp(4096, members::MAX_MEMBER_LEN);
+    let (tx, rx) = sync_channel::<Vec<u8>>(batch);
+
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            let sink = SpanWriter { tx, buf: Vec::with_capacity(span), span, pos: 0 };
+            let mut w = TarWalker::new(sink, opts);
+            w.add_root(source, arcname, &meta)?;
+            w.finish()
+        });
+        let written = write_members(rx, opts.level, batch, out);
+        let produced = producer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // An output error makes the producer fail with a closed channel: report the output error, it is the cause.
+        let members = written?;
+        let (mut report, tar_len) = produced?;
+        report.index.members = members;
+        report.index.span = span as u64;
+        report.index.tar_len = tar_len;
+        report.index.seekable = true;
+        Ok(report)
+    })
+}
+
+fn write_members<W: Write>(rx: Receiver<Vec<u8>>, level: i32, batch: usize, out: &mut W) -> Result<Vec<Member>, PackError> {
+    let mut table = Vec::new();
+    let (mut tar_offset, mut comp_offset) = (0u64, 0u64);
+    let mut spans = Vec::with_capacity(batch);
+    loop {
+        spans.clear();
+        match rx.recv() {
+            Ok(s) => spans.push(s),
+            Err(_) => return Ok(table),
+        }
+        while spans.len() < batch {
+            match rx.recv() {
+                Ok(s) => spans.push(s),
+                Err(_) => break,
+            }
+        }
+        let compressed: Vec<Vec<u8>> = spans.par_iter().map(|s| members::compress_member(s, level)).collect();
+        for (span, member) in spans.iter().zip(&compressed) {
+            out.write_all(member).map_err(PackError::Output)?;
+            table.push(Member { tar_offset, tar_len: span.len() as u64, comp_offset, comp_len: member.len() as u64 });
+            tar_offset += span.len() as u64;
+            comp_offset += member.len() as u64;
+        }
+    }
+}
+
+/// Cuts the tar stream into spans and hands them to the compressors.
+struct SpanWriter {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+    span: usize,
+    pos: u64,
+}
+
+impl SpanWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.span));
+        self.tx.send(full).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "archive output stopped"))
+    }
+}
+
+impl Write for SpanWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(self.span - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.pos += n as u64;
+        if self.buf.len() == self.span {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct TarWalker<'o> {
+    tar: tar::Builder<SpanWriter>,
+    opts: &'o PackOptions,
+    report: PackReport,
+    /// (dev, ino) of files with several links -> their archive path.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    root: PathBuf,
+}
+
+impl<'o> TarWalker<'o> {
+    fn new(sink: SpanWriter, opts: &'o PackOptions) -> Self {
+        let mut tar = tar::Builder::new(sink);
+        tar.follow_symlinks(false);
+        TarWalker {
+            tar,
+            opts,
+            report: PackReport { index: Index::default(), warnings: Vec::new(), files: 0, bytes: 0 },
+            links: HashMap::new(),
+            root: PathBuf::new(),
+        }
+    }
+
+    fn pos(&self) -> u64 {
+        self.tar.get_ref().pos
+    }
+
+    fn warn(&mut self, path: &Path, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!("{}: {message}", path.display());
+        self.report.warnings.push(PackWarning { path: path.to_path_buf(), message });
+    }
+
+    fn add_root(&mut self, source: &Path, arcname: &str, meta: &Metadata) -> Result<(), PackError> {
+        self.root = source.to_path_buf();
+        let src_err = |e: io::Error| PackError::Source { path: source.into(), source: e };
+        if meta.is_dir() {
+            // Fail early (not as a warning) when the top directory itself cannot be listed.
+            fs::read_dir(source).map_err(src_err)?;
+        } else if meta.is_file() {
+            File::open(source).map_err(src_err)?;
+        }
+        self.add(source, arcname.as_bytes().to_vec(), meta)
+    }
+
+    fn add(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata) -> Result<(), PackError> {
+        let ft = meta.file_type();
+        let header_offset = self.pos();
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        let mut entry = Entry {
+            path: name.clone(),
+            kind: EntryKind::Other,
+            size: 0,
+            mode: meta.mode(),
+            uid: meta.uid() as u64,
+            gid: meta.gid() as u64,
+            mtime: meta.mtime(),
+            link: None,
+            header_offset,
+            data_offset: 0,
+        };
+        let out = |e| PackError::Output(e);
+        if ft.is_dir() {
+            entry.kind = EntryKind::Dir;
+            header.set_size(0);
+            let mut dname = name.clone();
+            dname.push(b'/');
+            self.tar.append_data(&mut header, os(&dname), io::empty()).map_err(out)?;
+            self.push(entry);
+            self.add_children(path, &name)?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = self.links.get(&(meta.dev(), meta.ino())).cloned() {
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    self.tar.append_link(&mut header, os(&name), os(&first)).map_err(out)?;
+                    entry.kind = EntryKind::HardLink;
+                    entry.link = Some(first);
+                    self.push(entry);
+                    return Ok(());
+                }
+            }
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn(path, format!("skipped, cannot be read: {e}"));
+                    return Ok(());
+                }
+            };
+            let size = meta.len();
+            let mut reader = ExactReader { file, left: size, failed: None, short: false, progress: self.opts.progress.clone() };
+            self.tar.append_data(&mut header, os(&name), &mut reader).map_err(out)?;
+            if let Some(e) = reader.failed {
+                self.warn(path, format!("read failed part way ({e}); the rest of the file is stored as zeros"));
+            } else if reader.short {
+                self.warn(path, "file shrank while it was read; the missing end is stored as zeros");
+            } else if fs::metadata(path).map(|m| m.len() != size).unwrap_or(false) {
+                self.warn(path, "file changed size while it was read; the first bytes are stored");
+            }
+            entry.kind = EntryKind::File;
+            entry.size = size;
+            if meta.nlink() > 1 {
+                self.links.insert((meta.dev(), meta.ino()), name);
+            }
+            self.report.files += 1;
+            self.report.bytes += size;
+            self.push(entry);
+        } else if ft.is_symlink() {
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.warn(path, format!("skipped, symlink cannot be read: {e}"));
+                    return Ok(());
+                }
+            };
+            header.set_size(0);
+            self.tar.append_link(&mut header, os(&name), &target).map_err(out)?;
+            entry.kind = EntryKind::Symlink;
+            entry.link = Some(target.as_os_str().as_bytes().to_vec());
+            self.push(entry);
+        } else {
+            let what = if ft.is_socket() {
+                "socket"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "device"
+            } else {
+                "special file"
+            };
+            self.warn(path, format!("skipped, a {what} is not backed up"));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, mut entry: Entry) {
+        let end = self.pos();
+        entry.data_offset = end - entry.size.div_ceil(512) * 512;
+        self.report.index.entries.push(entry);
+    }
+
+    fn add_children(&mut self, dir: &Path, name: &[u8]) -> Result<(), PackError> {
+        let read = match fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                self.warn(dir, format!("contents skipped, directory cannot be listed: {e}"));
+                return Ok(());
+            }
+        };
+        let mut children: Vec<_> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        children.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        for child in children {
+            let meta = match fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(&child, format!("skipped: {e}"));
+                    continue;
+                }
+            };
+            if let Some(filter) = &self.opts.filter {
+                if !filter(&child, meta.is_dir()) {
+                    continue;
+                }
+            }
+            let mut cname = name.to_vec();
+            cname.push(b'/');
+            cname.extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
+            self.add(&child, cname, &meta)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(PackReport, u64), PackError> {
+        self.tar.finish().map_err(PackError::Output)?;
+        let mut sink = self.tar.into_inner().map_err(PackError::Output)?;
+        if !sink.buf.is_empty() {
+            sink.send().map_err(PackError::Output)?;
+        }
+        let _ = &self.root;
+        Ok((self.report, sink.pos))
+    }
+}
+
+fn os(b: &[u8]) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(b))
+}
+
+/// Yields exactly `left` bytes of a file: zeros after a short read or an error, so the tar stays consistent.
+struct ExactReader {
+    file: File,
+    left: u64,
+    failed: Option<io::Error>,
+    short: bool,
+    progress: Option<Progress>,
+}
+
+impl Read for ExactReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = if self.failed.is_some() || self.short {
+            0
+        } else {
+            loop {
+                match self.file.read(&mut buf[..want]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.failed = Some(e);
+                        break 0;
+                    }
+                }
+            }
+        };
+        let n = if n == 0 {
+            if self.failed.is_none() {
+                self.short = true;
+            }
+            buf[..want].fill(0);
+            want
+        } else {
+            if let Some(p) = &self.progress {
+                p(n as u64);
+            }
+            n
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
