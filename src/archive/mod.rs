@@ -1,9 +1,318 @@
-//! The archive format: tar, independent gzip members, chunked authenticated encryption, entry index.
-//! Knows nothing about stores or the inventory.
+//! The archive format: tar, independent gzip members, chunked authenticated encryption, entry index; and the
+//! legacy bakthat 0.6 (beefish) reader. Knows nothing about stores or the inventory.
+//!
+//! - [`pack`] walks a source into a tar stream cut into spans, compressed as independent gzip [`members`].
+//! - [`crypto`] is the `.tgz.enc` container: a versioned header (Argon2id) and AES-256-CBC + HMAC-SHA256 chunks.
+//! - [`index`] lists every entry with its data offset, and maps tar offsets to gzip offsets.
+//! - [`read`] reads one entry's byte range through any [`read::RangeRead`], fetching only what it needs.
+//! - [`extract`] restores a tar stream safely and atomically.
+//! - [`legacy`] reads beefish Blowfish/AES archives.
+//!
+//! The functions below compose them for whole-archive writes and reads.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use thiserror::Error;
+use zeroize::Zeroizing;
 
 pub mod crypto;
 pub mod extract;
-pub mod legacy;
 pub mod index;
+pub mod legacy;
 pub mod members;
 pub mod pack;
+pub mod read;
+
+use crypto::{CryptoError, DecryptReader, EncryptWriter, KeyCache, MasterKey};
+use extract::{ExtractError, ExtractOptions, ExtractSummary};
+use index::{Index, IndexError};
+use legacy::{LegacyCipher, LegacyError};
+use pack::{PackError, PackOptions, PackReport};
+
+/// A password, with the key derivations made from it so far.
+pub struct Secret {
+    password: Zeroizing<Vec<u8>>,
+    keys: KeyCache,
+}
+
+impl Secret {
+    pub fn new(password: &[u8]) -> Self {
+        Secret { password: Zeroizing::new(password.to_vec()), keys: KeyCache::new(password) }
+    }
+
+    /// The key cache for bakthat's format.
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    /// The raw password bytes (legacy archives use them as the Blowfish key).
+    pub fn bytes(&self) -> &[u8] {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Any failure of the archive layer, classified so callers can tell the user what to do.
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    #[error(transparent)]
+    Extract(ExtractError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Read(#[from] read::ReadError),
+    #[error("the archive is encrypted; give its password (BAKTHAT_PASSWORD, or the prompt)")]
+    PasswordNeeded,
+    #[error("archive is corrupt: {0}")]
+    Corrupt(String),
+    #[error("reading the archive")]
+    Io(#[source] io::Error),
+}
+
+impl ArchiveError {
+    /// Classifies an I/O error that came up through a reader chain (decryption, gunzip, tar).
+    pub fn from_io(e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|i| i.is::<CryptoError>()) {
+            return ArchiveError::Crypto(CryptoError::from_io(e));
+        }
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<LegacyError>()) {
+            return ArchiveError::Legacy(match inner {
+                LegacyError::WrongPassword => LegacyError::WrongPassword,
+                LegacyError::Truncated => LegacyError::Truncated,
+                LegacyError::BadKeyLength { len } => LegacyError::BadKeyLength { len: *len },
+                LegacyError::Io(_) => return ArchiveError::Io(e),
+            });
+        }
+        match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => ArchiveError::Corrupt(e.to_string()),
+            _ => ArchiveError::Io(e),
+        }
+    }
+
+    /// Whether the error means a wrong password.
+    pub fn is_wrong_password(&self) -> bool {
+        matches!(self, ArchiveError::Crypto(CryptoError::WrongPassword) | ArchiveError::Legacy(LegacyError::WrongPassword))
+    }
+
+    /// Whether the error means damaged or tampered data.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            ArchiveError::Crypto(CryptoError::Integrity { .. } | CryptoError::Truncated | CryptoError::BadHeader(_))
+                | ArchiveError::Legacy(LegacyError::Truncated)
+                | ArchiveError::Corrupt(_)
+                | ArchiveError::Index(IndexError::Corrupt(_))
+        )
+    }
+}
+
+impl From<ExtractError> for ArchiveError {
+    fn from(e: ExtractError) -> Self {
+        match e {
+            ExtractError::Archive(io) => ArchiveError::from_io(io),
+            other => ArchiveError::Extract(other),
+        }
+    }
+}
+
+/// Counts the bytes written through it.
+pub struct CountingWriter<W> {
+    pub inner: W,
+    pub count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encryption settings of a new archive.
+#[derive(Clone)]
+pub struct Encryption {
+    pub master: Arc<MasterKey>,
+    pub chunk_size: u32,
+}
+
+/// Writes an archive of `source` into `out`: tar, gzip members, optional encryption. Returns the complete index
+/// (with the stored length and the encryption header) and `out`.
+pub fn write_archive<W: Write>(
+    source: &Path,
+    arcname: &str,
+    opts: &PackOptions,
+    enc: Option<&Encryption>,
+    out: W,
+) -> Result<(PackReport, W), ArchiveError> {
+    let counted = CountingWriter { inner: out, count: 0 };
+    let (mut report, counted) = match enc {
+        None => {
+            let mut counted = counted;
+            let report = pack::pack(source, arcname, opts, &mut counted)?;
+            (report, counted)
+        }
+        Some(e) => {
+            let mut w = EncryptWriter::new(counted, &e.master, e.chunk_size).map_err(ArchiveError::Io)?;
+            let header = w.header().to_bytes().to_vec();
+            let mut report = pack::pack(source, arcname, opts, &mut w)?;
+            report.index.crypto_header = Some(header);
+            (report, w.finish().map_err(ArchiveError::Io)?)
+        }
+    };
+    let mut counted = counted;
+    counted.flush().map_err(ArchiveError::Io)?;
+    report.index.stored_len = counted.count;
+    Ok((report, counted.inner))
+}
+
+/// Writes a payload stored as is (compression off, or an input that is already a `.tgz`), optionally encrypted.
+/// Returns the bytes written.
+pub fn write_raw<R: Read, W: Write>(mut input: R, enc: Option<&Encryption>, out: W) -> Result<(u64, W), ArchiveError> {
+    let mut counted = CountingWriter { inner: out, count: 0 };
+    match enc {
+        None => {
+            io::copy(&mut input, &mut counted).map_err(ArchiveError::Io)?;
+        }
+        Some(e) => {
+            let mut w = EncryptWriter::new(&mut counted, &e.master, e.chunk_size).map_err(ArchiveError::Io)?;
+            io::copy(&mut input, &mut w).map_err(ArchiveError::Io)?;
+            w.finish().map_err(ArchiveError::Io)?;
+        }
+    }
+    counted.flush().map_err(ArchiveError::Io)?;
+    Ok((counted.count, counted.inner))
+}
+
+/// The sidecar bytes of an index: the serialized index, encrypted with the archive's master key if it has one.
+pub fn index_sidecar(index: &Index, enc: Option<&Encryption>) -> Vec<u8> {
+    let plain = index.to_bytes();
+    match enc {
+        None => plain,
+        Some(e) => crypto::encrypt_bytes(&e.master, &plain),
+    }
+}
+
+/// Reads an index sidecar (or the inventory's copy of it).
+pub fn read_index_sidecar(bytes: &[u8], secret: Option<&Secret>) -> Result<Index, ArchiveError> {
+    if crypto::is_v1(bytes) {
+        let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
+        Ok(Index::from_bytes(&crypto::decrypt_bytes(secret.keys(), bytes)?)?)
+    } else {
+        Ok(Index::from_bytes(bytes)?)
+    }
+}
+
+/// What a stored object's name and metadata say about its encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hints {
+    /// Whether the object is said to be encrypted (`.enc`/`.ae`, or `is_enc` metadata).
+    pub encrypted: bool,
+    /// Which legacy cipher, should the object turn out to be a beefish file.
+    pub legacy: LegacyCipher,
+    /// Whether the payload is a gzipped tar.
+    pub tgz: bool,
+}
+
+impl Hints {
+    /// Hints from an object key and the `is_enc` flag.
+    pub fn from_name(key: &str, is_enc: bool) -> Self {
+        let legacy = LegacyCipher::from_object_name(key).unwrap_or(LegacyCipher::Blowfish);
+        let encrypted = is_enc || key.ends_with(".enc") || key.ends_with(".ae");
+        let base = key.strip_suffix(".enc").or_else(|| key.strip_suffix(".ae")).unwrap_or(key);
+        Hints { encrypted, legacy, tgz: base.ends_with(".tgz") }
+    }
+}
+
+/// Which encoding [`decode`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Plain,
+    V1,
+    Legacy(LegacyCipher),
+}
+
+/// Opens the payload of a stored object as a plaintext stream: bakthat's format is recognised by its magic, a
+/// legacy beefish file by the hints (a wrong legacy password is caught by checking the gzip magic of `.tgz`
+/// payloads). The stream yields the gzip (or raw) payload; see [`gunzip_payload`].
+pub fn decode<'a, R: Read + Send + 'a>(
+    mut r: R,
+    hints: Hints,
+    secret: Option<&Secret>,
+) -> Result<(Box<dyn Read + Send + 'a>, Found), ArchiveError> {
+    let mut head = [0u8; 8];
+    let n = members::read_full(&mut r, &mut head).map_err(ArchiveError::Io)?;
+    let chained = io::Cursor::new(head[..n].to_vec()).chain(r);
+    if n == 8 && crypto::is_v1(&head) {
+        let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
+        let reader = DecryptReader::new(chained, secret.keys())?;
+        return Ok((Box::new(reader), Found::V1));
+    }
+    if hints.encrypted {
+        let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
+        let reader = hints.legacy.reader(chained, secret.bytes(), hints.tgz)?;
+        return Ok((Box::new(reader), Found::Legacy(hints.legacy)));
+    }
+    Ok((Box::new(chained), Found::Plain))
+}
+
+/// Inflates a gzip payload, in parallel for bakthat's members.
+pub fn gunzip_payload<'a>(r: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, ArchiveError> {
+    members::gunzip(r, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)
+}
+
+/// Restores a whole stored archive into `dest`: decrypt, inflate in parallel, extract safely.
+pub fn restore_archive<R: Read + Send>(
+    r: R,
+    hints: Hints,
+    secret: Option<&Secret>,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractSummary, ArchiveError> {
+    let (plain, _) = decode(r, hints, secret)?;
+    let tar = gunzip_payload(plain)?;
+    Ok(extract::extract(tar, dest, opts)?)
+}
+
+/// Reads a whole stored archive and checks it (every MAC, every gzip CRC, the tar structure) without writing
+/// anything. Returns the entry index rebuilt from the archive itself.
+pub fn verify_archive<R: Read + Send>(r: R, hints: Hints, secret: Option<&Secret>) -> Result<Index, ArchiveError> {
+    let (plain, _) = decode(r, hints, secret)?;
+    let tar = gunzip_payload(plain)?;
+    let mut counted = ReadCounter { inner: tar, count: 0 };
+    let idx = Index::from_tar_stream(&mut counted).map_err(ArchiveError::from_io)?;
+    if counted.count == 0 {
+        return Err(ArchiveError::Corrupt("the archive holds no data".into()));
+    }
+    Ok(idx)
+}
+
+struct ReadCounter<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for ReadCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
