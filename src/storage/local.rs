@@ -115,7 +115,7 @@ impl Backend for LocalStore {
     fn create(&self, key: &str, _opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
         self.path(key)?;
         let mut rnd = [0u8; 6];
-        getrandom::getrandom(&mut rnd).map_err(|e| self.err(key, io::Error::other(e)))?;
+        getrandom::getrandom(&mut rnd).map_err(|e| self.err(key, io::Error::other(e.to_string())))?;
         let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
         let tmp = self.root.join(format!("{TMP_PREFIX}{}.{hex}.{key}", std::process::id()));
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| self.err(key, e))?;
