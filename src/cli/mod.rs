@@ -23,8 +23,14 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "bakthat", version, about = "Compress, encrypt and upload backups; list, restore, rotate and browse them")]
-#[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 75 cold-storage retrieval pending (run again later), 130 interrupted.")]
+#[command(
+    name = "bakthat",
+    version,
+    about = "Compress, encrypt and upload backups; list, restore, rotate and browse them"
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 75 cold-storage retrieval pending (run again later), 130 interrupted."
+)]
 pub struct Cli {
     /// Config file (default: $BAKTHAT_CONFIG or ~/.bakthat.yml)
     #[arg(short, long, global = true, value_name = "PATH")]
@@ -307,7 +313,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::ImportLegacy { db } => {
             let path = match db {
                 Some(p) => p.clone(),
-                None => dirs::home_dir().ok_or_else(|| anyhow!("no home directory; pass --db"))?.join(".bakthat.sqlite"),
+                None => {
+                    dirs::home_dir().ok_or_else(|| anyhow!("no home directory; pass --db"))?.join(".bakthat.sqlite")
+                }
             };
             let inv = Inventory::open(Inventory::default_path()?)?;
             let report = inv.import_legacy(&path)?;
@@ -429,7 +437,10 @@ fn verify(cli: &Cli, a: &VerifyArgs) -> Result<i32> {
     };
     match out.index_matches {
         Some(false) => {
-            eprintln!("bakthat: {} reads back fine, but its entry index in the inventory differs", out.record.stored_filename);
+            eprintln!(
+                "bakthat: {} reads back fine, but its entry index in the inventory differs",
+                out.record.stored_filename
+            );
             Ok(EXIT_FAILURE)
         }
         _ => {

@@ -25,10 +25,9 @@ impl Reporter for Bars {
         if !self.enabled {
             pb.set_draw_target(ProgressDrawTarget::hidden());
         }
-        let style = ProgressStyle::with_template(
-            "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
         pb.set_style(style);
         pb.set_message(label.to_string());
         Box::new(Bar(pb))

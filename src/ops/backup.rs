@@ -59,7 +59,8 @@ fn strip_gz(name: &str) -> String {
 /// Backs up `opts.source`.
 pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError> {
     let source = fs::canonicalize(&opts.source).map_err(|_| OpsError::SourceMissing { path: opts.source.clone() })?;
-    let meta = fs::metadata(&source).map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
+    let meta = fs::metadata(&source)
+        .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
     let arcname = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
     let name = opts.name.clone().unwrap_or_else(|| arcname.clone());
     let destination = ctx.destination(opts.destination.as_deref());
@@ -67,7 +68,9 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let cleaned = backend.cleanup()?;
 
     let enc = match &opts.password {
-        Some(secret) => Some(Encryption { master: master_key(ctx, secret)?, chunk_size: archive::crypto::DEFAULT_CHUNK_SIZE }),
+        Some(secret) => {
+            Some(Encryption { master: master_key(ctx, secret)?, chunk_size: archive::crypto::DEFAULT_CHUNK_SIZE })
+        }
         None => None,
     };
     // What to store: an archive, or the file as it is (compression off, or already a .tgz as 0.6 did).
@@ -95,7 +98,8 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let meter = ctx.reporter.start(&format!("backing up {}", source.display()), total);
     let mut warnings = Vec::new();
     let (index, size, upload) = if raw {
-        let file = fs::File::open(&source).map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
+        let file = fs::File::open(&source)
+            .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
         let input = Watched { inner: file, meter: Some(meter) };
         let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
         (None, n, w)

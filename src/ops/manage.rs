@@ -58,7 +58,13 @@ pub struct Planned {
 }
 
 /// Deletes every backup named exactly `name` older than `interval` (the 0.6 grammar, e.g. `3M2D`).
-pub fn delete_older_than(ctx: &Ctx, name: &str, interval: &str, destination: Option<&str>, dry_run: bool) -> Result<Vec<Planned>, OpsError> {
+pub fn delete_older_than(
+    ctx: &Ctx,
+    name: &str,
+    interval: &str,
+    destination: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<Planned>, OpsError> {
     let seconds = parse_interval(interval)?;
     let cutoff = ctx.now() - seconds;
     let dest = ctx.destination(destination);
@@ -108,8 +114,11 @@ pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned
         return Err(OpsError::NoRotation { profile: ctx.profile_name.clone() });
     }
     let dest = ctx.destination(opts.destination.as_deref());
-    let rows =
-        ctx.inventory.search(&Query { exact_name: Some(name.to_string()), backends: vec![dest], ..Query::default() })?;
+    let rows = ctx.inventory.search(&Query {
+        exact_name: Some(name.to_string()),
+        backends: vec![dest],
+        ..Query::default()
+    })?;
     let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
     let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
     let mut out = Vec::new();

@@ -66,9 +66,11 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     let record = find(ctx, &opts.name, opts.destination.as_deref())?;
     let dest = match &opts.to {
         Some(d) => d.clone(),
-        None => std::env::current_dir().map_err(|e| OpsError::Io { context: "finding the current directory".into(), source: e })?,
+        None => std::env::current_dir()
+            .map_err(|e| OpsError::Io { context: "finding the current directory".into(), source: e })?,
     };
-    fs::create_dir_all(&dest).map_err(|e| OpsError::Io { context: format!("creating {}", dest.display()), source: e })?;
+    fs::create_dir_all(&dest)
+        .map_err(|e| OpsError::Io { context: format!("creating {}", dest.display()), source: e })?;
     let backend = open(ctx, &record)?;
     let h = hints(&record);
     if h.encrypted && opts.password.is_none() {
@@ -78,8 +80,14 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
     let secret = opts.password.as_deref();
     if h.tgz {
-        let summary: ExtractSummary = archive::restore_archive(stream, h, secret, &dest, &ExtractOptions { overwrite: opts.force, preserve_owner: false })
-            .map_err(|e| OpsError::from(e).classify())?;
+        let summary: ExtractSummary = archive::restore_archive(
+            stream,
+            h,
+            secret,
+            &dest,
+            &ExtractOptions { overwrite: opts.force, preserve_owner: false },
+        )
+        .map_err(|e| OpsError::from(e).classify())?;
         for (path, why) in &summary.skipped {
             ctx.reporter.warn(&format!("{}: {why}", path.display()));
         }
@@ -115,7 +123,12 @@ pub struct VerifyOutcome {
 }
 
 /// Downloads a backup and checks every MAC, every gzip CRC and the tar structure, writing no files.
-pub fn verify(ctx: &Ctx, name: &str, destination: Option<&str>, password: Option<&Secret>) -> Result<VerifyOutcome, OpsError> {
+pub fn verify(
+    ctx: &Ctx,
+    name: &str,
+    destination: Option<&str>,
+    password: Option<&Secret>,
+) -> Result<VerifyOutcome, OpsError> {
     let record = find(ctx, name, destination)?;
     let backend = open(ctx, &record)?;
     let h = hints(&record);
@@ -123,7 +136,8 @@ pub fn verify(ctx: &Ctx, name: &str, destination: Option<&str>, password: Option
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
     if !h.tgz {
         let (mut plain, _) = archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
-        io::copy(&mut plain, &mut io::sink()).map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
+        io::copy(&mut plain, &mut io::sink())
+            .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
         return Ok(VerifyOutcome { record, entries: 1, index_matches: None });
     }
     let rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
