@@ -2,7 +2,7 @@
 //! that uses anyhow and talks to the terminal; the work itself is in [`crate::ops`].
 
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -625,9 +625,4 @@ fn configure_rotation(cli: &Cli, a: &RotationArgs) -> Result<i32> {
 /// Where the man page and completions are generated from, for packaging scripts.
 pub fn command() -> clap::Command {
     Cli::command()
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -139,7 +139,8 @@ pub fn interrupt_flag() -> &'static AtomicBool {
 
 fn check_interrupt() -> io::Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
-        Err(io::Error::new(io::ErrorKind::Interrupted, Interrupted))
+        // Not ErrorKind::Interrupted: write_all and read_exact retry those forever.
+        Err(io::Error::other(Interrupted))
     } else {
         Ok(())
     }
