@@ -238,6 +238,9 @@ pub struct Hints {
     pub legacy: LegacyCipher,
     /// Whether the payload is a gzipped tar.
     pub tgz: bool,
+    /// Whether the inventory says the object is in bakthat's own encrypted format (so a missing header is damage,
+    /// not a legacy file).
+    pub v1: bool,
 }
 
 impl Hints {
@@ -246,7 +249,7 @@ impl Hints {
         let legacy = LegacyCipher::from_object_name(key).unwrap_or(LegacyCipher::Blowfish);
         let encrypted = is_enc || key.ends_with(".enc") || key.ends_with(".ae");
         let base = key.strip_suffix(".enc").or_else(|| key.strip_suffix(".ae")).unwrap_or(key);
-        Hints { encrypted, legacy, tgz: base.ends_with(".tgz") }
+        Hints { encrypted, legacy, tgz: base.ends_with(".tgz"), v1: false }
     }
 }
 
@@ -273,6 +276,9 @@ pub fn decode<'a, R: Read + Send + 'a>(
         let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
         let reader = DecryptReader::new(chained, secret.keys())?;
         return Ok((Box::new(reader), Found::V1));
+    }
+    if hints.v1 {
+        return Err(ArchiveError::Corrupt("the object does not start with bakthat's encryption header".into()));
     }
     if hints.encrypted {
         let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;

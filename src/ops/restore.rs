@@ -58,7 +58,9 @@ fn open(ctx: &Ctx, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpsError> 
 }
 
 fn hints(record: &BackupRecord) -> Hints {
-    Hints::from_name(record.stored_filename.as_str(), record.is_enc())
+    let mut h = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
+    h.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
+    h
 }
 
 /// Restores a backup.
