@@ -33,7 +33,13 @@ fn rotation_keeps_the_grandfather_father_son_set_and_deletes_the_rest() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("dump.sql"), b"select 1;").unwrap();
     let clock = Arc::new(AtomicI64::new(START));
-    let policy = RotationConfig { days: Some(7), weeks: Some(4), months: Some(3), first_week_day: Some(5), ..RotationConfig::default() };
+    let policy = RotationConfig {
+        days: Some(7),
+        weeks: Some(4),
+        months: Some(3),
+        first_week_day: Some(5),
+        ..RotationConfig::default()
+    };
     let c = ctx(t.path(), clock.clone(), Some(policy));
     for day in 0..200 {
         clock.store(START + day * DAY, Ordering::SeqCst);
@@ -57,7 +63,10 @@ fn rotation_keeps_the_grandfather_father_son_set_and_deletes_the_rest() {
     let dates: Vec<&str> = kept.iter().map(|k| &k[3..11]).collect();
     assert_eq!(
         dates,
-        ["20130719", "20130718", "20130717", "20130716", "20130715", "20130714", "20130713", "20130706", "20130701", "20130629", "20130622", "20130601", "20130501"]
+        [
+            "20130719", "20130718", "20130717", "20130716", "20130715", "20130714", "20130713", "20130706", "20130701",
+            "20130629", "20130622", "20130601", "20130501"
+        ]
     );
     assert_eq!(objects(t.path()), 2 * (13 + 1), "deleted archives and their index sidecars are gone");
     let live = ops::show(&c, &ops::ShowQuery::default()).unwrap();
