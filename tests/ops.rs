@@ -122,3 +122,51 @@ fn two_backups_in_one_second_get_distinct_names() {
     assert_ne!(a.record.stored_filename, b.record.stored_filename);
     assert_eq!(b.record.backup_date, a.record.backup_date + 1);
 }
+
+#[test]
+fn verify_indexes_a_legacy_archive_on_its_first_full_read() {
+    use bakthat::model::{BackupRecord, StoredName};
+    let t = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), clock, None);
+    // A bakthat 0.6 archive: one gzip stream of a tar, then beefish Blowfish.
+    let src = t.path().join("old");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"from 2013").unwrap();
+    let mut tgz = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::new(9));
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all("old", &src).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let stored = StoredName::from_key("old.20130101000000.tgz.enc");
+    fs::create_dir_all(t.path().join("store")).unwrap();
+    let mut enc = Vec::new();
+    bakthat::archive::legacy::blowfish_encrypt(&tgz[..], &mut enc, b"pw").unwrap();
+    fs::write(t.path().join("store").join(stored.as_str()), &enc).unwrap();
+    let record = BackupRecord {
+        id: None,
+        backend: "local".into(),
+        backend_hash: None,
+        backup_date: START,
+        filename: "old".into(),
+        is_deleted: false,
+        last_updated: START,
+        metadata: serde_json::json!({"is_enc": true, "client": "old-host"}),
+        size: enc.len() as u64,
+        stored_filename: stored.clone(),
+        tags: String::new(),
+    };
+    c.inventory.insert(&record).unwrap();
+    assert!(c.inventory.get_index(&stored).unwrap().is_none());
+    let secret = bakthat::archive::Secret::new(b"pw");
+    let out = ops::verify(&c, "old", None, Some(&secret)).unwrap();
+    assert_eq!(out.entries, 2);
+    let bytes = c.inventory.get_index(&stored).unwrap().expect("index stored by the first full read");
+    assert!(bakthat::archive::crypto::is_v1(&bytes), "the index of an encrypted archive is stored encrypted");
+    let idx = bakthat::archive::read_index_sidecar(&bytes, Some(&secret)).unwrap();
+    assert!(!idx.seekable && idx.entry(b"old/a.txt").is_some());
+    // The second verify compares against it.
+    assert_eq!(ops::verify(&c, "old", None, Some(&secret)).unwrap().index_matches, Some(true));
+}
