@@ -1,0 +1,1 @@
+//! Real kernel mounts of `bakthat mount`, driven by real tools.
