@@ -401,5 +401,24 @@ pub fn serve(fs: Fs, mountpoint: &Path, cfg: &MountConfig, stop: &AtomicBool, re
     if session.guard.is_finished() {
         return session.join();
     }
+    // Dropping fusermount3's auto-unmount socket does not always unmount; detach the mount ourselves, so the
+    // workers see the device close and the session ends.
+    unmount(mountpoint)?;
     session.umount_and_join()
+}
+
+/// Detaches a FUSE mount: umount2(MNT_DETACH) as root, else `fusermount3 -u -z`.
+pub fn unmount(mountpoint: &Path) -> io::Result<()> {
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let c = std::ffi::CString::new(mp.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let status = std::process::Command::new("fusermount3").args(["-u", "-z", "--"]).arg(&mp).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("fusermount3 -u {} failed ({status})", mp.display())))
+    }
 }

@@ -750,9 +750,10 @@ fn is_mounted(mp: &std::path::Path) -> bool {
 }
 
 fn umount(mp: &std::path::Path) -> Result<i32> {
-    let ok = std::process::Command::new("fusermount3").arg("-u").arg(mp).status().map(|s| s.success()).unwrap_or(false)
-        || std::process::Command::new("umount").arg(mp).status().map(|s| s.success()).unwrap_or(false);
-    if !ok {
+    if !is_mounted(&std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf())) {
+        bail!("{} is not a bakthat mount", mp.display());
+    }
+    if crate::fuse::unmount(mp).is_err() {
         bail!(
             "could not unmount {}; close the programs using it (see `fuser -m {}`) and try again",
             mp.display(),

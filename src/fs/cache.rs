@@ -33,7 +33,10 @@ pub struct BlockCache {
 
 struct State {
     lru: LruCache<String, u64>,
+    /// Bytes of the files in the LRU plus `pending`.
     total: u64,
+    /// Bytes reserved for files being written.
+    pending: u64,
 }
 
 /// A cached file opened for reads at any offset (whole decoded objects).
@@ -89,7 +92,7 @@ impl BlockCache {
         let cache = BlockCache {
             dir: dir.to_path_buf(),
             cap,
-            state: Mutex::new(State { lru: LruCache::unbounded(), total: 0 }),
+            state: Mutex::new(State { lru: LruCache::unbounded(), total: 0, pending: 0 }),
             inflight: Mutex::new(HashMap::new()),
         };
         {
@@ -189,58 +192,128 @@ impl BlockCache {
         Some(CachedFile { file, len })
     }
 
+    /// Counts `n` more bytes against the cap before they are written, evicting least recently used files until
+    /// they fit (so the directory never holds more than the cap, temporary files included). False when even an
+    /// empty cache could not hold them.
+    fn reserve(&self, n: u64) -> bool {
+        let mut st = lock(&self.state);
+        if st.pending + n > self.cap {
+            return false;
+        }
+        if st.total + n > self.cap {
+            self.evict_to(&mut st, n);
+        }
+        if st.total + n > self.cap {
+            return false;
+        }
+        st.total += n;
+        st.pending += n;
+        true
+    }
+
+    fn unreserve(&self, n: u64) {
+        let mut st = lock(&self.state);
+        st.total -= n;
+        st.pending -= n;
+    }
+
     /// Stores a block. Returns false (and stores nothing) when it is larger than the whole cap.
     pub fn insert(&self, key: &str, data: &[u8]) -> io::Result<bool> {
         let size = (HEADER + data.len()) as u64;
-        if size > self.cap {
+        if size > self.cap || !self.reserve(size) {
             return Ok(false);
         }
         let tmp = self.tmp_path(key);
-        {
-            let mut f = File::create(&tmp)?;
+        let written = File::create(&tmp).and_then(|mut f| {
             f.write_all(&header(crc32fast::hash(data), data.len() as u64))?;
-            f.write_all(data)?;
-        }
-        self.commit(key, &tmp, size)
-    }
-
-    /// Stores a whole decoded object written by `fill` into a temporary file (streamed: never held in memory).
-    /// The content is not checksummed (it may be gigabytes); it is written under a temporary name and renamed.
-    /// Returns false when it turned out larger than the cap.
-    pub fn insert_stream(&self, key: &str, fill: impl FnOnce(&mut File) -> io::Result<u64>) -> io::Result<bool> {
-        let tmp = self.tmp_path(key);
-        let mut f = File::create(&tmp)?;
-        f.write_all(&header(0, 0))?;
-        let len = match fill(&mut f) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        f.write_all_at(&header(0, len), 0)?;
-        drop(f);
-        let size = HEADER as u64 + len;
-        if size > self.cap {
+            f.write_all(data)
+        });
+        if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return Ok(false);
-        }
-        self.commit(key, &tmp, size)
-    }
-
-    fn commit(&self, key: &str, tmp: &Path, size: u64) -> io::Result<bool> {
-        let mut st = lock(&self.state);
-        if let Some(old) = st.lru.pop(key) {
-            st.total -= old;
-        }
-        self.evict_to(&mut st, size);
-        if let Err(e) = fs::rename(tmp, self.path(key)) {
-            let _ = fs::remove_file(tmp);
+            self.unreserve(size);
             return Err(e);
         }
-        st.total += size;
-        st.lru.put(key.to_string(), size);
+        self.commit(key, &tmp, size)
+    }
+
+    /// Stores a whole decoded object written by `fill` into a temporary file (streamed: never held in memory; the
+    /// space is reserved as it grows). The content is not checksummed (it may be gigabytes); it is written under a
+    /// temporary name and renamed. Returns false when it turned out larger than the cap.
+    pub fn insert_stream(&self, key: &str, fill: impl FnOnce(&mut dyn Write) -> io::Result<u64>) -> io::Result<bool> {
+        let tmp = self.tmp_path(key);
+        let file = File::create(&tmp)?;
+        let mut w = Reserving { cache: self, file, reserved: 0, full: false };
+        let result = w.file.write_all(&[0u8; HEADER]).and_then(|_| fill(&mut w));
+        let Reserving { file, reserved, full, .. } = w;
+        let len = match (result, full) {
+            (Ok(n), false) => n,
+            (result, full) => {
+                let _ = fs::remove_file(&tmp);
+                self.unreserve(reserved);
+                return if full { Ok(false) } else { result.map(|_| false) };
+            }
+        };
+        let size = HEADER as u64 + len;
+        let fixed = file.write_all_at(&header(0, len), 0);
+        drop(file);
+        if let Err(e) = fixed {
+            let _ = fs::remove_file(&tmp);
+            self.unreserve(reserved);
+            return Err(e);
+        }
+        // Settle the reservation to the exact size.
+        if size > reserved && !self.reserve(size - reserved) {
+            let _ = fs::remove_file(&tmp);
+            self.unreserve(reserved);
+            return Ok(false);
+        }
+        if reserved > size {
+            self.unreserve(reserved - size);
+        }
+        self.commit(key, &tmp, size)
+    }
+
+    /// Moves a written temporary file (whose size is already counted) into place.
+    fn commit(&self, key: &str, tmp: &Path, size: u64) -> io::Result<bool> {
+        let mut st = lock(&self.state);
+        st.pending -= size;
+        if let Err(e) = fs::rename(tmp, self.path(key)) {
+            let _ = fs::remove_file(tmp);
+            st.total -= size;
+            return Err(e);
+        }
+        if let Some(old) = st.lru.put(key.to_string(), size) {
+            st.total -= old;
+        }
         Ok(true)
+    }
+}
+
+/// A temporary cache file that reserves its space (in 1 MiB steps) before writing.
+struct Reserving<'a> {
+    cache: &'a BlockCache,
+    file: File,
+    reserved: u64,
+    full: bool,
+}
+
+impl Write for Reserving<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.metadata()?.len();
+        let need = written + buf.len() as u64;
+        if need > self.reserved {
+            let step = (need - self.reserved).max((self.cache.cap / 64).min(1 << 20));
+            if !self.cache.reserve(step) {
+                self.full = true;
+                return Err(io::Error::other("larger than the cache"));
+            }
+            self.reserved += step;
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -305,6 +378,7 @@ mod tests {
             c.insert("a", b"hello").unwrap();
             c.insert("b", b"world").unwrap();
             c.insert_stream("w", |f| f.write_all(b"whole object").map(|_| 12)).unwrap();
+            assert!(!c.insert_stream("big", |f| f.write_all(&vec![0; 2 << 20]).map(|_| 2 << 20)).unwrap());
         }
         let c = BlockCache::open(&d, 1 << 20).unwrap();
         assert_eq!(c.get("a").unwrap(), b"hello");

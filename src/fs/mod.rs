@@ -1162,6 +1162,9 @@ impl Inner {
             .cache
             .insert_stream(&key, |f| {
                 io::copy(&mut reader, f).map_err(|e| {
+                    if e.to_string() == "larger than the cache" {
+                        return e;
+                    }
                     failure = Some(archive_error(stored, ArchiveError::from_io(e)));
                     io::Error::other("decoding failed")
                 })
