@@ -360,3 +360,37 @@ fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
     let m = e.mount(&["--password-file", pwfile.to_str().unwrap()]);
     assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
 }
+
+#[test]
+fn cp_into_incoming_gives_a_restorable_backup() {
+    let e = Env::new();
+    let src = e.path().join("seed");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"f").unwrap();
+    e.backup(&src, &[]);
+    let m = e.mount(&[]);
+    // A file: backed up on its last close.
+    let file = e.path().join("notes.txt");
+    fs::write(&file, bytes(3, 300_000)).unwrap();
+    run(Command::new("cp").arg(&file).arg(m.p("incoming/")));
+    // A directory with tags, via the @tag directory.
+    let dir = e.path().join("album");
+    tree(&dir);
+    fs::create_dir(m.p("incoming/@photos,2026")).unwrap();
+    run(Command::new("cp").arg("-r").arg(&dir).arg(m.p("incoming/@photos,2026/")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(m.p("by-name/notes.txt/latest/notes.txt").exists() && m.p("by-tag/photos/album").exists()) {
+        assert!(Instant::now() < deadline, "the /incoming backups did not appear within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!m.p("incoming/notes.txt").exists(), "the file left /incoming");
+    assert!(fs::read(m.p("by-name/notes.txt/latest/notes.txt")).unwrap() == bytes(3, 300_000));
+    // Restorable with the CLI, like any backup.
+    let out = e.path().join("restored");
+    e.ok(&["restore", "album", "--to", out.to_str().unwrap()]);
+    run(Command::new("diff").arg("-r").arg(&dir).arg(out.join("album")));
+    let shown = e.ok(&["show", "-t", "photos 2026"]);
+    assert!(shown.contains("album"), "{shown}");
+    let err = fs::write(m.p("by-name/new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}

@@ -37,6 +37,9 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::Open { .. } => Errno::EIO,
         FsError::Inventory(_) => Errno::EIO,
         FsError::Cache(_) => Errno::EIO,
+        FsError::Exists => Errno::EEXIST,
+        FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::Staging(_) => Errno::EIO,
     }
 }
 
@@ -66,6 +69,13 @@ fn time(secs: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs as u64)
     } else {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 
@@ -139,12 +149,12 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
+        mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
-        _size: Option<u64>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -153,11 +163,12 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.fs.modify(ino.0) {
-            Ok(()) => match self.fs.getattr(ino.0) {
-                Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-                Err(e) => reply.error(fail("setattr", &e)),
-            },
+        let mtime = mtime.map(|t| match t {
+            TimeOrNow::SpecificTime(t) => secs(t),
+            TimeOrNow::Now => secs(SystemTime::now()),
+        });
+        match self.fs.setattr(ino.0, size, mode, mtime) {
+            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
             Err(e) => reply.error(fail("setattr", &e)),
         }
     }
@@ -182,33 +193,48 @@ impl Filesystem for FuseFs {
         reply.error(fail("mknod", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        reply.error(fail("mkdir", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        match self.fs.mkdir(parent.0, name.as_bytes(), mode & !umask) {
+            Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
+            Err(e) => reply.error(fail("mkdir", &e)),
+        }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("unlink", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.remove(parent.0, name.as_bytes(), false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", &e)),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("rmdir", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.remove(parent.0, name.as_bytes(), true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", &e)),
+        }
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, _link: &OsStr, _target: &Path, reply: ReplyEntry) {
-        reply.error(fail("symlink", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+    fn symlink(&self, _req: &Request, parent: INodeNo, link: &OsStr, target: &Path, reply: ReplyEntry) {
+        match self.fs.symlink(parent.0, link.as_bytes(), target) {
+            Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
+            Err(e) => reply.error(fail("symlink", &e)),
+        }
     }
 
     fn rename(
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
         _flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("rename", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+        match self.fs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", &e)),
+        }
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -216,8 +242,8 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(ino.0, write) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.fs.open_file(ino.0, write, flags.0 & libc::O_TRUNC != 0) {
             Ok(o) => {
                 let mut f = FopenFlags::empty();
                 if o.keep_cache {
@@ -253,15 +279,18 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(fail("write", &self.fs.modify(ino.0).err().unwrap_or(FsError::ReadOnly)));
+        match self.fs.write(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", &e)),
+        }
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
@@ -353,13 +382,18 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(fail("create", &self.fs.modify(parent.0).err().unwrap_or(FsError::ReadOnly)));
+        match self.fs.create(parent.0, name.as_bytes(), mode & !umask) {
+            Ok((e, o)) => {
+                reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), FopenFlags::empty())
+            }
+            Err(e) => reply.error(fail("create", &e)),
+        }
     }
 }
 

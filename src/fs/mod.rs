@@ -16,6 +16,7 @@
 //! without compression (a single raw file) shows as that file inside its backup directory.
 
 pub mod cache;
+pub mod incoming;
 pub mod names;
 #[cfg(test)]
 mod tests;
@@ -91,6 +92,12 @@ pub enum FsError {
     Inventory(#[from] InventoryError),
     #[error("block cache I/O failed")]
     Cache(#[source] io::Error),
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("the /incoming staging area failed")]
+    Staging(#[source] io::Error),
 }
 
 impl FsError {
@@ -104,7 +111,9 @@ impl FsError {
             | FsError::ReadOnly
             | FsError::BadHandle(_)
             | FsError::NoXattr
-            | FsError::XattrTooSmall => false,
+            | FsError::XattrTooSmall
+            | FsError::Exists
+            | FsError::NotEmpty => false,
             FsError::RetrievalPending { .. }
             | FsError::PasswordNeeded { .. }
             | FsError::WrongPassword { .. }
@@ -113,7 +122,8 @@ impl FsError {
             | FsError::TooLarge { .. }
             | FsError::Open { .. }
             | FsError::Inventory(_)
-            | FsError::Cache(_) => true,
+            | FsError::Cache(_)
+            | FsError::Staging(_) => true,
         }
     }
 }
@@ -200,6 +210,10 @@ pub struct MountOptions {
     pub refresh_interval: Duration,
     /// How often pending cold-storage retrievals are polled.
     pub poll_interval: Duration,
+    /// Where `/incoming` stages what is copied in (created with mode 0700).
+    pub staging_dir: PathBuf,
+    /// How long a directory in `/incoming` must be quiet before it is backed up.
+    pub settle: Duration,
 }
 
 impl MountOptions {
@@ -208,6 +222,8 @@ impl MountOptions {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         MountOptions {
+            staging_dir: cache_dir.join("incoming"),
+            settle: Duration::from_secs(3),
             cache_dir,
             cache_size: 1 << 30,
             prefetch_window: 8 << 20,
@@ -243,6 +259,7 @@ struct Inner {
     prefetching: AtomicU64,
     cold: Mutex<HashMap<String, Cold>>,
     mounted_at: Epoch,
+    incoming: incoming::Incoming,
 }
 
 /// What is known about a cold object's readability.
@@ -446,6 +463,7 @@ impl Fs {
         opts: MountOptions,
     ) -> Result<Fs> {
         let cache = BlockCache::open(&opts.cache_dir, opts.cache_size).map_err(FsError::Cache)?;
+        let incoming = incoming::Incoming::new(&opts.staging_dir, opts.settle).map_err(FsError::Staging)?;
         let mounted_at = ctx.now();
         let inner = Arc::new(Inner {
             ctx,
@@ -461,6 +479,7 @@ impl Fs {
             prefetching: AtomicU64::new(0),
             cold: Mutex::new(HashMap::new()),
             mounted_at,
+            incoming,
         });
         {
             let mut t = inner.tree_mut();
@@ -489,6 +508,18 @@ impl Fs {
             })
             .map(drop)
             .unwrap_or_else(|e| tracing::warn!("cannot start the retrieval poller: {e}"));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("bakthat-incoming".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                match weak.upgrade() {
+                    Some(inner) => Fs { inner }.incoming_tick(),
+                    None => return,
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|e| tracing::warn!("cannot start the /incoming worker: {e}"));
     }
 
     /// Checks the stores of pending retrievals once (what the poller does each time).
@@ -503,6 +534,12 @@ impl Fs {
 
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Entry> {
+        if let Some(dir) = self.inner.staged(parent) {
+            if name != b"." && name != b".." {
+                let (_, ino) = self.inner.incoming.lookup(&dir, name)?;
+                return self.getattr(ino);
+            }
+        }
         self.inner.prepare_dir(parent)?;
         let ino = {
             let t = self.inner.tree();
@@ -520,11 +557,19 @@ impl Fs {
 
     /// Attributes of a node.
     pub fn getattr(&self, ino: Ino) -> Result<Entry> {
+        if ino >= incoming::BASE {
+            let rel = self.inner.incoming.path_of(ino).ok_or(FsError::NotFound)?;
+            return Ok(Entry { attr: self.inner.incoming.attr(&rel, ino)?, ttl: Duration::ZERO });
+        }
         self.inner.tree().attr(&self.inner, ino)
     }
 
     /// The target of a symbolic link.
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        if ino >= incoming::BASE {
+            let rel = self.inner.incoming.path_of(ino).ok_or(FsError::NotFound)?;
+            return self.inner.incoming.readlink(&rel);
+        }
         let t = self.inner.tree();
         match &t.node(ino)?.kind {
             NodeKind::Latest(target) => Ok(target.clone()),
@@ -542,6 +587,12 @@ impl Fs {
 
     /// Opens a directory (never touches a store).
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        if self.inner.staged(ino).is_some() {
+            return match self.getattr(ino)?.attr.kind {
+                Kind::Dir => Ok(0),
+                _ => Err(FsError::NotADirectory),
+            };
+        }
         let t = self.inner.tree();
         match t.node(ino)?.children {
             Some(_) => Ok(0),
@@ -552,11 +603,24 @@ impl Fs {
 
     /// Entries of a directory after `offset` (0 for the start), `.` and `..` included.
     pub fn readdir(&self, ino: Ino, offset: u64) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        if let Some(dir) = self.inner.staged(ino) {
+            if offset < 1 {
+                out.push(DirEntry { ino, kind: Kind::Dir, name: b".".to_vec(), offset: 1 });
+            }
+            if offset < 2 {
+                out.push(DirEntry { ino: ROOT, kind: Kind::Dir, name: b"..".to_vec(), offset: 2 });
+            }
+            let skip = offset.saturating_sub(2) as usize;
+            for (i, (name, child, kind)) in self.inner.incoming.list(&dir)?.into_iter().enumerate().skip(skip) {
+                out.push(DirEntry { ino: child, kind, name, offset: i as u64 + 3 });
+            }
+            return Ok(out);
+        }
         self.inner.prepare_dir(ino)?;
         let t = self.inner.tree();
         let node = t.node(ino)?;
         let children = node.children.as_ref().ok_or(FsError::NotADirectory)?;
-        let mut out = Vec::new();
         if offset < 1 {
             out.push(DirEntry { ino, kind: Kind::Dir, name: b".".to_vec(), offset: 1 });
         }
@@ -574,8 +638,19 @@ impl Fs {
         Ok(out)
     }
 
-    /// Opens a file; `write` asks for write access.
+    /// Opens a file for reading.
     pub fn open(&self, ino: Ino, write: bool) -> Result<Opened> {
+        self.open_file(ino, write, false)
+    }
+
+    /// Opens a file; `write` asks for write access, `truncate` for O_TRUNC (only in /incoming).
+    pub fn open_file(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened> {
+        if ino >= incoming::BASE {
+            let rel = self.inner.incoming.path_of(ino).ok_or(FsError::NotFound)?;
+            let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+            self.inner.incoming.open(&rel, write, truncate, fh)?;
+            return Ok(Opened { fh, keep_cache: false, direct_io: false });
+        }
         let kind = self.inner.tree().node(ino)?.kind.clone();
         let (keep_cache, direct_io) = match kind {
             NodeKind::Entry(..) | NodeKind::Raw(_) => (true, false),
@@ -596,6 +671,9 @@ impl Fs {
 
     /// Reads `size` bytes at `offset` of an open file.
     pub fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if self.inner.incoming.has_handle(fh) {
+            return self.inner.incoming.read(fh, offset, size);
+        }
         let handle = lock(&self.inner.handles).get(&fh).cloned().ok_or(FsError::BadHandle(fh))?;
         let mut h = lock(&handle);
         if h.ino != ino {
@@ -604,9 +682,74 @@ impl Fs {
         self.inner.read(&mut h, offset, u64::from(size))
     }
 
-    /// Closes a file handle.
+    /// Writes into an open file (only files in /incoming can be open for writing).
+    pub fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        if self.inner.incoming.has_handle(fh) {
+            return self.inner.incoming.write(fh, offset, data);
+        }
+        self.modify(ino).map(|_| 0)
+    }
+
+    /// Closes a file handle. Closing the last writer of a file in /incoming makes it due for backup.
     pub fn release(&self, fh: u64) -> Result<()> {
+        if self.inner.incoming.has_handle(fh) {
+            self.inner.incoming.release(fh);
+            return Ok(());
+        }
         lock(&self.inner.handles).remove(&fh).map(drop).ok_or(FsError::BadHandle(fh))
+    }
+
+    /// Creates and opens a file (only in /incoming).
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32) -> Result<(Entry, Opened)> {
+        let dir = self.inner.staged(parent).ok_or(FsError::ReadOnly)?;
+        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+        let (_, ino) = self.inner.incoming.create(&dir, name, mode, fh)?;
+        Ok((self.getattr(ino)?, Opened { fh, keep_cache: false, direct_io: false }))
+    }
+
+    /// Makes a directory (only in /incoming; `@tag1,tag2` at the top gives tags to what goes in it).
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> Result<Entry> {
+        let dir = self.inner.staged(parent).ok_or(FsError::ReadOnly)?;
+        let (_, ino) = self.inner.incoming.mkdir(&dir, name, mode)?;
+        self.getattr(ino)
+    }
+
+    /// Makes a symbolic link (only in /incoming).
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &std::path::Path) -> Result<Entry> {
+        let dir = self.inner.staged(parent).ok_or(FsError::ReadOnly)?;
+        let (_, ino) = self.inner.incoming.symlink(&dir, name, target)?;
+        self.getattr(ino)
+    }
+
+    /// Removes a file or (empty) directory (only in /incoming).
+    pub fn remove(&self, parent: Ino, name: &[u8], is_dir: bool) -> Result<()> {
+        let dir = self.inner.staged(parent).ok_or(FsError::ReadOnly)?;
+        self.inner.incoming.remove(&dir, name, is_dir)
+    }
+
+    /// Renames within /incoming.
+    pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8]) -> Result<()> {
+        let dir = self.inner.staged(parent).ok_or(FsError::ReadOnly)?;
+        let newdir = self.inner.staged(newparent).ok_or(FsError::ReadOnly)?;
+        self.inner.incoming.rename(&dir, name, &newdir, newname)
+    }
+
+    /// Truncate, chmod, utimes (only in /incoming; elsewhere EROFS).
+    pub fn setattr(&self, ino: Ino, size: Option<u64>, mode: Option<u32>, mtime: Option<i64>) -> Result<Entry> {
+        if ino >= incoming::BASE {
+            let rel = self.inner.incoming.path_of(ino).ok_or(FsError::NotFound)?;
+            self.inner.incoming.setattr(&rel, size, mode, mtime)?;
+            return self.getattr(ino);
+        }
+        self.modify(ino)?;
+        self.getattr(ino)
+    }
+
+    /// Backs up the /incoming units that are due (what the background ticker does every 250 ms).
+    pub fn incoming_tick(&self) {
+        for (unit, tags) in self.inner.incoming.due() {
+            self.inner.incoming.back_up(&self.inner.ctx, self.inner.secret.as_ref(), &unit, &tags);
+        }
     }
 
     /// Names of the extended attributes of a node (`user.bakthat.*` on backup content).
@@ -627,13 +770,14 @@ impl Fs {
         sized(value.into_bytes(), size)
     }
 
-    /// Any change outside `/incoming` (create, mkdir, write, rename, unlink, setattr, xattrs…).
+    /// Any other change (hard links, xattrs, devices…), and any change outside `/incoming`: refused.
     pub fn modify(&self, ino: Ino) -> Result<()> {
-        self.inner.tree().node(ino)?;
+        if ino < incoming::BASE {
+            self.inner.tree().node(ino)?;
+        }
         Err(FsError::ReadOnly)
     }
 }
-
 fn sized(data: Vec<u8>, size: u32) -> Result<XattrReply> {
     if size == 0 {
         Ok(XattrReply::Size(data.len() as u32))
@@ -933,6 +1077,15 @@ impl Loaded {
 }
 
 impl Inner {
+    /// The staged path of an inode in /incoming (`""` for /incoming itself).
+    fn staged(&self, ino: Ino) -> Option<PathBuf> {
+        if ino >= incoming::BASE {
+            return self.incoming.path_of(ino);
+        }
+        let t = self.tree();
+        (t.node(ino).ok()?.kind == NodeKind::Incoming).then(PathBuf::new)
+    }
+
     fn tree(&self) -> RwLockReadGuard<'_, Tree> {
         self.tree.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -1451,6 +1604,17 @@ impl Inner {
     }
 
     fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>> {
+        if ino >= incoming::BASE {
+            let rel = self.incoming.path_of(ino).ok_or(FsError::NotFound)?;
+            return Ok(match self.incoming.state(&rel) {
+                None => Vec::new(),
+                Some(incoming::UnitState::Staged) => vec![("user.bakthat.state".into(), "staged".into())],
+                Some(incoming::UnitState::BackingUp) => vec![("user.bakthat.state".into(), "backing-up".into())],
+                Some(incoming::UnitState::Failed(e)) => {
+                    vec![("user.bakthat.state".into(), "failed".into()), ("user.bakthat.error".into(), e)]
+                }
+            });
+        }
         let t = self.tree();
         let slot = match &t.node(ino)?.kind {
             NodeKind::Backup(s)

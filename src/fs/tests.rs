@@ -539,3 +539,79 @@ fn concurrent_readers_fetch_each_block_once() {
         counting.ranges.load(Ordering::SeqCst)
     );
 }
+
+fn put_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
+    let (e, o) = fs.create(dir, name.as_bytes(), 0o644).unwrap();
+    for (i, chunk) in data.chunks(100_000).enumerate() {
+        assert_eq!(fs.write(e.attr.ino, o.fh, i as u64 * 100_000, chunk).unwrap() as usize, chunk.len());
+    }
+    fs.release(o.fh).unwrap();
+}
+
+#[test]
+fn incoming_files_and_directories_become_backups() {
+    let env = Env::new();
+    let counting = Counting::new(env.store(), false);
+    let mut opts = MountOptions::new(env.path().join("cache"));
+    opts.refresh_interval = Duration::ZERO;
+    opts.settle = Duration::ZERO;
+    let b = counting.clone();
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
+    let fs = Fs::new(env.ctx.clone(), open, None, opts).unwrap();
+    let inc = resolve(&fs, "/incoming").unwrap();
+    // A file: staged on disk while written, backed up on its last close.
+    let data = bytes(5, 1_000_000);
+    put_file(&fs, inc, "report.pdf", &data);
+    assert_eq!(names(&fs, "/incoming"), ["report.pdf"]);
+    let staged = resolve(&fs, "/incoming/report.pdf").unwrap();
+    assert_eq!(fs.getxattr(staged, b"user.bakthat.state", 100).unwrap(), XattrReply::Data(b"staged".to_vec()));
+    assert!(env.path().join("cache/incoming/report.pdf").exists(), "staged on disk");
+    fs.incoming_tick();
+    assert!(names(&fs, "/incoming").is_empty(), "the entry leaves /incoming");
+    assert_eq!(names(&fs, "/by-name"), ["report.pdf"]);
+    let ts0 = &names(&fs, "/by-name/report.pdf")[0];
+    assert_eq!(cat(&fs, &format!("/by-name/report.pdf/{ts0}/report.pdf")).unwrap(), data);
+    // A directory under @tags: backed up once quiet, with the tags.
+    let tagdir = fs.mkdir(inc, b"@db,daily", 0o755).unwrap().attr.ino;
+    let d = fs.mkdir(tagdir, b"dump", 0o755).unwrap().attr.ino;
+    let sub = fs.mkdir(d, b"sub", 0o755).unwrap().attr.ino;
+    put_file(&fs, sub, "a.sql", b"select 1;\n");
+    put_file(&fs, d, "b.sql", b"select 2;\n");
+    fs.symlink(d, b"link", Path::new("b.sql")).unwrap();
+    fs.incoming_tick();
+    assert_eq!(names(&fs, "/by-tag/db"), ["dump"]);
+    assert_eq!(names(&fs, "/by-tag/daily/dump").len(), 1);
+    let ts1 = &names(&fs, "/by-name/dump")[0];
+    assert_eq!(cat(&fs, &format!("/by-name/dump/{ts1}/dump/sub/a.sql")).unwrap(), b"select 1;\n");
+    assert!(names(&fs, "/incoming/@db,daily").is_empty());
+    // Writing anywhere else is refused.
+    assert!(matches!(fs.create(ROOT, b"x", 0o644), Err(FsError::ReadOnly)));
+    let by_name = resolve(&fs, "/by-name").unwrap();
+    assert!(matches!(fs.mkdir(by_name, b"x", 0o755), Err(FsError::ReadOnly)));
+    assert!(matches!(fs.remove(by_name, b"dump", true), Err(FsError::ReadOnly)));
+    assert_eq!(counting.ranges.load(Ordering::SeqCst), 3, "only the three reads above reached the store");
+}
+
+#[test]
+fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+    // Compression off: a directory cannot be backed up, so the backup fails.
+    let profile = Profile { local_path: Some(dir.path().join("store")), compress: false, ..Profile::default() };
+    config.set_profile("default", profile);
+    let ctx = Arc::new(Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap());
+    let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&dir.path().join("store")).unwrap());
+    let mut opts = MountOptions::new(dir.path().join("cache"));
+    opts.settle = Duration::ZERO;
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(store.clone()));
+    let fs = Fs::new(ctx, open, None, opts).unwrap();
+    let inc = resolve(&fs, "/incoming").unwrap();
+    let d = fs.mkdir(inc, b"photos", 0o755).unwrap().attr.ino;
+    put_file(&fs, d, "p.jpg", b"jpeg");
+    fs.incoming_tick();
+    assert_eq!(names(&fs, "/incoming"), ["photos"], "nothing is lost");
+    assert_eq!(cat(&fs, "/incoming/photos/p.jpg").unwrap(), b"jpeg");
+    assert_eq!(fs.getxattr(d, b"user.bakthat.state", 100).unwrap(), XattrReply::Data(b"failed".to_vec()));
+    let XattrReply::Data(err) = fs.getxattr(d, b"user.bakthat.error", 4096).unwrap() else { panic!() };
+    assert!(String::from_utf8(err).unwrap().contains("compress is off"));
+}
