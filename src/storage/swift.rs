@@ -21,7 +21,7 @@
 //! * **Deletes** of a manifest use `?multipart-manifest=delete`, so the segments go too.
 //! * **Failures**: 5xx, 408, 429, 498, timeouts and connection errors are retried ([`ATTEMPTS`] attempts with
 //!   exponential backoff); after that a connection problem is [`StorageError::Io`] (transient) and a server error
-//!   is [`StorageError::Backend`].
+//!   is [`StorageError::Backend`]. An untrusted TLS certificate is not retried.
 //!
 //! Not here: Swift's S3 emulation (`s3api`) is reached through the S3 store; container ACLs, storage policies and
 //! object expiry are not managed.
@@ -312,6 +312,16 @@ impl Inner {
                         source: Some(Box::new(e)),
                     })
                 }
+                Err(e) if is_certificate_error(&e) => {
+                    return Err(StorageError::Backend {
+                        store: self.store(),
+                        message: format!(
+                            "{what}: the server's TLS certificate is not trusted; add its CA to the system CA bundle \
+                             (or point SSL_CERT_FILE at it), or set swift_insecure: true in the profile"
+                        ),
+                        source: Some(Box::new(e)),
+                    })
+                }
                 Err(e) => last = Some(Err(e)),
             }
         }
@@ -578,7 +588,7 @@ impl Inner {
         Ok(Segment { path: format!("{}/{name}", self.segments_container), etag, size: body.len() })
     }
 
-    /// Writes an SLO manifest naming `segments` to `container/name`; returns the manifest's etag.
+    /// Writes an SLO manifest naming `segments` to `container/name` (the answer carries the manifest's etag).
     fn put_manifest(
         &self,
         container: &str,
@@ -1164,6 +1174,18 @@ impl JsonBody for RequestBuilder {
     fn json_body(self, v: &Value) -> RequestBuilder {
         self.header("Content-Type", "application/json").body(v.to_string())
     }
+}
+
+/// Whether a request failed on the server's certificate (retrying cannot help).
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("certificate") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn retryable(status: StatusCode) -> bool {
