@@ -19,6 +19,7 @@ use crate::inventory::{Inventory, InventoryError};
 use crate::model::Epoch;
 use crate::rotation::RotationError;
 use crate::storage::local::LocalStore;
+use crate::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
 use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
@@ -76,9 +77,54 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
-            "s3" | "glacier" | "swift" => Err(OpsError::BackendUnavailable(destination.to_string())),
+            "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
+            "s3" | "glacier" => Err(OpsError::BackendUnavailable(destination.to_string())),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
+    }
+
+    /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
+    /// container), `auth_version`, `region_name`, `swift_insecure`, and for Keystone v3 the extra keys
+    /// `user_domain_name` and `project_domain_name`.
+    pub fn swift_settings(&self) -> Result<SwiftSettings, OpsError> {
+        let p = &self.profile;
+        let invalid = |key: &str, message: String| {
+            OpsError::Config(ConfigError::Invalid {
+                path: self.config.path().to_path_buf(),
+                key: format!("{}.{key}", self.profile_name),
+                message,
+            })
+        };
+        let required = |value: &Option<String>, key: &str, what: &str| {
+            value.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "the swift destination needs {what}; set it with `bakthat configure -p {}`",
+                        self.profile_name
+                    ),
+                )
+            })
+        };
+        let auth_url = required(&p.auth_url, "auth_url", "auth_url (e.g. https://host/auth/v1.0)")?;
+        let user = required(&p.access_key, "access_key", "access_key (ACCOUNT:USER)")?;
+        let key = required(&p.secret_key, "secret_key", "secret_key (the Swift key or password)")?;
+        let container = required(&p.s3_bucket, "s3_bucket", "s3_bucket (the container name)")?;
+        let auth_version =
+            AuthVersion::from_setting(p.auth_version.as_deref(), &auth_url).map_err(|m| invalid("auth_version", m))?;
+        let extra = |k: &str| p.extra.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(SwiftSettings {
+            auth_url,
+            auth_version,
+            user,
+            key,
+            container,
+            region: p.region_name.clone(),
+            insecure: p.swift_insecure,
+            user_domain: extra("user_domain_name"),
+            project_domain: extra("project_domain_name"),
+            ..SwiftSettings::default()
+        })
     }
 
     /// The backend hash recorded with rows of a destination (0.6: sha512(access_key + container)).

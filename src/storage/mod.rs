@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use thiserror::Error;
 
 pub mod local;
+pub mod swift;
 
 /// What a store knows about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
