@@ -481,3 +481,173 @@ fn retries_are_bounded_and_the_error_names_store_and_key() {
         assert_eq!(proxy.requests(), 10);
     }
 }
+
+// ---- Glacier multipart uploads, against a tiny fake (moto has none) ----
+
+/// What the fake Glacier saw.
+#[derive(Default)]
+struct FakeGlacier {
+    /// Method and path of every request.
+    log: Vec<String>,
+    /// Parts received: (start, data).
+    parts: Vec<(u64, Vec<u8>)>,
+    /// The assembled archive, once completed.
+    archive: Option<Vec<u8>>,
+    /// Answer 400 to the upload of the part starting here.
+    fail_part_at: Option<u64>,
+    /// Problems found in what the client sent.
+    errors: Vec<String>,
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &str) {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    let _ = s.write_all(out.as_bytes());
+}
+
+/// Serves the multipart part of the Glacier API (create vault, initiate, upload part, complete, abort) in memory,
+/// checking every tree hash.
+fn fake_glacier(state: Arc<Mutex<FakeGlacier>>) -> String {
+    use bakthat::storage::glacier::{combine, hex, tree_hash};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let Some((head, mut body)) = read_head(&mut s) else { continue };
+            let len: usize = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            while body.len() < len {
+                let mut buf = vec![0u8; len - body.len()];
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = head.lines().next().unwrap_or("").to_string();
+            let mut words = line.split(' ');
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("").to_string());
+            let path = path.split('?').next().unwrap_or("").to_string();
+            let mut st = state.lock().unwrap();
+            st.log.push(format!("{method} {path}"));
+            let tree = header(&head, "x-amz-sha256-tree-hash").unwrap_or("").to_string();
+            match (method, path.ends_with("/multipart-uploads"), path.contains("/multipart-uploads/")) {
+                ("PUT", false, false) => respond(&mut s, "201 Created", &[("Location", path.clone())], ""),
+                ("POST", true, false) => {
+                    let loc = format!("{path}/UPLOAD1");
+                    respond(
+                        &mut s,
+                        "201 Created",
+                        &[("Location", loc), ("x-amz-multipart-upload-id", "UPLOAD1".into())],
+                        "",
+                    )
+                }
+                ("PUT", _, true) => {
+                    let range = header(&head, "content-range").unwrap_or("");
+                    let start: u64 = range
+                        .trim_start_matches("bytes ")
+                        .split('-')
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(u64::MAX);
+                    if st.fail_part_at == Some(start) {
+                        let err = r#"{"code":"InvalidParameterValueException","message":"injected","type":"Client"}"#;
+                        respond(
+                            &mut s,
+                            "400 Bad Request",
+                            &[("x-amzn-ErrorType", "InvalidParameterValueException".into())],
+                            err,
+                        );
+                        continue;
+                    }
+                    if hex(&tree_hash(&body)) != tree {
+                        st.errors.push(format!("part at {start}: tree hash {tree} does not match its data"));
+                    }
+                    if !range.ends_with("/*") || body.len() as u64 != part_len(range) {
+                        st.errors.push(format!("bad Content-Range {range:?} for {} bytes", body.len()));
+                    }
+                    st.parts.push((start, body));
+                    respond(&mut s, "204 No Content", &[("x-amz-sha256-tree-hash", tree)], "");
+                }
+                ("POST", _, true) => {
+                    let mut parts = std::mem::take(&mut st.parts);
+                    parts.sort_by_key(|p| p.0);
+                    let hashes: Vec<[u8; 32]> = parts.iter().map(|p| tree_hash(&p.1)).collect();
+                    let archive: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
+                    let size: usize = header(&head, "x-amz-archive-size").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if size != archive.len() {
+                        st.errors.push(format!("archive size {size}, assembled {}", archive.len()));
+                    }
+                    if hex(&tree_hash(&archive)) != tree || hex(&combine(&hashes)) != tree {
+                        st.errors.push(format!("archive tree hash {tree} does not match"));
+                    }
+                    st.archive = Some(archive);
+                    let loc = path.replace("multipart-uploads/UPLOAD1", "archives/ARCHIVE1");
+                    let hs =
+                        [("Location", loc), ("x-amz-archive-id", "ARCHIVE1".into()), ("x-amz-sha256-tree-hash", tree)];
+                    respond(&mut s, "201 Created", &hs, "");
+                }
+                ("DELETE", _, true) => respond(&mut s, "204 No Content", &[], ""),
+                _ => respond(&mut s, "404 Not Found", &[], r#"{"code":"ResourceNotFoundException","message":"fake"}"#),
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The length a `bytes S-E/*` range announces.
+fn part_len(range: &str) -> u64 {
+    let r = range.trim_start_matches("bytes ").trim_end_matches("/*");
+    match r.split_once('-') {
+        Some((a, b)) => b.parse::<u64>().unwrap_or(0) + 1 - a.parse::<u64>().unwrap_or(0),
+        None => 0,
+    }
+}
+
+#[test]
+fn glacier_multipart_uploads_send_tree_hashes_and_abort_on_failure() {
+    let state = Arc::new(Mutex::new(FakeGlacier::default()));
+    let endpoint = fake_glacier(state.clone());
+    let inventory = Arc::new(Inventory::open_in_memory().unwrap());
+    let catalog = Arc::new(InventoryCatalog::new(inventory.clone()));
+    let mut settings = moto::glacier_settings(&endpoint, "vault");
+    settings.single_upload_limit = 1 << 20;
+    settings.part_size = 1 << 20;
+    settings.max_in_flight = 2;
+    let g = GlacierStore::new(&settings, catalog.clone()).unwrap();
+    let payload = data(3 * (1 << 20) + 123_457);
+    let mut up = g.create("big.tgz", &PutOptions::default()).unwrap();
+    for piece in payload.chunks(300_001) {
+        up.write_all(piece).unwrap();
+    }
+    let info = up.commit().unwrap();
+    assert_eq!(info.size, payload.len() as u64);
+    {
+        let st = state.lock().unwrap();
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        assert!(st.archive.as_ref() == Some(&payload), "the assembled archive differs");
+        let uploads = st.log.iter().filter(|l| l.starts_with("PUT") && l.contains("/multipart-uploads/")).count();
+        assert_eq!(uploads, 4, "{:?}", st.log);
+    }
+    let entry = catalog.archive("big.tgz").unwrap().unwrap();
+    assert_eq!((entry.archive_id.as_str(), entry.size), ("ARCHIVE1", Some(payload.len() as u64)));
+
+    // A part the service refuses: the upload is aborted and nothing is recorded.
+    state.lock().unwrap().fail_part_at = Some(2 << 20);
+    let mut up = g.create("broken.tgz", &PutOptions::default()).unwrap();
+    up.write_all(&payload).unwrap();
+    let e = up.commit().unwrap_err().to_string();
+    assert!(e.contains("broken.tgz"), "{e}");
+    assert!(state.lock().unwrap().log.iter().any(|l| l.starts_with("DELETE") && l.ends_with("/UPLOAD1")));
+    assert!(catalog.archive("broken.tgz").unwrap().is_none());
+}

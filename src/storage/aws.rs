@@ -32,6 +32,7 @@ pub struct AwsTuning {
     pub max_attempts: u32,
     /// First retry delay; later ones grow exponentially (with jitter) up to `max_backoff`.
     pub initial_backoff: Duration,
+    /// Longest retry delay.
     pub max_backoff: Duration,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,

@@ -90,9 +90,11 @@ pub trait GlacierCatalog: Send + Sync {
 /// How to reach a vault.
 #[derive(Clone)]
 pub struct GlacierSettings {
+    /// The vault (the profile's `glacier_vault`).
     pub vault: String,
     /// The region; when `None`, the AWS environment's or `us-east-1`.
     pub region: Option<String>,
+    /// A Glacier-compatible endpoint (moto in tests).
     pub endpoint_url: Option<String>,
     /// Static credentials; when either is `None`, the standard AWS chain.
     pub access_key: Option<String>,
@@ -293,7 +295,8 @@ struct Inner {
     vault_ready: AtomicBool,
 }
 
-/// A vault. Cheap to clone; owns a small tokio runtime and blocks on it.
+/// A vault. Cheap to clone; owns a small tokio runtime and blocks on it, so its methods must not be called from
+/// inside an async runtime.
 #[derive(Clone)]
 pub struct GlacierStore {
     inner: Arc<Inner>,

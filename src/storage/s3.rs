@@ -53,6 +53,7 @@ const RESTORE_DAYS: i32 = 7;
 /// How to reach a bucket.
 #[derive(Clone)]
 pub struct S3Settings {
+    /// The bucket (the profile's `s3_bucket`); objects live at its root, as in 0.6.
     pub bucket: String,
     /// The region; when `None`, the AWS environment's or `us-east-1`.
     pub region: Option<String>,
@@ -119,7 +120,8 @@ struct Inner {
     bucket_ready: AtomicBool,
 }
 
-/// A bucket. Cheap to clone; each store owns a small tokio runtime and blocks on it.
+/// A bucket. Cheap to clone; each store owns a small tokio runtime and blocks on it, so its methods must not be
+/// called from inside an async runtime.
 #[derive(Clone)]
 pub struct S3Store {
     inner: Arc<Inner>,
