@@ -18,15 +18,19 @@ use crate::interval::IntervalError;
 use crate::inventory::{Inventory, InventoryError};
 use crate::model::Epoch;
 use crate::rotation::RotationError;
+use crate::storage::glacier::{GlacierSettings, GlacierStore};
 use crate::storage::local::LocalStore;
+use crate::storage::s3::{S3Settings, S3Store};
 use crate::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
 use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
+mod catalog;
 mod manage;
 mod restore;
 
 pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use catalog::InventoryCatalog;
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
 
@@ -35,7 +39,8 @@ pub struct Ctx {
     pub config: Config,
     pub profile_name: String,
     pub profile: Profile,
-    pub inventory: Inventory,
+    /// Shared with the Glacier store, which keeps archive ids and retrieval jobs in it.
+    pub inventory: Arc<Inventory>,
     /// Host name recorded with each backup.
     pub host: String,
     /// Returns "now" in UTC epoch seconds; tests pass a fixed clock.
@@ -51,7 +56,7 @@ impl Ctx {
             config,
             profile_name: profile_name.to_string(),
             profile,
-            inventory,
+            inventory: Arc::new(inventory),
             host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             reporter: Arc::new(NoProgress),
@@ -77,8 +82,31 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
+            "s3" => {
+                let p = &self.profile;
+                Ok(Arc::new(S3Store::new(&S3Settings {
+                    bucket: p.s3_bucket.clone().unwrap_or_default(),
+                    region: p.region_name.clone(),
+                    endpoint_url: p.endpoint_url.clone(),
+                    access_key: p.access_key.clone(),
+                    secret_key: p.secret_key.clone(),
+                    storage_class: p.s3_storage_class.clone(),
+                    ..S3Settings::default()
+                })?))
+            }
+            "glacier" => {
+                let p = &self.profile;
+                let settings = GlacierSettings {
+                    vault: p.glacier_vault.clone().unwrap_or_default(),
+                    region: p.region_name.clone(),
+                    endpoint_url: p.endpoint_url.clone(),
+                    access_key: p.access_key.clone(),
+                    secret_key: p.secret_key.clone(),
+                    ..GlacierSettings::default()
+                };
+                Ok(Arc::new(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?))
+            }
             "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
-            "s3" | "glacier" => Err(OpsError::BackendUnavailable(destination.to_string())),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
     }
