@@ -19,6 +19,21 @@ fn local_store_conforms() {
     common::backend::conformance(&s, "conf-", 12 << 20);
 }
 
+#[test]
+fn s3_conforms() {
+    let s = S3Store::new(&moto::s3_settings(&moto::endpoint(), &moto::unique("conf"))).unwrap();
+    // 20 MiB: three parts of 8 MiB, so the multipart path runs.
+    common::backend::conformance(&s, "conf-", 20 << 20);
+}
+
+#[test]
+fn glacier_conforms() {
+    let catalog = Arc::new(InventoryCatalog::new(Arc::new(Inventory::open_in_memory().unwrap())));
+    let s = GlacierStore::new(&moto::glacier_settings(&moto::endpoint(), &moto::unique("conf")), catalog).unwrap();
+    // moto has no Glacier multipart uploads: 3 MiB stays under the single-upload limit.
+    common::backend::conformance(&s, "conf-", 3 << 20);
+}
+
 // ---- Swift (the all-in-one started by scripts/test.sh) -------------------------------------------------------------
 
 mod swift {
@@ -214,17 +229,4 @@ mod swift {
         assert_eq!(got, "plain http with verification off");
         s.delete("a").unwrap();
     }
-#[test]
-fn s3_conforms() {
-    let s = S3Store::new(&moto::s3_settings(&moto::endpoint(), &moto::unique("conf"))).unwrap();
-    // 20 MiB: three parts of 8 MiB, so the multipart path runs.
-    common::backend::conformance(&s, "conf-", 20 << 20);
-}
-
-#[test]
-fn glacier_conforms() {
-    let catalog = Arc::new(InventoryCatalog::new(Arc::new(Inventory::open_in_memory().unwrap())));
-    let s = GlacierStore::new(&moto::glacier_settings(&moto::endpoint(), &moto::unique("conf")), catalog).unwrap();
-    // moto has no Glacier multipart uploads: 3 MiB stays under the single-upload limit.
-    common::backend::conformance(&s, "conf-", 3 << 20);
 }

@@ -282,10 +282,6 @@ pub enum OpsError {
     Exists { path: PathBuf },
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
-    #[error(
-        "the {0} destination is not available in this build yet; use the local store (default_destination: local)"
-    )]
-    BackendUnavailable(String),
     #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
     UnknownDestination(String),
     #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]
