@@ -9,10 +9,12 @@
 //! - [`rotation`]: grandfather-father-son retention as a pure function.
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`cli`]: the command line; the only place for anyhow.
 
 pub mod archive;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod interval;
 pub mod inventory;
