@@ -281,3 +281,60 @@ fn a_misspelt_hook_event_is_an_error_when_the_client_opens() {
     assert!(err.to_string().contains("on_backup"), "{err}");
     assert_eq!(Action::RotateBackups.on().name(), "on_rotate_backups");
 }
+
+#[test]
+fn the_helper_backs_up_its_directory_under_its_own_name() {
+    let f = Fixture::new();
+    let c = f.client("  rotation: {days: 1}\n");
+    for day in 0..3 {
+        f.clock.store(START + day * DAY, Ordering::SeqCst);
+        let scope = c.helper("mysql").unwrap().tags(["db", "nightly"]);
+        let status = scope.command("sh").args(["-c", &format!("echo 'dump {day}' > all.sql")]).status().unwrap();
+        assert!(status.success());
+        let out = scope.backup().unwrap();
+        assert_eq!(out.record.filename, "mysql");
+        assert!(out.record.stored_filename.as_str().starts_with("mysql.2013"), "{}", out.record.stored_filename);
+        assert_eq!(out.record.tags, "db nightly");
+        let to = f.path().join(format!("restore-{day}"));
+        scope.restore(&to).unwrap();
+        assert_eq!(fs::read_to_string(to.join("mysql/all.sql")).unwrap(), format!("dump {day}\n"));
+        let plan = scope.rotate().unwrap();
+        assert_eq!(plan.iter().filter(|p| p.keep).count(), 1);
+        assert!(scope.delete_older_than("1D").unwrap().is_empty());
+    }
+    assert_eq!(c.show(&ShowQuery::default()).unwrap().len(), 1);
+    assert!(c.helper("a/b").is_err() && c.helper("").is_err());
+}
+
+#[test]
+fn the_helper_directory_is_removed_on_drop_error_and_panic() {
+    let f = Fixture::new();
+    let c = f.client("");
+    let dir = Mutex::new(PathBuf::new());
+
+    // A panic inside the scope.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let scope = c.helper("pg").unwrap();
+        *dir.lock().unwrap() = scope.path().to_path_buf();
+        fs::write(scope.path().join("dump.sql"), "x").unwrap();
+        // Read-only directories must not keep it alive either.
+        fs::create_dir(scope.path().join("ro")).unwrap();
+        fs::write(scope.path().join("ro/file"), "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(scope.path().join("ro"), fs::Permissions::from_mode(0o500)).unwrap();
+        panic!("the dump failed");
+    }));
+    assert!(result.is_err());
+    let path = dir.lock().unwrap().clone();
+    assert!(path.ends_with("pg") && !path.exists() && !path.parent().unwrap().exists(), "{}", path.display());
+
+    // An error returned from the scope with `?`.
+    let script = || -> Result<(), ClientError> {
+        let scope = c.helper("pg")?;
+        *dir.lock().unwrap() = scope.path().to_path_buf();
+        c.delete("no-such-backup", None)?;
+        Ok(())
+    };
+    assert!(script().is_err());
+    assert!(!dir.lock().unwrap().exists());
+}

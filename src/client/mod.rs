@@ -50,6 +50,7 @@ use crate::ops::{
 };
 
 pub mod events;
+pub mod helper;
 pub mod hooks;
 
 use events::{Action, Event, Events, Outcome};
