@@ -1,5 +1,8 @@
 //! bakthat: compress, encrypt and upload backups; list them from a local inventory; browse them with a FUSE mount.
 //!
+//! For library use start at [`client::Client`]; its module docs have a backup-script example (0.6's `BakHelper`)
+//! and [`client::plugin`] a plugin example.
+//!
 //! Architecture (dependencies point one way):
 //! - [`model`]: names, timestamps and records; no I/O.
 //! - [`archive`]: the archive format (tar, independent gzip members, chunked authenticated encryption, entry

@@ -338,3 +338,42 @@ fn the_helper_directory_is_removed_on_drop_error_and_panic() {
     assert!(script().is_err());
     assert!(!dir.lock().unwrap().exists());
 }
+
+#[test]
+fn plugins_activate_with_the_profile_and_deactivate_with_the_client() {
+    use bakthat::client::plugin::{Plugin, PluginContext, PluginError};
+
+    #[derive(Default)]
+    struct Counter {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+    impl Plugin for Counter {
+        fn activate(&mut self, ctx: PluginContext) -> Result<(), PluginError> {
+            let threshold = ctx.setting("counter").and_then(|v| v.get("threshold")).and_then(|v| v.as_u64());
+            self.log.lock().unwrap().push(format!("activate {} {threshold:?}", ctx.profile_name));
+            let log = self.log.clone();
+            ctx.events.on_backup(move |ev| log.lock().unwrap().push(format!("backup {}", ev.name)));
+            Ok(())
+        }
+        fn deactivate(&mut self) {
+            self.log.lock().unwrap().push("deactivate".into());
+        }
+    }
+    struct Refuses;
+    impl Plugin for Refuses {
+        fn activate(&mut self, _: PluginContext) -> Result<(), PluginError> {
+            Err("needs a license key".into())
+        }
+    }
+
+    let f = Fixture::new();
+    let mut c = f.client("  counter: {threshold: 3}\n");
+    let plugin = Counter::default();
+    let log = plugin.log.clone();
+    c.add_plugin(plugin).unwrap();
+    let err = c.add_plugin(Refuses).unwrap_err();
+    assert!(matches!(&err, ClientError::Plugin { name, .. } if name.ends_with("Refuses")), "{err:?}");
+    c.backup(&opts(f.source("etc"))).unwrap();
+    drop(c);
+    assert_eq!(*log.lock().unwrap(), ["activate default Some(3)", "backup etc", "deactivate"]);
+}

@@ -1,4 +1,4 @@
-//! bakthat as a library: [`Client`], its [events](events), the profile's hooks, the [backup-script
+//! bakthat as a library: [`Client`], its [`events`], the profile's hooks, the [backup-script
 //! helper](helper::Scope) and [plugins](plugin::Plugin).
 //!
 //! A client is one profile of a config plus an inventory. Its actions are the operations of [`crate::ops`] wrapped
@@ -34,6 +34,50 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # A database-dump backup script
+//!
+//! bakthat 0.6's `BakHelper` example, for a nightly cron job: dump MySQL into a temporary directory, back it up
+//! encrypted, apply the rotation policy. The directory is removed when `scope` goes out of scope, also when the
+//! dump fails. (The doctest writes the dump with `sh` so that it runs without MySQL.)
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use bakthat::archive::Secret;
+//! use bakthat::client::Client;
+//! # use bakthat::config::{Config, Profile, RotationConfig};
+//!
+//! fn nightly(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+//!     let password = Arc::new(Secret::new(b"correct horse battery staple"));
+//!     let scope = client.helper("mysql")?.password(password).tags(["db", "nightly"]);
+//!     // For real: scope.command("mysqldump").args(["--all-databases", "--result-file=all.sql"]).status()?
+//!     let status = scope.command("sh").args(["-c", "echo 'CREATE TABLE t (x INT);' > all.sql"]).status()?;
+//!     if !status.success() {
+//!         return Err(format!("mysqldump failed ({status})").into());
+//!     }
+//!     let stored = scope.backup()?;
+//!     println!("stored {} ({} bytes)", stored.record.stored_filename, stored.record.size);
+//!     for p in scope.rotate()?.iter().filter(|p| !p.keep) {
+//!         println!("deleted {}", p.record.stored_filename);
+//!     }
+//!     Ok(())
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let mut config = Config::empty(&tmp.path().join("bakthat.yml"));
+//! # let rotation = Some(RotationConfig { days: Some(7), weeks: Some(4), ..RotationConfig::default() });
+//! # config.set_profile("default", Profile { local_path: Some(tmp.path().join("store")), rotation, ..Profile::default() });
+//! // In a script: Client::open(None, "default")? reads ~/.bakthat.yml.
+//! let client = Client::from_config(config, "default", &tmp.path().join("inventory.sqlite"))?;
+//! nightly(&client)?;
+//! assert!(client.show(&Default::default())?[0].is_enc());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A plugin that times backups is in [`plugin`].
 
 use std::path::Path;
 
@@ -52,9 +96,11 @@ use crate::ops::{
 pub mod events;
 pub mod helper;
 pub mod hooks;
+pub mod plugin;
 
 use events::{Action, Event, Events, Outcome};
 pub use hooks::{HookExit, HookSettings};
+use plugin::{Plugin, PluginContext};
 
 /// Why a client call failed.
 #[derive(Debug, Error)]
@@ -111,6 +157,15 @@ pub struct Client {
     ctx: Ctx,
     events: Events,
     hooks: HookSettings,
+    plugins: Vec<Box<dyn Plugin>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        while let Some(mut p) = self.plugins.pop() {
+            p.deactivate();
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -150,12 +205,27 @@ impl Client {
     /// A client around an operations context (to set its clock or progress reporter first).
     pub fn from_ctx(ctx: Ctx) -> Result<Client, ClientError> {
         let hooks = HookSettings::parse(&ctx.profile_name, ctx.profile.hooks.as_ref())?;
-        Ok(Client { ctx, events: Events::new(), hooks })
+        Ok(Client { ctx, events: Events::new(), hooks, plugins: Vec::new() })
     }
 
     /// The callbacks of this client; register with `client.events().on_backup(|ev| …)`.
     pub fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// Activates `plugin` with this client's profile and events, and keeps it until the client is dropped (then
+    /// its `deactivate` runs).
+    pub fn add_plugin(&mut self, mut plugin: impl Plugin + 'static) -> Result<&mut Client, ClientError> {
+        let name = plugin.name().to_string();
+        let ctx = PluginContext {
+            profile_name: self.ctx.profile_name.clone(),
+            profile: self.ctx.profile.clone(),
+            events: self.events.clone(),
+            span: tracing::info_span!("plugin", name = %name),
+        };
+        plugin.activate(ctx).map_err(|source| ClientError::Plugin { name, source })?;
+        self.plugins.push(Box::new(plugin));
+        Ok(self)
     }
 
     /// The profile in use.
