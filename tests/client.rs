@@ -377,3 +377,117 @@ fn plugins_activate_with_the_profile_and_deactivate_with_the_client() {
     drop(c);
     assert_eq!(*log.lock().unwrap(), ["activate default Some(3)", "backup etc", "deactivate"]);
 }
+
+/// A one-shot HTTP server on a free loopback port: answers `status` to the first request and hands over
+/// (request head, body).
+fn one_shot_server(status: &'static str) -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let len = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        (head, body)
+    });
+    (url, handle)
+}
+
+#[test]
+fn a_monitored_backup_posts_to_the_webhook() {
+    let f = Fixture::new();
+    let (url, server) = one_shot_server("200 OK");
+    let c = f.client(&format!("  webhook_url: {url}\n"));
+    let out = c.backup_monitored(&opts(f.source("www")), "nightly-www").unwrap();
+    let (head, body) = server.join().unwrap();
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["key"], "nightly-www");
+    assert_eq!(body["host"], c.ctx().host.as_str());
+    assert_eq!(body["size"], out.record.size);
+    assert_eq!(body["stored_filename"], out.record.stored_filename.as_str());
+    assert_eq!(body["backup_date"], START);
+}
+
+#[test]
+fn a_failing_webhook_never_fails_the_backup() {
+    let f = Fixture::new();
+    let (url, server) = one_shot_server("500 Internal Server Error");
+    let c = f.client(&format!("  webhook_url: {url}\n"));
+    let out = c.backup_monitored(&opts(f.source("www")), "k").unwrap();
+    server.join().unwrap();
+    let err = c.report("k", &out.record).unwrap_err();
+    assert!(matches!(&err, ClientError::Webhook { .. }), "{err:?}");
+    assert!(err.to_string().contains("the backup itself is stored"), "{err}");
+    assert_eq!(c.show(&ShowQuery::default()).unwrap().len(), 1);
+    // No webhook_url: the backup is stored and the report is an error only when asked for directly.
+    let c = f.client("");
+    let out = c.backup_monitored(&opts(f.source("www2")), "k").unwrap();
+    assert!(matches!(c.report("k", &out.record), Err(ClientError::NoWebhook { .. })));
+}
+
+/// The command line goes through the client: its hooks and the `-k` webhook apply to CLI users.
+#[test]
+fn cli_users_get_hooks_and_the_webhook() {
+    let f = Fixture::new();
+    let (url, server) = one_shot_server("200 OK");
+    let marker = f.path().join("on-backup.json");
+    let config = f.path().join("bakthat.yml");
+    let write_config = |before: &str| {
+        let yaml = format!(
+            "default:\n  local_path: {}\n  webhook_url: {url}\n  hooks:\n    before_backup: '{before}'\n    on_backup: 'cat > {}'\n",
+            f.path().join("store").display(),
+            marker.display()
+        );
+        fs::write(&config, yaml).unwrap();
+    };
+    let bakthat = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bakthat"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", f.path())
+            .env("BAKTHAT_CONFIG", &config)
+            .env("BAKTHAT_DB", f.path().join("inventory.sqlite"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let src = f.source("home");
+    let src = src.to_str().unwrap();
+
+    write_config("echo refusing >&2; exit 4");
+    let out = bakthat(&["backup", src, "--prompt", "no", "-k", "home-key"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refusing") && stderr.contains("before_backup") && stderr.contains("exit status 4"));
+    assert!(f.objects().is_empty());
+    assert_eq!(read_json(marker.clone())["status"], "error");
+
+    write_config("true");
+    let out = bakthat(&["backup", src, "--prompt", "no", "-k", "home-key"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let on = read_json(marker);
+    assert_eq!(on["status"], "ok");
+    let (_, body) = server.join().unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["key"], "home-key");
+    assert_eq!(body["stored_filename"], on["records"][0]["stored_filename"]);
+    assert_eq!(f.objects().len(), 2, "the archive and its index sidecar");
+}

@@ -393,14 +393,14 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
         pack: None,
     };
-    let out = client.backup(&opts)?;
+    let out = match &a.key {
+        Some(key) => client.backup_monitored(&opts, key)?,
+        None => client.backup(&opts)?,
+    };
     if out.cleaned > 0 && !cli.quiet {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
     println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
-    if let Some(key) = &a.key {
-        tracing::info!("monitoring key {key} given; webhooks are configured with webhook_url");
-    }
     if !out.warnings.is_empty() {
         eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
         return Ok(EXIT_FAILURE);

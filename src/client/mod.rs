@@ -97,6 +97,7 @@ pub mod events;
 pub mod helper;
 pub mod hooks;
 pub mod plugin;
+pub mod webhook;
 
 use events::{Action, Event, Events, Outcome};
 pub use hooks::{HookExit, HookSettings};
@@ -118,6 +119,12 @@ pub enum ClientError {
     /// A `before_*` hook command failed, so the action did not run.
     #[error("the {event} hook `{command}` failed ({exit}), so nothing was done; fix the hook, or set hooks.before_fail_aborts: false to go on regardless")]
     HookFailed { event: String, command: String, exit: HookExit },
+    /// A monitoring key was given but the profile has no `webhook_url`.
+    #[error("profile {profile} has no webhook_url, so the monitoring key was not reported; add `webhook_url: https://…` to the profile")]
+    NoWebhook { profile: String },
+    /// The webhook did not take the report (the backup itself is stored).
+    #[error("reporting the backup to {url} failed: {message}; the backup itself is stored")]
+    Webhook { url: String, message: String },
     /// A plugin refused to activate.
     #[error("plugin {name} failed to activate")]
     Plugin {
@@ -306,6 +313,29 @@ impl Client {
         let dest = self.ctx.destination(opts.destination.as_deref());
         let subject = Subject { name: &name, source: Some(&opts.source), destination: Some(&dest), dry_run: false };
         self.session(Action::Backup, subject, || Ok(ops::backup(&self.ctx, opts)?), |b| Outcome::Backup(b))
+    }
+
+    /// Backs up like [`Client::backup`], then reports the backup under the monitoring `key` to the profile's
+    /// `webhook_url` (the CLI's `backup -k KEY`). A failed report is logged as a warning, never an error.
+    pub fn backup_monitored(&self, opts: &BackupOptions, key: &str) -> Result<BackupOutcome, ClientError> {
+        let out = self.backup(opts)?;
+        if let Err(e) = self.report(key, &out.record) {
+            tracing::warn!("{e}");
+        }
+        Ok(out)
+    }
+
+    /// POSTs `{"key", "host", "size", "stored_filename", "backup_date"}` for `record` to the profile's
+    /// `webhook_url` (see [`webhook`]).
+    pub fn report(&self, key: &str, record: &BackupRecord) -> Result<(), ClientError> {
+        let url = self
+            .ctx
+            .profile
+            .webhook_url
+            .as_deref()
+            .ok_or_else(|| ClientError::NoWebhook { profile: self.ctx.profile_name.clone() })?;
+        webhook::post(url, &webhook::payload(key, &self.ctx.host, record))
+            .map_err(|message| ClientError::Webhook { url: url.to_string(), message })
     }
 
     /// Restores the newest backup of `opts.name` (see [`ops::restore`]); fires `before_restore` and `on_restore`.
