@@ -491,3 +491,50 @@ fn cli_users_get_hooks_and_the_webhook() {
     assert_eq!(body["stored_filename"], on["records"][0]["stored_filename"]);
     assert_eq!(f.objects().len(), 2, "the archive and its index sidecar");
 }
+
+/// Hooks run in their own process group, out of reach of the terminal's Ctrl-C: bakthat kills them itself.
+#[test]
+fn ctrl_c_during_a_hook_kills_it_and_exits_130() {
+    use std::io::Read;
+    let f = Fixture::new();
+    let fifo = f.path().join("started");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let config = f.path().join("bakthat.yml");
+    let yaml = format!(
+        "default:\n  local_path: {}\n  hooks:\n    before_backup: 'echo started > {}; sleep 60; true'\n",
+        f.path().join("store").display(),
+        fifo.display()
+    );
+    fs::write(&config, yaml).unwrap();
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bakthat"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", f.path())
+        .env("BAKTHAT_CONFIG", &config)
+        .env("BAKTHAT_DB", f.path().join("inventory.sqlite"))
+        .args(["backup", f.source("x").to_str().unwrap(), "--prompt", "no"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the FIFO blocks until the hook writes to it: then the hook is running. (On another thread, so that a
+    // bakthat that never runs the hook fails the test instead of hanging it.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = fs::File::open(&fifo).and_then(|mut f| f.read_to_string(&mut line));
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(120)).expect("the before_backup hook never started");
+    assert_eq!(line.trim(), "started");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(50), "the hook was killed, not waited for");
+    assert!(f.objects().is_empty());
+}

@@ -15,13 +15,15 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 
 use super::events::{Event, EventKind};
 use super::ClientError;
+use crate::ops;
 
 /// The timeout of a hook command when `hooks.timeout` is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -54,6 +56,8 @@ pub enum HookExit {
     TimedOut(Duration),
     /// `sh` could not be started.
     Spawn(String),
+    /// bakthat was interrupted (Ctrl-C, SIGTERM) while the command ran; it was killed with its process group.
+    Interrupted,
 }
 
 impl fmt::Display for HookExit {
@@ -63,6 +67,7 @@ impl fmt::Display for HookExit {
             HookExit::Signal(s) => write!(f, "killed by signal {s}"),
             HookExit::TimedOut(t) => write!(f, "still running after the {}s timeout, killed", t.as_secs_f64()),
             HookExit::Spawn(e) => write!(f, "could not start sh: {e}"),
+            HookExit::Interrupted => write!(f, "interrupted, killed"),
         }
     }
 }
@@ -204,14 +209,28 @@ fn run_one(cmd: &str, stdin: &[u8], env: &[(&'static str, String)], timeout: Dur
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(status) => status,
-        Err(_) => {
+    // The hook runs in its own process group, so Ctrl-C does not reach it: watch the interrupt flag meanwhile.
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        let now = Instant::now();
+        let stop = if ops::interrupt_flag().load(Ordering::Relaxed) {
+            Some(HookExit::Interrupted)
+        } else if now >= deadline {
+            Some(HookExit::TimedOut(timeout))
+        } else {
+            None
+        };
+        if let Some(why) = stop {
             // The child is not reaped until the waiter thread returns, so the group id is still ours to kill.
             // SAFETY: killpg has no memory-safety preconditions.
             unsafe { libc::killpg(pid, libc::SIGKILL) };
             let _ = rx.recv();
-            return Err(HookExit::TimedOut(timeout));
+            return Err(why);
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            Ok(status) => break status,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Err(std::io::Error::other("the waiter thread died")),
         }
     };
     match status {

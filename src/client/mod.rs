@@ -146,6 +146,7 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Ops(e) => e.exit_code(),
+            ClientError::HookFailed { exit: HookExit::Interrupted, .. } => 130,
             _ => 1,
         }
     }
