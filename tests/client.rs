@@ -452,9 +452,9 @@ fn cli_users_get_hooks_and_the_webhook() {
     let config = f.path().join("bakthat.yml");
     let write_config = |before: &str| {
         let yaml = format!(
-            "default:\n  local_path: {}\n  webhook_url: {url}\n  hooks:\n    before_backup: '{before}'\n    on_backup: 'cat > {}'\n",
+            "default:\n  local_path: {}\n  webhook_url: {url}\n  hooks:\n    before_backup: '{before}'\n    on_backup: 'cat > {m}; env > {m}.env'\n",
             f.path().join("store").display(),
-            marker.display()
+            m = marker.display()
         );
         fs::write(&config, yaml).unwrap();
     };
@@ -465,6 +465,7 @@ fn cli_users_get_hooks_and_the_webhook() {
             .env("HOME", f.path())
             .env("BAKTHAT_CONFIG", &config)
             .env("BAKTHAT_DB", f.path().join("inventory.sqlite"))
+            .env("BAKTHAT_PASSWORD", "hunter2")
             .args(args)
             .output()
             .unwrap()
@@ -490,6 +491,9 @@ fn cli_users_get_hooks_and_the_webhook() {
     assert_eq!(body["key"], "home-key");
     assert_eq!(body["stored_filename"], on["records"][0]["stored_filename"]);
     assert_eq!(f.objects().len(), 2, "the archive and its index sidecar");
+    assert!(on["records"][0]["stored_filename"].as_str().unwrap().ends_with(".tgz.enc"));
+    let env = fs::read_to_string(f.path().join("on-backup.json.env")).unwrap();
+    assert!(env.contains("BAKTHAT_EVENT=on_backup") && !env.contains("hunter2"), "hooks never see the password");
 }
 
 /// Hooks run in their own process group, out of reach of the terminal's Ctrl-C: bakthat kills them itself.

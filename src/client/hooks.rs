@@ -91,7 +91,7 @@ impl HookSettings {
             let key = k.as_str().ok_or_else(|| bad("", "keys must be text".into()))?;
             match key {
                 "timeout" => {
-                    let secs = v.as_f64().filter(|t| *t > 0.0 && t.is_finite());
+                    let secs = v.as_f64().filter(|t| *t > 0.0 && *t <= 1e9);
                     let secs = secs.ok_or_else(|| bad(key, "expected a number of seconds above 0".into()))?;
                     s.timeout = Duration::from_secs_f64(secs);
                 }
@@ -193,6 +193,8 @@ fn run_one(cmd: &str, stdin: &[u8], env: &[(&'static str, String)], timeout: Dur
     if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
         command.stdout(Stdio::from(fd));
     }
+    // The password stays with bakthat: a hook that logs its environment must not leak it.
+    command.env_remove("BAKTHAT_PASSWORD");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -272,6 +274,7 @@ mod tests {
         assert!(e.contains("hooks.on_bakup") && e.contains("on_backup"), "{e}");
         assert!(parse("{timeout: 0}").is_err());
         assert!(parse("{timeout: soon}").is_err());
+        assert!(parse("{timeout: 1e300}").is_err(), "no panic on absurd timeouts");
         assert!(parse("{on_backup: [1, 2]}").is_err());
         assert!(parse("[a]").is_err());
     }
