@@ -56,10 +56,7 @@ impl Client {
     pub fn helper(&self, name: &str) -> Result<Scope<'_>, ClientError> {
         let io = |context: String| move |source| ClientError::Io { context, source };
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(ClientError::Io {
-                context: format!("{name:?} cannot name a backup; use a plain name such as \"mysql\""),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            });
+            return Err(ClientError::BadName { name: name.to_string() });
         }
         let root = tempfile::Builder::new()
             .prefix("bakthat-")

@@ -125,6 +125,9 @@ pub enum ClientError {
     /// The webhook did not take the report (the backup itself is stored).
     #[error("reporting the backup to {url} failed: {message}; the backup itself is stored")]
     Webhook { url: String, message: String },
+    /// [`Client::helper`] was given a name that cannot name a backup.
+    #[error("{name:?} cannot name a backup; use a plain name such as \"mysql\" (no `/`)")]
+    BadName { name: String },
     /// A plugin refused to activate.
     #[error("plugin {name} failed to activate")]
     Plugin {
@@ -318,6 +321,9 @@ impl Client {
 
     /// Backs up like [`Client::backup`], then reports the backup under the monitoring `key` to the profile's
     /// `webhook_url` (the CLI's `backup -k KEY`). A failed report is logged as a warning, never an error.
+    ///
+    /// The report uses a blocking HTTP client, as the remote stores do: call this from a plain thread or through
+    /// `tokio::task::spawn_blocking`, not directly inside an async runtime.
     pub fn backup_monitored(&self, opts: &BackupOptions, key: &str) -> Result<BackupOutcome, ClientError> {
         let out = self.backup(opts)?;
         if let Err(e) = self.report(key, &out.record) {
