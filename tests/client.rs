@@ -543,3 +543,25 @@ fn ctrl_c_during_a_hook_kills_it_and_exits_130() {
     assert!(started.elapsed() < Duration::from_secs(50), "the hook was killed, not waited for");
     assert!(f.objects().is_empty());
 }
+
+#[test]
+fn a_guard_refuses_an_action_before_it_runs() {
+    let f = Fixture::new();
+    let c = f.client("");
+    let outcome = Arc::new(Mutex::new(String::new()));
+    let o = outcome.clone();
+    c.events().on_backup(move |ev| *o.lock().unwrap() = ev.error().map(|e| e.to_string()).unwrap_or_default());
+    c.events().guard(Action::Backup, |ev| {
+        if ev.name == "secrets" {
+            Err("secrets are not backed up from this host".into())
+        } else {
+            Ok(())
+        }
+    });
+    let err = c.backup(&opts(f.source("secrets"))).unwrap_err();
+    assert!(matches!(&err, ClientError::Refused { event, .. } if event == "before_backup"), "{err:?}");
+    assert!(outcome.lock().unwrap().contains("not backed up from this host"));
+    assert!(f.objects().is_empty());
+    c.backup(&opts(f.source("public"))).unwrap();
+    assert_eq!(c.show(&ShowQuery::default()).unwrap().len(), 1);
+}

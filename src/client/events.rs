@@ -5,8 +5,9 @@
 //! `on_<action>` fires with the result: the typed outcome, or the error. Both events of one action carry the same
 //! session id. Callbacks run synchronously on the thread doing the action, in the order they were registered.
 //!
-//! This module does not run shell commands (see the `hooks` key of a profile, handled by the client) and callbacks
-//! cannot stop an action; a `before_*` hook can.
+//! Callbacks observe; they cannot stop an action. A [guard](Events::guard) can: it runs after the `before_*`
+//! callbacks and an error from it stops the action, as a failing `before_*` hook does. This module does not run
+//! shell commands (see the `hooks` key of a profile, handled by the client).
 
 use std::fmt;
 use std::path::Path;
@@ -183,11 +184,13 @@ impl Event<'_> {
 type Handler = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 /// Callbacks with the event they are for (`None`: every event).
 type Registry = Vec<(Option<EventKind>, Handler)>;
+type Guard = Arc<dyn Fn(&Event<'_>) -> Result<(), String> + Send + Sync>;
 
 /// The callbacks registered on a client. Cloning gives another handle to the same registry (plugins keep one).
 #[derive(Clone, Default)]
 pub struct Events {
     handlers: Arc<Mutex<Registry>>,
+    guards: Arc<Mutex<Vec<(Action, Guard)>>>,
 }
 
 impl fmt::Debug for Events {
@@ -224,6 +227,29 @@ impl Events {
     pub fn on_any(&self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> &Self {
         self.lock().push((None, Arc::new(f)));
         self
+    }
+
+    /// Calls `f` before each `action` runs (after the `before_*` callbacks, before the profile's hooks). An error
+    /// stops the action: it fails with [`ClientError::Refused`] carrying the message, and `on_*` reports that.
+    pub fn guard(&self, action: Action, f: impl Fn(&Event<'_>) -> Result<(), String> + Send + Sync + 'static) -> &Self {
+        self.guards.lock().unwrap_or_else(PoisonError::into_inner).push((action, Arc::new(f)));
+        self
+    }
+
+    /// Runs the guards of a `before_*` event in registration order; the first error stops.
+    pub(crate) fn check(&self, event: &Event<'_>) -> Result<(), ClientError> {
+        let guards: Vec<Guard> = self
+            .guards
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(a, _)| event.kind.before && *a == event.kind.action)
+            .map(|(_, g)| g.clone())
+            .collect();
+        for g in guards {
+            g(event).map_err(|reason| ClientError::Refused { event: event.kind.name(), reason })?;
+        }
+        Ok(())
     }
 
     shortcuts! {

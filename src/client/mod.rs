@@ -3,8 +3,9 @@
 //!
 //! A client is one profile of a config plus an inventory. Its actions are the operations of [`crate::ops`] wrapped
 //! in events: each backup, restore, delete, delete_older_than and rotate_backups gets a session id, fires
-//! `before_<action>` (Rust callbacks, then the profile's `before_*` hook commands, which may stop it), runs, and
-//! fires `on_<action>` with the result. The command line goes through a client too, so hooks apply to its users.
+//! `before_<action>` (Rust callbacks, then guards and the profile's `before_*` hook commands, which may stop it),
+//! runs, and fires `on_<action>` with the result. The command line goes through a client too, so hooks apply to its
+//! users.
 //!
 //! ```
 //! use bakthat::client::Client;
@@ -125,6 +126,9 @@ pub enum ClientError {
     /// The webhook did not take the report (the backup itself is stored).
     #[error("reporting the backup to {url} failed: {message}; the backup itself is stored")]
     Webhook { url: String, message: String },
+    /// A guard registered with [`Events::guard`] refused the action.
+    #[error("refused before {event}: {reason}")]
+    Refused { event: String, reason: String },
     /// [`Client::helper`] was given a name that cannot name a backup.
     #[error("{name:?} cannot name a backup; use a plain name such as \"mysql\" (no `/`)")]
     BadName { name: String },
@@ -295,7 +299,7 @@ impl Client {
             result: None,
         };
         self.events.emit(&event);
-        let result = self.hooks.run(&event).and_then(|()| run());
+        let result = self.events.check(&event).and_then(|()| self.hooks.run(&event)).and_then(|()| run());
         event.kind = action.on();
         event.result = Some(result.as_ref().map(&view));
         self.events.emit(&event);
