@@ -417,6 +417,11 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         force: a.force,
         password: read_password(false)?,
     };
+    // Ask before restoring rather than after a failed try, so that restore hooks run once.
+    let encrypted = client.inventory().newest(&a.filename, a.destination.as_deref())?.is_some_and(|r| r.is_enc());
+    if encrypted && opts.password.is_none() && io::stdin().is_terminal() {
+        opts.password = read_password(true)?;
+    }
     let out = match client.restore(&opts) {
         Err(e) if needs_password(&e) && io::stdin().is_terminal() => {
             opts.password = read_password(true)?;
