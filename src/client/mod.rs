@@ -203,18 +203,36 @@ struct Subject<'a> {
 
 impl Client {
     /// Opens `profile` of the config file at `config_path` (default: `$BAKTHAT_CONFIG`, else `~/.bakthat.yml`)
-    /// with the default inventory (`~/.local/share/bakthat/inventory.sqlite` or the platform's equivalent).
+    /// with the default inventory (`$BAKTHAT_DB`, else `~/.local/share/bakthat/inventory.sqlite` or the platform's
+    /// equivalent).
+    ///
+    /// ```
+    /// use bakthat::client::{Client, ClientError};
+    /// use bakthat::config::ConfigError;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let tmp = tempfile::tempdir()?;
+    /// # std::env::set_var("BAKTHAT_DB", tmp.path().join("inventory.sqlite"));
+    /// let path = tmp.path().join("bakthat.yml");
+    /// std::fs::write(&path, format!("default:\n  local_path: {}\n", tmp.path().join("store").display()))?;
+    /// let client = Client::open(Some(&path), "default")?;
+    /// assert!(client.show(&Default::default())?.is_empty());
+    /// // Only `default` may be missing from the file.
+    /// let err = Client::open(Some(&path), "work").unwrap_err();
+    /// assert!(matches!(err, ClientError::Config(ConfigError::UnknownProfile { .. })), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(config_path: Option<&Path>, profile: &str) -> Result<Client, ClientError> {
         let config = Config::load(&config::config_path(config_path))?;
         let inventory = Inventory::open(Inventory::default_path()?)?;
-        Client::from_ctx(Ctx::new(config, profile, inventory)?)
+        Client::from_ctx(Ctx::new(config, profile, inventory).map_err(config_error)?)
     }
 
     /// A client for `profile` of a config built in code, with the inventory at `inventory_path` (created when
     /// missing).
     pub fn from_config(config: Config, profile: &str, inventory_path: &Path) -> Result<Client, ClientError> {
         let inventory = Inventory::open(inventory_path)?;
-        Client::from_ctx(Ctx::new(config, profile, inventory)?)
+        Client::from_ctx(Ctx::new(config, profile, inventory).map_err(config_error)?)
     }
 
     /// A client around an operations context (to set its clock or progress reporter first).
@@ -403,5 +421,13 @@ impl Client {
         password: Option<&Secret>,
     ) -> Result<VerifyOutcome, ClientError> {
         Ok(ops::verify(&self.ctx, name, destination, password)?)
+    }
+}
+
+/// A config problem found while making the context is a [`ClientError::Config`], as one found while loading.
+fn config_error(e: OpsError) -> ClientError {
+    match e {
+        OpsError::Config(c) => ClientError::Config(c),
+        other => ClientError::Ops(other),
     }
 }
