@@ -1,6 +1,5 @@
 //! The library client against the Swift all-in-one started by scripts/test.sh: the helper's backup, events,
 //! restore, rotation and delete with `default_destination: swift`. A missing server is a failure, not a skip.
-//! (The S3 store is not in this build yet; this is the remote-store end-to-end run of the client.)
 
 use std::fs;
 use std::sync::atomic::{AtomicI64, Ordering};
