@@ -303,7 +303,58 @@ pub fn restore_archive<R: Read + Send>(
 ) -> Result<ExtractSummary, ArchiveError> {
     let (plain, _) = decode(r, hints, secret)?;
     let tar = gunzip_payload(plain)?;
-    Ok(extract::extract(tar, dest, opts)?)
+    // Decrypting and inflating run on their own thread while this one writes files.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        scope.spawn(move || pump(tar, tx));
+        Ok(extract::extract(ChannelReader { rx, buf: Vec::new(), pos: 0 }, dest, opts)?)
+    })
+}
+
+/// Reads `r` in blocks into `tx` until EOF, an error, or the receiver going away.
+fn pump(mut r: Box<dyn Read + Send + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        match members::read_full(&mut r, &mut block) {
+            Ok(0) => return,
+            Ok(n) => {
+                block.truncate(n);
+                if tx.send(Ok(block)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The reading end of [`pump`].
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.buf = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Reads a whole stored archive and checks it (every MAC, every gzip CRC, the tar structure) without writing
