@@ -394,3 +394,60 @@ fn cp_into_incoming_gives_a_restorable_backup() {
     let err = fs::write(m.p("by-name/new"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 }
+
+/// moto's endpoint (scripts/test.sh starts it); a missing server is a failure, never a skip.
+fn moto_endpoint() -> String {
+    match std::env::var("BAKTHAT_TEST_S3_ENDPOINT") {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("BAKTHAT_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh (it starts moto)"),
+    }
+}
+
+#[test]
+fn glacier_gives_eagain_until_the_retrieval_completes_then_reads() {
+    let e = Env::new();
+    let vault = format!("mount-{}", std::process::id() as u64 * 1000 + fastrand());
+    fs::write(
+        e.path().join("bakthat.yml"),
+        format!(
+            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  glacier_vault: {vault}\n  \
+             endpoint_url: {}\n  local_path: {}\n",
+            moto_endpoint(),
+            e.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let src = e.path().join("cold");
+    tree(&src);
+    let ts = e.backup(&src, &["-d", "glacier"]);
+    let m = e.mount(&["--poll-interval", "0.3"]);
+    let dir = m.p(&format!("by-name/cold/{ts}"));
+    // Listing and xattrs never start a retrieval.
+    run(Command::new("ls").arg("-lR").arg(&dir));
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("archived"));
+    assert_eq!(xattr(&dir, "user.bakthat.storage_class").as_deref(), Some("GLACIER"));
+    let file = dir.join("cold/small.txt");
+    let err = fs::read(&file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "{err}");
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("retrieving"));
+    assert!(xattr(&dir, "user.bakthat.job_id").is_some());
+    let status = fs::read_to_string(dir.join(".bakthat-status")).unwrap();
+    assert!(status.contains("state: retrieving") && status.contains("EAGAIN"), "{status}");
+    // The job is in the inventory, shared with `bakthat restore`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match fs::read(&file) {
+            Ok(d) => {
+                assert_eq!(d, b"hello world\n");
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                assert!(Instant::now() < deadline, "still EAGAIN after 60 s");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("ready"));
+    assert!(fs::read(dir.join("cold/sub/big.bin")).unwrap() == bytes(1, 5_000_000));
+}

@@ -212,6 +212,12 @@ struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Seconds between checks of pending cold-storage retrievals
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    poll_interval: f64,
+    /// Seconds a directory in /incoming must be quiet before it is backed up
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    settle: f64,
 }
 
 #[derive(Parser, Debug, Default)]
@@ -708,6 +714,8 @@ fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
     };
     let mut opts = crate::fs::MountOptions::new(cache_dir);
     opts.cache_size = parse_size(&a.cache_size)?;
+    opts.poll_interval = std::time::Duration::from_secs_f64(a.poll_interval.max(0.1));
+    opts.settle = std::time::Duration::from_secs_f64(a.settle.max(0.0));
     let c2 = ctx.clone();
     let open: crate::fs::OpenBackend = Arc::new(move |d: &str| c2.backend(d));
     let fs = crate::fs::Fs::new(ctx, open, secret, opts).context("preparing the mount")?;
