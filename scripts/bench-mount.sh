@@ -10,14 +10,16 @@
 #     (rchar of /proc/PID/io, i.e. what it pulled from the local store);
 #   - the peak RSS (VmHWM) of each mount process.
 # Run as root (drop_caches). Needs restic, borg (python3-llfuse), fusermount3 (scripts/install-test-deps.sh).
-# Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_GB (multi-GB backup, default 3),
+# Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
+#              BENCH_PROFILE (release, or debug for a quick smoke run),
 #              BENCH_BACKUPS (default 10000), CARGO_TARGET_DIR (release build location).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${1:-$(mktemp -d /tmp/bakthat-bench.XXXXXX)}
 BIG_MB=${BENCH_BIG_MB:-512}
-HUGE_GB=${BENCH_HUGE_GB:-3}
+HUGE_MB=${BENCH_HUGE_MB:-3072}
+PROFILE=${BENCH_PROFILE:-release}
 BACKUPS=${BENCH_BACKUPS:-10000}
 TARGET=${CARGO_TARGET_DIR:-${ROOT}/target}
 
@@ -26,10 +28,12 @@ die() { printf 'bench-mount: error: %s\n' "$*" >&2; exit 1; }
 [[ ${EUID} -eq 0 ]] || die "run as root (the cold runs drop the page cache)"
 for t in restic borg fusermount3; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
 
-log "building bakthat (release)"
-(cd "${ROOT}" && cargo build --release --quiet --bin bakthat --example bench_inventory)
-B=${TARGET}/release/bakthat
-GEN=${TARGET}/release/examples/bench_inventory
+log "building bakthat (${PROFILE})"
+flags=(--quiet --bin bakthat --example bench_inventory)
+[[ ${PROFILE} == release ]] && flags+=(--release)
+(cd "${ROOT}" && cargo build "${flags[@]}")
+B=${TARGET}/${PROFILE}/bakthat
+GEN=${TARGET}/${PROFILE}/examples/bench_inventory
 
 mkdir -p "${WORK}"
 cd "${WORK}"
@@ -60,7 +64,7 @@ wait_path() {
 log "making the data: ${BIG_MB} MiB large file (half random, half text) and a small file"
 mkdir -p data
 head -c $((BIG_MB * 1048576 / 2)) /dev/urandom > data/big.bin
-yes "the quick brown fox jumps over the lazy dog $(date)" | head -c $((BIG_MB * 1048576 / 2)) >> data/big.bin
+{ yes "the quick brown fox jumps over the lazy dog $(date)" || true; } | head -c $((BIG_MB * 1048576 / 2)) >> data/big.bin
 echo "small file" > data/small.txt
 
 log "backing up with bakthat, restic and borg"
@@ -104,18 +108,18 @@ wait_path m-many/by-name
 t=$(now); ENTRIES=$(ls -lR m-many/by-name | wc -l); T_LS=$(elapsed "$t")
 t=$(now); ls -lR m-many > /dev/null; T_LS_ALL=$(elapsed "$t")
 
-log "a 4 KiB read in the middle of a ${HUGE_GB} GB backup"
+log "a 4 KiB read in the middle of a ${HUGE_MB} MiB backup"
 export BAKTHAT_DB=${WORK}/inventory.sqlite
 mkdir -p huge
-head -c $((HUGE_GB * 1073741824 / 2)) /dev/urandom > huge/huge.bin
-head -c $((HUGE_GB * 1073741824 / 2)) /dev/zero >> huge/huge.bin
+head -c $((HUGE_MB * 1048576 / 2)) /dev/urandom > huge/huge.bin
+head -c $((HUGE_MB * 1048576 / 2)) /dev/zero >> huge/huge.bin
 "$B" backup huge --prompt no -q > /dev/null
 rm -rf huge
 mkdir -p m-huge
 "$B" mount m-huge --cache-dir "${WORK}/cache-huge" > huge.log 2>&1 & PIDS+=($!); HUGE_PID=$!; MOUNTS+=("${WORK}/m-huge")
 wait_path m-huge/by-name/huge/latest/huge/huge.bin
 before=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
-dd if=m-huge/by-name/huge/latest/huge/huge.bin of=/dev/null bs=4096 count=1 skip=$((HUGE_GB * 262144 / 4)) iflag=direct status=none
+dd if=m-huge/by-name/huge/latest/huge/huge.bin of=/dev/null bs=4096 count=1 skip=$((HUGE_MB * 256 / 4)) iflag=direct status=none
 after=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
 FETCHED=$((after - before))
 
@@ -134,6 +138,6 @@ printf '%-34s %12s %12s %12s %14s %14s\n' "peak RSS (MiB)" "$((R_BK / 1024))" "$
     "$(ratio "$R_BK" "$R_RS")" "$(ratio "$R_BK" "$R_BG")"
 printf '\nls -lR /by-name over %s backups: %.3f s (%s lines); ls -lR of the whole mount: %.3f s\n' \
     "${BACKUPS}" "${T_LS}" "${ENTRIES}" "${T_LS_ALL}"
-printf 'bytes read from the store for a 4 KiB read in a %s GB backup: %s (%.2f MiB)\n' "${HUGE_GB}" "${FETCHED}" \
+printf 'bytes read from the store for a 4 KiB read in a %s MiB backup: %s (%.2f MiB)\n' "${HUGE_MB}" "${FETCHED}" \
     "$(echo "${FETCHED} / 1048576" | bc -l)"
 printf 'bakthat mount peak RSS after the huge read: %s MiB\n' "$(( $(rss "${HUGE_PID}") / 1024 ))"
