@@ -9,6 +9,7 @@
 //! - [`rotation`]: grandfather-father-son retention as a pure function.
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
 //! - [`cli`]: the command line; the only place for anyhow.
 
 pub mod archive;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod interval;
 pub mod inventory;
+pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod rotation;

@@ -16,6 +16,7 @@ use crate::ops::{self, Ctx, OpsError};
 
 mod excludes;
 mod progress;
+mod remote;
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -77,6 +78,13 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
+    /// KeyValue: small JSON values in the profile's S3 bucket
+    Kv {
+        #[command(subcommand)]
+        op: remote::KvCommand,
+    },
+    /// Print a presigned URL of a backup in S3, and how to restore it without bakthat
+    Share(remote::ShareArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -322,6 +330,8 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{report:?}");
             Ok(EXIT_OK)
         }
+        Command::Kv { op } => remote::kv(&cli, op),
+        Command::Share(a) => remote::share(&cli, a),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut io::stdout());
             Ok(EXIT_OK)

@@ -28,11 +28,14 @@ mod backup;
 mod catalog;
 mod manage;
 mod restore;
+mod share;
 
+pub(crate) use backup::master_key;
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use catalog::InventoryCatalog;
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
+pub use share::{recipient_command, share, Shared};
 
 /// Everything an operation needs: the loaded config and profile, the inventory, the clock.
 pub struct Ctx {
@@ -82,18 +85,7 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
-            "s3" => {
-                let p = &self.profile;
-                Ok(Arc::new(S3Store::new(&S3Settings {
-                    bucket: p.s3_bucket.clone().unwrap_or_default(),
-                    region: p.region_name.clone(),
-                    endpoint_url: p.endpoint_url.clone(),
-                    access_key: p.access_key.clone(),
-                    secret_key: p.secret_key.clone(),
-                    storage_class: p.s3_storage_class.clone(),
-                    ..S3Settings::default()
-                })?))
-            }
+            "s3" => Ok(Arc::new(self.s3_store()?)),
             "glacier" => {
                 let p = &self.profile;
                 let settings = GlacierSettings {
@@ -109,6 +101,21 @@ impl Ctx {
             "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
+    }
+
+    /// The profile's S3 bucket (`s3_bucket`, `region_name`, `endpoint_url`, keys, `s3_storage_class`), as an
+    /// [`S3Store`] for what only S3 does (presigned URLs, KeyValue, the Glacier inventory backup).
+    pub fn s3_store(&self) -> Result<S3Store, OpsError> {
+        let p = &self.profile;
+        Ok(S3Store::new(&S3Settings {
+            bucket: p.s3_bucket.clone().unwrap_or_default(),
+            region: p.region_name.clone(),
+            endpoint_url: p.endpoint_url.clone(),
+            access_key: p.access_key.clone(),
+            secret_key: p.secret_key.clone(),
+            storage_class: p.s3_storage_class.clone(),
+            ..S3Settings::default()
+        })?)
     }
 
     /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
@@ -282,6 +289,8 @@ pub enum OpsError {
     Exists { path: PathBuf },
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
+    #[error("{stored} is in {backend}; only backups in s3 can be shared (presigned URLs)")]
+    NotShareable { stored: String, backend: String },
     #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
     UnknownDestination(String),
     #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]

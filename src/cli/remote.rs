@@ -1,0 +1,129 @@
+//! The S3-side commands: `kv set|get|delete|url` (KeyValue) and `share` (a presigned URL of a backup).
+
+use std::io::{self, IsTerminal, Read};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use super::{context, read_password, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::interval::parse_expiry;
+use crate::kv::KeyValue;
+use crate::ops;
+
+/// `bakthat kv ...`
+#[derive(Subcommand, Debug)]
+pub(super) enum KvCommand {
+    /// Store a JSON value under a key (encrypted when BAKTHAT_PASSWORD is set or with --encrypt)
+    Set {
+        key: String,
+        /// JSON text (quote strings: '"text"'), or - to read it from stdin
+        value: String,
+        /// Store the JSON text as is, not gzipped
+        #[arg(long)]
+        no_compress: bool,
+        /// Ask for a password when BAKTHAT_PASSWORD is not set
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// Print the JSON value of a key (exit 1 if there is none)
+    Get { key: String },
+    /// Delete a key
+    Delete { key: String },
+    /// Print a presigned URL of the key's stored bytes
+    Url {
+        key: String,
+        /// How long the URL works: 1h, 30m, 7D (at most 7 days)
+        #[arg(long, default_value = "1h")]
+        expires: String,
+    },
+}
+
+/// `bakthat share ...`
+#[derive(Parser, Debug)]
+pub(super) struct ShareArgs {
+    /// A backup name (its newest backup) or an exact stored name
+    name: String,
+    #[arg(short, long)]
+    destination: Option<String>,
+    /// How long the URL works: 1h, 30m, 7D (at most 7 days)
+    #[arg(long, default_value = "1h")]
+    expires: String,
+}
+
+pub(super) fn kv(cli: &Cli, op: &KvCommand) -> Result<i32> {
+    let ctx = context(cli)?;
+    let kv = KeyValue::open(&ctx)?;
+    match op {
+        KvCommand::Set { key, value, no_compress, encrypt } => {
+            let text = if value == "-" {
+                let mut s = String::new();
+                io::stdin().read_to_string(&mut s).context("reading the value from stdin")?;
+                s
+            } else {
+                value.clone()
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("the value is not JSON; quote a string as '\"{}\"'", text.trim()))?;
+            let mut password = read_password(false)?;
+            if password.is_none() && *encrypt {
+                password = read_password(true)?;
+                if password.is_none() {
+                    bail!("--encrypt needs a password: set BAKTHAT_PASSWORD or run on a terminal");
+                }
+            }
+            kv.set_key(key, &value, !no_compress, password.as_deref())?;
+            if !cli.quiet {
+                eprintln!("stored {key}{}", if password.is_some() { " (encrypted)" } else { "" });
+            }
+        }
+        KvCommand::Get { key } => {
+            let mut password = read_password(false)?;
+            let value = match kv.get_key(key, password.as_deref()) {
+                Err(e) if e.needs_password() && io::stdin().is_terminal() => {
+                    password = read_password(true)?;
+                    kv.get_key(key, password.as_deref())?
+                }
+                other => other?,
+            };
+            match value {
+                Some(v) => println!("{v}"),
+                None => {
+                    eprintln!("bakthat: no key {key} in the bucket");
+                    return Ok(EXIT_FAILURE);
+                }
+            }
+        }
+        KvCommand::Delete { key } => {
+            if !kv.delete_key(key)? {
+                eprintln!("bakthat: no key {key} in the bucket");
+                return Ok(EXIT_FAILURE);
+            }
+            println!("deleted {key}");
+        }
+        KvCommand::Url { key, expires } => {
+            println!("{}", kv.get_key_url(key, parse_expiry(expires)?)?);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) fn share(cli: &Cli, a: &ShareArgs) -> Result<i32> {
+    let ctx = context(cli)?;
+    let s = ops::share(&ctx, &a.name, a.destination.as_deref(), &a.expires)?;
+    println!("{}", s.url);
+    if !cli.quiet {
+        let hours = s.expires.as_secs() as f64 / 3600.0;
+        println!(
+            "\n{} can be downloaded with this URL for {hours:.2} h. To restore it without bakthat:",
+            s.record.stored_filename
+        );
+        println!("  {}", s.command);
+        if s.command.contains("bakthat-decrypt") {
+            println!(
+                "bakthat-decrypt is scripts/bakthat-decrypt in bakthat's sources (Python 3 with `pip install \
+                 cryptography`); replace … with the password."
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,64 @@
+//! `share`: a presigned URL of a backup's archive in S3, and the shell command a recipient runs to restore it
+//! without bakthat. Only signs locally (plus one HEAD to check the object is there); nothing is uploaded.
+
+use std::time::Duration;
+
+use super::restore::find;
+use super::{Ctx, OpsError};
+use crate::archive::Hints;
+use crate::interval::parse_expiry;
+use crate::model::BackupRecord;
+use crate::storage::{Backend, StorageError};
+
+/// A shared backup.
+#[derive(Debug)]
+pub struct Shared {
+    pub record: BackupRecord,
+    /// The presigned GET URL.
+    pub url: String,
+    pub expires: Duration,
+    /// A shell command that downloads and unpacks the backup with curl and tar (and `bakthat-decrypt` for
+    /// encrypted backups); `…` stands for the password.
+    pub command: String,
+}
+
+/// Presigns the newest backup matching `name` (in `destination`, or any) for `expires` (`1h`, `30m`, `7D`; at most
+/// 7 days). The backup must be in S3.
+pub fn share(ctx: &Ctx, name: &str, destination: Option<&str>, expires: &str) -> Result<Shared, OpsError> {
+    let expires = parse_expiry(expires)?;
+    let record = find(ctx, name, destination)?;
+    if record.backend != "s3" {
+        return Err(OpsError::NotShareable {
+            stored: record.stored_filename.as_str().to_string(),
+            backend: record.backend.clone(),
+        });
+    }
+    let store = ctx.s3_store()?;
+    let key = record.stored_filename.as_str();
+    if store.head(key)?.is_none() {
+        return Err(StorageError::NotFound { store: store.describe(), key: key.to_string() }.into());
+    }
+    let url = store.presign_get(key, expires)?;
+    let command = recipient_command(&record, &url);
+    Ok(Shared { record, url, expires, command })
+}
+
+/// The command that restores `record` from `url` with standard tools.
+pub fn recipient_command(record: &BackupRecord, url: &str) -> String {
+    let mut hints = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
+    hints.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
+    let get = format!("curl -fsS '{url}'");
+    let decrypt = "BAKTHAT_PASSWORD=… bakthat-decrypt -";
+    match (hints.tgz, hints.encrypted, hints.v1) {
+        (true, false, _) => format!("{get} | tar xz"),
+        (true, true, true) => format!("{get} | {decrypt} | tar xz"),
+        (false, false, _) => format!("{get} -o '{}'", record.filename),
+        (false, true, true) => format!("{get} | {decrypt} > '{}'", record.filename),
+        // bakthat 0.6's beefish Blowfish: the beefish CLI decrypts it.
+        (tgz, true, false) => {
+            let out = if tgz { "backup.tgz".to_string() } else { record.filename.clone() };
+            let then = if tgz { " && tar xzf backup.tgz" } else { "" };
+            format!("{get} -o backup.enc && beefish.py -d -k … backup.enc {out}{then}")
+        }
+    }
+}
