@@ -1,4 +1,5 @@
-//! The S3-side commands: `kv set|get|delete|url` (KeyValue) and `share` (a presigned URL of a backup).
+//! The S3 and Glacier side commands: `kv set|get|delete|url` (KeyValue), `share` (a presigned URL of a backup) and
+//! the Glacier inventory commands.
 
 use std::io::{self, IsTerminal, Read};
 
@@ -122,6 +123,48 @@ pub(super) fn share(cli: &Cli, a: &ShareArgs) -> Result<i32> {
             println!(
                 "bakthat-decrypt is scripts/bakthat-decrypt in bakthat's sources (Python 3 with `pip install \
                  cryptography`); replace … with the password."
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// The Glacier inventory commands.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum GlacierInventory {
+    Show,
+    ShowLocal,
+    Backup,
+    Restore,
+}
+
+pub(super) fn glacier_inventory(cli: &Cli, what: GlacierInventory) -> Result<i32> {
+    let ctx = context(cli)?;
+    match what {
+        GlacierInventory::Show => {
+            for a in ops::show_glacier_inventory(&ctx)? {
+                println!("{}\t{}\t{}", a.archive_id, a.size, a.description);
+            }
+        }
+        GlacierInventory::ShowLocal => {
+            for a in ops::show_local_glacier_inventory(&ctx)? {
+                let size = a.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                println!("{}\t{size}\t{}", a.archive_id, a.filename);
+            }
+        }
+        GlacierInventory::Backup => {
+            let n = ops::backup_glacier_inventory(&ctx)?;
+            println!(
+                "stored {n} archive id(s) in {} of bucket {}",
+                ops::GLACIER_INVENTORY_KEY,
+                ctx.s3_store()?.bucket()
+            );
+        }
+        GlacierInventory::Restore => {
+            let r = ops::restore_glacier_inventory(&ctx)?;
+            println!(
+                "{} archive id(s) added, {} already known, {} backup row(s) created",
+                r.added, r.known, r.rows_created
             );
         }
     }

@@ -26,6 +26,7 @@ use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
 mod catalog;
+mod glacier_inventory;
 mod manage;
 mod restore;
 mod share;
@@ -33,6 +34,10 @@ mod share;
 pub(crate) use backup::master_key;
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use catalog::InventoryCatalog;
+pub use glacier_inventory::{
+    backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
+    LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
+};
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
 pub use share::{recipient_command, share, Shared};
@@ -86,18 +91,7 @@ impl Ctx {
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
             "s3" => Ok(Arc::new(self.s3_store()?)),
-            "glacier" => {
-                let p = &self.profile;
-                let settings = GlacierSettings {
-                    vault: p.glacier_vault.clone().unwrap_or_default(),
-                    region: p.region_name.clone(),
-                    endpoint_url: p.endpoint_url.clone(),
-                    access_key: p.access_key.clone(),
-                    secret_key: p.secret_key.clone(),
-                    ..GlacierSettings::default()
-                };
-                Ok(Arc::new(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?))
-            }
+            "glacier" => Ok(Arc::new(self.glacier_store()?)),
             "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
@@ -116,6 +110,20 @@ impl Ctx {
             storage_class: p.s3_storage_class.clone(),
             ..S3Settings::default()
         })?)
+    }
+
+    /// The profile's Glacier vault (`glacier_vault`), with the inventory as its catalog of archive ids.
+    pub fn glacier_store(&self) -> Result<GlacierStore, OpsError> {
+        let p = &self.profile;
+        let settings = GlacierSettings {
+            vault: p.glacier_vault.clone().unwrap_or_default(),
+            region: p.region_name.clone(),
+            endpoint_url: p.endpoint_url.clone(),
+            access_key: p.access_key.clone(),
+            secret_key: p.secret_key.clone(),
+            ..GlacierSettings::default()
+        };
+        Ok(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?)
     }
 
     /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
