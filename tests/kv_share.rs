@@ -348,3 +348,68 @@ fn cli_share_gives_a_url_that_tar_can_list() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("only backups in s3"), "{}", stderr(&out));
 }
+
+#[test]
+fn s3api_checks_credentials() {
+    let bucket = moto::unique("auth");
+    let good = S3Store::new(&s3api_settings(&bucket, "testing")).unwrap();
+    // A round trip, multipart included, on a server that checks every signature.
+    let big = common::bytes(3, (6 << 20) + 123, false);
+    let mut up = good.create("big", &PutOptions::default()).unwrap();
+    up.write_all(&big).unwrap();
+    up.commit().unwrap();
+    good.put_bytes("small", b"tiny", &PutOptions::default()).unwrap();
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut good.get("big").unwrap(), &mut back).unwrap();
+    assert!(back == big, "multipart object read back differs");
+    assert_eq!(good.get_range("big", 5 << 20, 10).unwrap(), big[5 << 20..(5 << 20) + 10].to_vec());
+    let keys: Vec<String> = good.list("").unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, ["big", "small"]);
+
+    // A wrong secret: an authentication error that says what to check, on reads and on writes.
+    let bad = S3Store::new(&s3api_settings(&bucket, "not the key")).unwrap();
+    for e in [bad.get("small").err().unwrap(), bad.put_bytes("x", b"x", &PutOptions::default()).unwrap_err()] {
+        assert!(matches!(e, bakthat::storage::StorageError::Auth { .. }), "{e:?}");
+        let msg = anyhow_like(&e);
+        assert!(msg.contains("refused the credentials") && msg.contains("secret_key"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+    good.delete("big").unwrap();
+    good.delete("small").unwrap();
+
+    // The command line: one line on stderr, exit 1.
+    let t = tempfile::tempdir().unwrap();
+    let endpoint = std::env::var("BAKTHAT_TEST_SWIFT_S3_ENDPOINT").unwrap();
+    let config = format!(
+        "default:\n  access_key: \"test:tester\"\n  secret_key: wrong\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
+         endpoint_url: {endpoint}\n"
+    );
+    fs::write(t.path().join("bakthat.yml"), config).unwrap();
+    fs::write(t.path().join("file.txt"), b"data").unwrap();
+    let out = Command::cargo_bin("bakthat")
+        .unwrap()
+        .env("BAKTHAT_CONFIG", t.path().join("bakthat.yml"))
+        .env("BAKTHAT_DB", t.path().join("inv.sqlite"))
+        .env("HOME", t.path())
+        .env_remove("BAKTHAT_PASSWORD")
+        .args(["backup", t.path().join("file.txt").to_str().unwrap(), "-d", "s3", "--prompt", "no"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("refused the credentials") && err.contains("SignatureDoesNotMatch"), "{err}");
+}
+
+/// The error and its sources on one line, as the CLI prints them.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
