@@ -344,9 +344,12 @@ fn cli_share_gives_a_url_that_tar_can_list() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("7 days"), "{}", stderr(&out));
     ok(&env.run(&["backup", s, "-d", "local", "--prompt", "no", "--name", "here"], None), "local backup");
-    let out = env.run(&["share", "here"], None);
+    let out = env.run(&["share", "here", "-d", "local"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("only backups in s3"), "{}", stderr(&out));
+    let out = env.run(&["share", "here"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no backup matches here in s3"), "{}", stderr(&out));
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub(super) enum KvCommand {
     Get { key: String },
     /// Delete a key
     Delete { key: String },
-    /// Print a presigned URL of the key's stored bytes
+    /// Print a presigned URL of the key's stored bytes (JSON, gzipped or encrypted as stored)
     Url {
         key: String,
         /// How long the URL works: 1h, 30m, 7D (at most 7 days)
@@ -44,6 +44,7 @@ pub(super) enum KvCommand {
 pub(super) struct ShareArgs {
     /// A backup name (its newest backup) or an exact stored name
     name: String,
+    /// Only s3 backups can be shared (the default)
     #[arg(short, long)]
     destination: Option<String>,
     /// How long the URL works: 1h, 30m, 7D (at most 7 days)
@@ -65,7 +66,8 @@ pub(super) fn kv(cli: &Cli, op: &KvCommand) -> Result<i32> {
             };
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("the value is not JSON; quote a string as '\"{}\"'", text.trim()))?;
-            let mut password = read_password(false)?;
+            // As for backups, an empty BAKTHAT_PASSWORD means no encryption.
+            let mut password = read_password(false)?.filter(|p| !p.bytes().is_empty());
             if password.is_none() && *encrypt {
                 password = read_password(true)?;
                 if password.is_none() {

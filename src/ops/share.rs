@@ -22,11 +22,11 @@ pub struct Shared {
     pub command: String,
 }
 
-/// Presigns the newest backup matching `name` (in `destination`, or any) for `expires` (`1h`, `30m`, `7D`; at most
-/// 7 days). The backup must be in S3.
+/// Presigns the newest backup matching `name` in S3 (or in `destination`, which must then be `s3`) for `expires`
+/// (`1h`, `30m`, `7D`; at most 7 days).
 pub fn share(ctx: &Ctx, name: &str, destination: Option<&str>, expires: &str) -> Result<Shared, OpsError> {
     let expires = parse_expiry(expires)?;
-    let record = find(ctx, name, destination)?;
+    let record = find(ctx, name, Some(destination.unwrap_or("s3")))?;
     if record.backend != "s3" {
         return Err(OpsError::NotShareable {
             stored: record.stored_filename.as_str().to_string(),
