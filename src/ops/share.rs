@@ -62,3 +62,43 @@ pub fn recipient_command(record: &BackupRecord, url: &str) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StoredName;
+    use serde_json::json;
+
+    fn record(stored: &str, enc: Option<&str>) -> BackupRecord {
+        BackupRecord {
+            id: None,
+            backend: "s3".into(),
+            backend_hash: None,
+            backup_date: 0,
+            filename: "data".into(),
+            is_deleted: false,
+            last_updated: 0,
+            metadata: json!({ "is_enc": enc.is_some(), "enc": enc }),
+            size: 1,
+            stored_filename: StoredName::from_key(stored),
+            tags: String::new(),
+        }
+    }
+
+    #[test]
+    fn recipient_commands_fit_the_backup() {
+        let c = |stored, enc| recipient_command(&record(stored, enc), "http://u");
+        assert_eq!(c("data.20260101000000.tgz", None), "curl -fsS 'http://u' | tar xz");
+        assert_eq!(
+            c("data.20260101000000.tgz.enc", Some("v1")),
+            "curl -fsS 'http://u' | BAKTHAT_PASSWORD=… bakthat-decrypt - | tar xz"
+        );
+        assert_eq!(c("data.20260101000000", None), "curl -fsS 'http://u' -o 'data'");
+        assert_eq!(
+            c("data.20260101000000.enc", Some("v1")),
+            "curl -fsS 'http://u' | BAKTHAT_PASSWORD=… bakthat-decrypt - > 'data'"
+        );
+        let legacy = c("data.20130101000000.tgz.enc", None);
+        assert!(legacy.contains("beefish.py -d") && legacy.ends_with("tar xzf backup.tgz"), "{legacy}");
+    }
+}
