@@ -8,6 +8,9 @@
 //! The one deliberate difference: 0.6 parsed the empty string as 0 seconds, which made `delete_older_than` delete
 //! every backup. Here it is an error ([`IntervalError::Empty`]).
 //!
+//! [`parse_expiry`] reads the validity of a presigned URL with the same grammar, plus lower-case `d` and `w` and bare
+//! seconds (`7d`, `90`), capped at the 7 days SigV4 allows.
+//!
 //! This module only parses. It knows nothing about clocks or backups: callers subtract the result from their "now".
 
 use thiserror::Error;
@@ -21,6 +24,31 @@ pub enum IntervalError {
     /// The string does not follow the grammar (or its total does not fit in an `i64`). Holds the string as given.
     #[error("bad interval format for {0}: use numbers with units s, m, h, D, W, M, Y such as 2D1h")]
     Bad(String),
+    /// An expiry longer than a presigned URL may last. Holds the string as given.
+    #[error("{0} is longer than 7 days, the most a presigned URL can last; give 7D or less")]
+    TooLong(String),
+}
+
+/// The longest expiry [`parse_expiry`] accepts: 7 days, the SigV4 limit for presigned URLs.
+pub const MAX_EXPIRY_SECS: i64 = 7 * 86_400;
+
+/// Parses the validity of a presigned URL: the interval grammar (`1h`, `30m`, `7D`, `1D12h`), lower-case `d` and
+/// `w` for days and weeks, or bare seconds (`3600`). At most [`MAX_EXPIRY_SECS`].
+pub fn parse_expiry(s: &str) -> Result<std::time::Duration, IntervalError> {
+    let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| IntervalError::Bad(s.to_string()))?
+    } else {
+        let canonical: String =
+            s.chars().map(|c| if c == 'd' || c == 'w' { c.to_ascii_uppercase() } else { c }).collect();
+        parse_interval(&canonical).map_err(|e| match e {
+            IntervalError::Bad(_) => IntervalError::Bad(s.to_string()),
+            other => other,
+        })?
+    };
+    if secs > MAX_EXPIRY_SECS {
+        return Err(IntervalError::TooLong(s.to_string()));
+    }
+    Ok(std::time::Duration::from_secs(secs as u64))
 }
 
 /// Seconds in one of the given unit, or `None` if the byte is not a unit letter.
@@ -71,6 +99,23 @@ pub fn parse_interval(s: &str) -> Result<i64, IntervalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiries() {
+        let secs = |s| parse_expiry(s).map(|d| d.as_secs());
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("30m"), Ok(1800));
+        assert_eq!(secs("7D"), Ok(604_800));
+        assert_eq!(secs("7d"), Ok(604_800));
+        assert_eq!(secs("1w"), Ok(604_800));
+        assert_eq!(secs("1D12h"), Ok(129_600));
+        assert_eq!(secs("90"), Ok(90));
+        assert_eq!(secs("8D"), Err(IntervalError::TooLong("8D".into())));
+        assert_eq!(secs("1M"), Err(IntervalError::TooLong("1M".into())));
+        assert_eq!(secs("0"), Err(IntervalError::Bad("0".into())));
+        assert_eq!(secs("1x"), Err(IntervalError::Bad("1x".into())));
+        assert_eq!(secs(""), Err(IntervalError::Empty));
+    }
 
     #[test]
     fn valid_intervals() {

@@ -12,6 +12,7 @@
 //! - [`rotation`]: grandfather-father-son retention as a pure function.
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
 //! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`cli`]: the command line; the only place for anyhow.
 
@@ -23,6 +24,7 @@ pub mod fs;
 pub mod fuse;
 pub mod interval;
 pub mod inventory;
+pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod rotation;

@@ -17,6 +17,7 @@ use crate::ops::{self, Ctx, OpsError};
 
 mod excludes;
 mod progress;
+mod remote;
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -82,6 +83,25 @@ enum Command {
     Mount(MountArgs),
     /// Unmount a `bakthat mount`
     Umount { mountpoint: PathBuf },
+    /// KeyValue: small JSON values in the profile's S3 bucket
+    Kv {
+        #[command(subcommand)]
+        op: remote::KvCommand,
+    },
+    /// Print a presigned URL of a backup in S3, and how to restore it without bakthat
+    Share(remote::ShareArgs),
+    /// List the archives in the Glacier vault (an inventory job: exits 75 until Glacier has run it)
+    #[command(name = "show_glacier_inventory", alias = "show-glacier-inventory")]
+    ShowGlacierInventory,
+    /// List the Glacier archive ids in the local inventory
+    #[command(name = "show_local_glacier_inventory", alias = "show-local-glacier-inventory")]
+    ShowLocalGlacierInventory,
+    /// Save the local Glacier archive ids to the S3 key bakthat_glacier_inventory
+    #[command(name = "backup_glacier_inventory", alias = "backup-glacier-inventory")]
+    BackupGlacierInventory,
+    /// Load the Glacier archive ids saved by backup_glacier_inventory into the local inventory
+    #[command(name = "restore_glacier_inventory", alias = "restore-glacier-inventory")]
+    RestoreGlacierInventory,
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -364,6 +384,12 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Mount(a) => mount(&cli, a),
         Command::Umount { mountpoint } => umount(mountpoint),
+        Command::Kv { op } => remote::kv(&cli, op),
+        Command::Share(a) => remote::share(&cli, a),
+        Command::ShowGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::Show),
+        Command::ShowLocalGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::ShowLocal),
+        Command::BackupGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::Backup),
+        Command::RestoreGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::Restore),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut io::stdout());
             Ok(EXIT_OK)

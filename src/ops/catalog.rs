@@ -15,7 +15,7 @@ use crate::storage::glacier::{ArchiveEntry, CatalogError, GlacierCatalog, JobSta
 /// The backend name recorded with jobs.
 const BACKEND: &str = "glacier";
 /// Prefix of the config keys holding archive sizes.
-const META_PREFIX: &str = "glacier-archive:";
+pub(crate) const META_PREFIX: &str = "glacier-archive:";
 
 /// [`GlacierCatalog`] over the inventory.
 pub struct InventoryCatalog {

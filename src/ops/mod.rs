@@ -26,13 +26,21 @@ use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
 mod catalog;
+mod glacier_inventory;
 mod manage;
 mod restore;
+mod share;
 
+pub(crate) use backup::master_key;
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use catalog::InventoryCatalog;
+pub use glacier_inventory::{
+    backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
+    LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
+};
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
+pub use share::{recipient_command, share, Shared};
 
 /// Everything an operation needs: the loaded config and profile, the inventory, the clock.
 pub struct Ctx {
@@ -82,33 +90,40 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
-            "s3" => {
-                let p = &self.profile;
-                Ok(Arc::new(S3Store::new(&S3Settings {
-                    bucket: p.s3_bucket.clone().unwrap_or_default(),
-                    region: p.region_name.clone(),
-                    endpoint_url: p.endpoint_url.clone(),
-                    access_key: p.access_key.clone(),
-                    secret_key: p.secret_key.clone(),
-                    storage_class: p.s3_storage_class.clone(),
-                    ..S3Settings::default()
-                })?))
-            }
-            "glacier" => {
-                let p = &self.profile;
-                let settings = GlacierSettings {
-                    vault: p.glacier_vault.clone().unwrap_or_default(),
-                    region: p.region_name.clone(),
-                    endpoint_url: p.endpoint_url.clone(),
-                    access_key: p.access_key.clone(),
-                    secret_key: p.secret_key.clone(),
-                    ..GlacierSettings::default()
-                };
-                Ok(Arc::new(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?))
-            }
+            "s3" => Ok(Arc::new(self.s3_store()?)),
+            "glacier" => Ok(Arc::new(self.glacier_store()?)),
             "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
+    }
+
+    /// The profile's S3 bucket (`s3_bucket`, `region_name`, `endpoint_url`, keys, `s3_storage_class`), as an
+    /// [`S3Store`] for what only S3 does (presigned URLs, KeyValue, the Glacier inventory backup).
+    pub fn s3_store(&self) -> Result<S3Store, OpsError> {
+        let p = &self.profile;
+        Ok(S3Store::new(&S3Settings {
+            bucket: p.s3_bucket.clone().unwrap_or_default(),
+            region: p.region_name.clone(),
+            endpoint_url: p.endpoint_url.clone(),
+            access_key: p.access_key.clone(),
+            secret_key: p.secret_key.clone(),
+            storage_class: p.s3_storage_class.clone(),
+            ..S3Settings::default()
+        })?)
+    }
+
+    /// The profile's Glacier vault (`glacier_vault`), with the inventory as its catalog of archive ids.
+    pub fn glacier_store(&self) -> Result<GlacierStore, OpsError> {
+        let p = &self.profile;
+        let settings = GlacierSettings {
+            vault: p.glacier_vault.clone().unwrap_or_default(),
+            region: p.region_name.clone(),
+            endpoint_url: p.endpoint_url.clone(),
+            access_key: p.access_key.clone(),
+            secret_key: p.secret_key.clone(),
+            ..GlacierSettings::default()
+        };
+        Ok(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?)
     }
 
     /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
@@ -282,6 +297,8 @@ pub enum OpsError {
     Exists { path: PathBuf },
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
+    #[error("{stored} is in {backend}; only backups in s3 can be shared (presigned URLs)")]
+    NotShareable { stored: String, backend: String },
     #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
     UnknownDestination(String),
     #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]

@@ -184,7 +184,23 @@ impl Failure {
             matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_));
         let code = err.code().map(str::to_string);
         let class = classify(status, code.as_deref(), transport);
-        let source = aws_sdk_s3::error::DisplayErrorContext(&err).to_string().into();
+        let source = if class == Class::Auth || (class != Class::Transient && code.is_some()) {
+            // One line the user can act on, not the SDK's whole context (headers, raw body): the service's answer.
+            let what = match (code.as_deref(), status) {
+                (Some(c), Some(s)) => format!("{c} (HTTP {s})"),
+                (Some(c), None) => c.to_string(),
+                (None, Some(s)) => format!("HTTP {s}"),
+                (None, None) => "refused".to_string(),
+            };
+            // The error's own message names the code and status of other failures already.
+            match (err.message(), class) {
+                (Some(m), Class::Auth) => format!("{what}: {m}").into(),
+                (Some(m), _) => m.to_string().into(),
+                (None, _) => what.into(),
+            }
+        } else {
+            aws_sdk_s3::error::DisplayErrorContext(&err).to_string().into()
+        };
         Failure { status, code, class, source }
     }
 

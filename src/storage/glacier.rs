@@ -12,7 +12,10 @@
 //! is not retrieved yet gives [`StorageError::NotRetrieved`]. Range reads ask for 1 MiB- or tree-hash-aligned ranges
 //! of the job output ([`retrieval_range`]).
 //!
-//! Not here: vault inventory jobs (listing comes from the catalog), SNS notifications, provisioned capacity.
+//! Vault inventories (`inventory-retrieval` jobs, [`GlacierStore::vault_inventory`]) list what the vault really holds;
+//! [`Backend::list`] still comes from the catalog.
+//!
+//! Not here: SNS notifications, provisioned capacity.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -302,7 +305,102 @@ pub struct GlacierStore {
     inner: Arc<Inner>,
 }
 
+/// An archive as a vault inventory lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VaultArchive {
+    #[serde(rename = "ArchiveId")]
+    pub archive_id: String,
+    /// The archive description: the stored filename for archives bakthat uploaded.
+    #[serde(rename = "ArchiveDescription", default)]
+    pub description: String,
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+    #[serde(rename = "CreationDate", default)]
+    pub created: Option<String>,
+    #[serde(rename = "SHA256TreeHash", default)]
+    pub tree_hash: Option<String>,
+}
+
+/// The output of an `inventory-retrieval` job (Glacier's JSON format).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct InventoryOutput {
+    #[serde(rename = "ArchiveList", default)]
+    archive_list: Vec<VaultArchive>,
+}
+
+/// Where a vault inventory stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultInventory {
+    /// A new inventory-retrieval job was started (there was none, or the given one expired or failed).
+    Started { job_id: String },
+    /// The job runs; `ready_at` is an estimate (Glacier takes about four hours).
+    Pending { job_id: String, ready_at: i64, created_at: Option<i64> },
+    /// The job is done: the archives the vault held when the job ran.
+    Ready { job_id: String, archives: Vec<VaultArchive> },
+}
+
+/// How long an inventory-retrieval job usually takes.
+const INVENTORY_JOB_SECS: i64 = 4 * 3600;
+
 impl GlacierStore {
+    /// The vault's name.
+    pub fn vault(&self) -> &str {
+        &self.inner.vault
+    }
+
+    /// Checks the inventory-retrieval job `job_id` (when given) and downloads its output once it is done; starts a
+    /// new job when there is none, or when Glacier no longer knows the given one (its output lasts 24 hours) or it
+    /// failed.
+    pub fn vault_inventory(&self, job_id: Option<&str>) -> Result<VaultInventory, StorageError> {
+        let inner = &self.inner;
+        let what = format!("the inventory of {}", inner.vault);
+        if let Some(id) = job_id {
+            let req = inner.client.describe_job().account_id(ACCOUNT).vault_name(&inner.vault).job_id(id);
+            match inner.rt.block_on(req.send()).map_err(Failure::of) {
+                Ok(out) => match out.status_code() {
+                    Some(StatusCode::Succeeded) => {
+                        let req = inner.client.get_job_output().account_id(ACCOUNT).vault_name(&inner.vault).job_id(id);
+                        let body = inner.rt.block_on(async {
+                            let out = req.send().await.map_err(Failure::of)?;
+                            out.body.collect().await.map(|b| b.to_vec()).map_err(|e| Failure::io(io::Error::other(e)))
+                        });
+                        let body = body.map_err(|f| inner.fail(f, "downloading", &what))?;
+                        let parsed: InventoryOutput =
+                            serde_json::from_slice(&body).map_err(|e| StorageError::Backend {
+                                store: inner.describe.clone(),
+                                message: format!("{what} is not the JSON Glacier writes"),
+                                source: Some(Box::new(e)),
+                            })?;
+                        return Ok(VaultInventory::Ready { job_id: id.to_string(), archives: parsed.archive_list });
+                    }
+                    Some(StatusCode::Failed) => {
+                        tracing::info!(
+                            "inventory job {id} failed ({}); starting another",
+                            out.status_message().unwrap_or("")
+                        );
+                    }
+                    _ => {
+                        let created_at = out
+                            .creation_date()
+                            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                            .map(|d| d.timestamp());
+                        let ready_at = created_at.unwrap_or_else(aws::now) + INVENTORY_JOB_SECS;
+                        return Ok(VaultInventory::Pending { job_id: id.to_string(), ready_at, created_at });
+                    }
+                },
+                Err(f) if f.is("ResourceNotFoundException") || f.class == Class::NotFound => {
+                    tracing::info!("inventory job {id} is unknown to Glacier (expired); starting another");
+                }
+                Err(f) => return Err(inner.fail(f, "checking the job of", &what)),
+            }
+        }
+        let params = JobParameters::builder().r#type("inventory-retrieval").format("JSON").build();
+        let req = inner.client.initiate_job().account_id(ACCOUNT).vault_name(&inner.vault).job_parameters(params);
+        let out = inner.rt.block_on(req.send()).map_err(|e| inner.fail(Failure::of(e), "starting", &what))?;
+        let job_id = out.job_id().unwrap_or_default().to_string();
+        Ok(VaultInventory::Started { job_id })
+    }
+
     /// Prepares a client for the vault; nothing is sent until the first operation. A missing vault is created by
     /// the first upload.
     pub fn new(settings: &GlacierSettings, catalog: Arc<dyn GlacierCatalog>) -> Result<GlacierStore, StorageError> {
@@ -377,7 +475,16 @@ impl Inner {
         if self.vault_ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        // CreateVault is idempotent.
+        // CreateVault is idempotent on AWS, but moto replaces an existing vault with an empty one: ask first.
+        let req = self.client.describe_vault().account_id(ACCOUNT).vault_name(&self.vault);
+        match self.rt.block_on(req.send()).map_err(Failure::of) {
+            Ok(_) => {
+                self.vault_ready.store(true, Ordering::Release);
+                return Ok(());
+            }
+            Err(f) if f.is("ResourceNotFoundException") || f.is("VaultNotFound") || f.class == Class::NotFound => {}
+            Err(f) => return Err(self.fail(f, "checking vault", &self.vault)),
+        }
         let req = self.client.create_vault().account_id(ACCOUNT).vault_name(&self.vault);
         self.rt.block_on(req.send()).map_err(|e| self.fail(Failure::of(e), "creating vault", &self.vault))?;
         self.vault_ready.store(true, Ordering::Release);

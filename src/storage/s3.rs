@@ -7,7 +7,10 @@
 //! archive classes (GLACIER, DEEP_ARCHIVE) report [`Retrieval`] states from the `x-amz-restore` header and are
 //! restored with RestoreObject.
 //!
-//! Not here: presigned URLs (`share`), the 0.6 KeyValue helper, bucket policies or lifecycle rules.
+//! Beyond the [`Backend`] trait: presigned GET URLs ([`S3Store::presign_get`], for `share` and KeyValue URLs) and
+//! whole small objects with their user metadata ([`S3Store::get_with_metadata`], for KeyValue).
+//!
+//! Not here: the KeyValue encoding itself ([`crate::kv`]), bucket policies or lifecycle rules.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -49,6 +52,11 @@ const MIN_PART_SIZE: usize = 5 << 20;
 const MAX_PARTS: u64 = 10_000;
 /// Days a restored copy of an archived object stays readable.
 const RESTORE_DAYS: i32 = 7;
+/// User metadata of an object: names without the `x-amz-meta-` prefix, lower case.
+pub type UserMetadata = std::collections::HashMap<String, String>;
+
+/// The longest validity of a presigned URL (a SigV4 limit).
+pub const MAX_PRESIGN: Duration = Duration::from_secs(7 * 86400);
 
 /// How to reach a bucket.
 #[derive(Clone)]
@@ -225,6 +233,55 @@ impl S3Store {
     /// The bucket's region as used for requests.
     pub fn region(&self) -> &str {
         &self.inner.region
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// A presigned (SigV4, query-string) GET URL of `key`, valid for `expires` (1 second to [`MAX_PRESIGN`]).
+    /// Signing happens locally: the object is not checked.
+    pub fn presign_get(&self, key: &str, expires: Duration) -> Result<String, StorageError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        let bad = |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| StorageError::Backend {
+            store: inner.describe.clone(),
+            message,
+            source,
+        };
+        if expires.is_zero() || expires > MAX_PRESIGN {
+            return Err(bad(
+                format!("a presigned URL is valid for 1 second to 7 days, not {} seconds", expires.as_secs()),
+                None,
+            ));
+        }
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| bad("cannot build the presigning settings".into(), Some(Box::new(e))))?;
+        let req = inner.client.get_object().bucket(&inner.bucket).key(key);
+        let signed = inner
+            .rt
+            .block_on(req.presigned(config))
+            .map_err(|e| bad(format!("cannot sign a URL for {key}; check the credentials"), Some(e.into())))?;
+        Ok(signed.uri().to_string())
+    }
+
+    /// A whole (small) object and its user metadata (names without the `x-amz-meta-` prefix, lower case), or
+    /// `None` if there is no such object.
+    pub fn get_with_metadata(&self, key: &str) -> Result<Option<(Vec<u8>, UserMetadata)>, StorageError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        let res = inner.rt.block_on(async {
+            let out = inner.client.get_object().bucket(&inner.bucket).key(key).send().await.map_err(Failure::of)?;
+            let meta = out.metadata().cloned().unwrap_or_default();
+            let data = out.body.collect().await.map_err(|e| Failure::io(io::Error::other(e)))?;
+            Ok::<_, Failure>((data.to_vec(), meta))
+        });
+        match res {
+            Ok((data, meta)) => Ok(Some((data, meta.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()))),
+            Err(f) if f.class == Class::NotFound => Ok(None),
+            Err(f) => Err(inner.fail(f, "downloading", key)),
+        }
     }
 }
 
