@@ -9,6 +9,7 @@
 //! - [`rotation`]: grandfather-father-son retention as a pure function.
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`sync`]: several hosts, one inventory: the journal in the store, and the 0.6 sync server and client.
 //! - [`cli`]: the command line; the only place for anyhow.
 
 pub mod archive;
@@ -20,3 +21,4 @@ pub mod model;
 pub mod ops;
 pub mod rotation;
 pub mod storage;
+pub mod sync;

@@ -16,6 +16,7 @@ use crate::ops::{self, Ctx, OpsError};
 
 mod excludes;
 mod progress;
+mod sync;
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -77,6 +78,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
+    /// Reconcile the inventory with the store's journal, or the sync server when sync.url is set
+    Sync(sync::SyncArgs),
+    /// Forget the sync server state (client id, sync_ts): the next sync sends every row
+    #[command(name = "reset_sync", alias = "reset-sync")]
+    ResetSync,
+    /// Serve the bakthat 0.6 sync protocol (POST /clients, POST /backups/sync)
+    #[command(name = "sync-server", alias = "sync_server")]
+    SyncServer(sync::ServerArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -322,6 +331,9 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{report:?}");
             Ok(EXIT_OK)
         }
+        Command::Sync(a) => sync::sync(&cli, a),
+        Command::ResetSync => sync::reset(&cli),
+        Command::SyncServer(a) => sync::server(a),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut io::stdout());
             Ok(EXIT_OK)
@@ -392,6 +404,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
     println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
+    sync::after_backup(&ctx, opts.password.as_deref(), &out.record)?;
     if let Some(key) = &a.key {
         tracing::info!("monitoring key {key} given; webhooks are configured with webhook_url");
     }

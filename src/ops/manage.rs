@@ -37,7 +37,12 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
     let backend = ctx.backend(&record.backend)?;
     backend.delete(record.stored_filename.as_str())?;
     backend.delete(&format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX))?;
-    ctx.inventory.set_deleted(&record.stored_filename, ctx.now())?;
+    // Strictly newer than the row, so that a delete right after the backup still wins on other hosts.
+    let when = ctx.now().max(record.last_updated + 1);
+    if let Some(journal) = crate::sync::journal_for(ctx, &record.backend, &backend)? {
+        crate::sync::publish_tombstone(journal.as_ref(), record, when)?;
+    }
+    ctx.inventory.set_deleted(&record.stored_filename, when)?;
     Ok(())
 }
 
