@@ -1,5 +1,8 @@
 //! bakthat: compress, encrypt and upload backups; list them from a local inventory; browse them with a FUSE mount.
 //!
+//! For library use start at [`client::Client`]; its module docs have a backup-script example (0.6's `BakHelper`)
+//! and [`client::plugin`] a plugin example.
+//!
 //! Architecture (dependencies point one way):
 //! - [`model`]: names, timestamps and records; no I/O.
 //! - [`archive`]: the archive format (tar, independent gzip members, chunked authenticated encryption, entry
@@ -10,10 +13,12 @@
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
 //! - [`sync`]: several hosts, one inventory: the journal in the store, and the 0.6 sync server and client.
+//! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`cli`]: the command line; the only place for anyhow.
 
 pub mod archive;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod interval;
 pub mod inventory;

@@ -13,10 +13,14 @@ use crate::inventory::UpsertOutcome;
 use crate::model::{BackupRecord, StoredName};
 use crate::ops::Ctx;
 
+/// Config key: this host's time when the last successful server sync started.
+const PUSH_MARK: &str = "sync_push_mark";
+
 /// Forgets the server state (0.6's `reset_sync`): `sync_ts = 0`, `client_id = null`.
 pub fn reset(ctx: &Ctx) -> Result<(), SyncError> {
     ctx.inventory.set_config("sync_ts", &json!(0))?;
     ctx.inventory.set_config("client_id", &Value::Null)?;
+    ctx.inventory.set_config(PUSH_MARK, &json!(0))?;
     Ok(())
 }
 
@@ -95,8 +99,12 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
         inv.set_config("client_id", &Value::String(id.as_str().map(str::to_string).unwrap_or(id.to_string())))?;
     }
     let since = if full { 0 } else { inv.get_config("sync_ts")?.and_then(|v| v.as_i64()).unwrap_or(0) };
+    // What to push is chosen by this host's clock (the rows changed since the previous sync started), not by the
+    // server's sync_ts as 0.6 did: the server's sequence may run ahead of this clock.
+    let started = ctx.now();
+    let pushed_from = if full { 0 } else { inv.get_config(PUSH_MARK)?.and_then(|v| v.as_i64()).unwrap_or(0) };
     let rows: Vec<Value> = inv
-        .changed_since(since)?
+        .changed_since(pushed_from)?
         .into_iter()
         .filter(|r| r.backend != "local")
         .map(|mut r| {
@@ -124,5 +132,6 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
     if let Some(ts) = answer.get("sync_ts").and_then(Value::as_i64) {
         inv.set_config("sync_ts", &json!(ts))?;
     }
+    inv.set_config(PUSH_MARK, &json!(started))?;
     Ok(report)
 }
