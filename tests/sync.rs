@@ -365,3 +365,58 @@ fn two_hosts_share_one_bucket() {
     assert_eq!(c_rows.len(), 2, "{c_rows:?}");
     assert!(c_rows.contains(&enc));
 }
+
+fn swift_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the Swift tests need the Swift all-in-one. Run scripts/test.sh, or \
+             `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` before cargo test"
+        )
+    })
+}
+
+#[test]
+fn a_sync_that_finds_nothing_new_lists_once_on_swift() {
+    use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
+    let settings = SwiftSettings {
+        auth_url: swift_env("BAKTHAT_TEST_SWIFT_AUTH"),
+        auth_version: AuthVersion::V1,
+        user: swift_env("BAKTHAT_TEST_SWIFT_USER"),
+        key: swift_env("BAKTHAT_TEST_SWIFT_KEY"),
+        container: moto::unique("sync"),
+        ..SwiftSettings::default()
+    };
+    let store = Counting::new(Arc::new(SwiftStore::new(&settings).unwrap()));
+    let t = tempfile::tempdir().unwrap();
+    let b = host(t.path(), "b", &t.path().join("unused"));
+    publish_many(&store, 20, None);
+    store.take();
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!((store.take(), r.inserted), ((1, 20), 20));
+    sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 0), "nothing new: one listing (from the marker), no reads");
+    publish_many(&store, 1, None);
+    store.take();
+    sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 1));
+}
+
+#[test]
+fn glacier_records_sit_in_the_s3_bucket() {
+    let bucket = moto::unique("syncgl");
+    let vault = format!("  glacier_vault: {}\n", moto::unique("syncgl"));
+    let a = Home::new(&bucket, &vault);
+    let b = Home::new(&bucket, &vault);
+    fs::write(a.path("notes.txt"), b"notes").unwrap();
+    let name =
+        stored(&a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None));
+    let s3 = S3Store::new(&moto::s3_settings(&moto::endpoint(), &bucket)).unwrap();
+    assert_eq!(s3.list(sync::JOURNAL_PREFIX).unwrap().len(), 1, "the journal entry is in the S3 bucket");
+    assert!(s3.head(&name).unwrap().is_none(), "the archive is in the vault, not the bucket");
+    b.ok(&["sync", "-d", "glacier"], None);
+    assert_eq!(b.show(false), a.show(false));
+    assert_eq!(b.show(false)[0]["backend"], "glacier");
+    b.ok(&["delete", "notes.txt", "-d", "glacier"], None);
+    a.ok(&["sync", "-d", "glacier"], None);
+    assert!(a.show(false).is_empty());
+}
