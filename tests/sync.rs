@@ -420,3 +420,44 @@ fn glacier_records_sit_in_the_s3_bucket() {
     a.ok(&["sync", "-d", "glacier"], None);
     assert!(a.show(false).is_empty());
 }
+
+#[test]
+fn rows_without_entries_are_published_on_request() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    let a = host(t.path(), "a", &store_dir);
+    let b = host(t.path(), "b", &store_dir);
+    // Rows as an import from 0.6 leaves them: no journal entries.
+    let mut plain = record("old", "20120101000000", 10, "x", "a");
+    plain.backend = "local".into();
+    let mut enc = record("secret", "20120101000000", 11, "", "a");
+    enc.backend = "local".into();
+    enc.stored_filename = StoredName::from_key("secret.20120101000000.tgz.enc");
+    enc.metadata = json!({"is_enc": true});
+    let mut gone = record("gone", "20120101000000", 12, "", "a");
+    gone.backend = "local".into();
+    gone.is_deleted = true;
+    for r in [&plain, &enc, &gone] {
+        a.inventory.insert(r).unwrap();
+    }
+    let e = sync::publish_all(&a, &store, "local", None).unwrap_err();
+    assert!(e.to_string().contains("BAKTHAT_PASSWORD"), "{e}");
+    assert_eq!(sync::publish_all(&a, &store, "local", Some(&Secret::new(b"pw"))).unwrap(), 3);
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!((r.inserted, r.unreadable.len()), (2, 1), "{r:?}");
+    let r = sync::sync_store(&b, &store, Some(&Secret::new(b"pw")), false).unwrap();
+    assert_eq!((r.inserted, r.unreadable.len()), (1, 0), "{r:?}");
+    let mut rows =
+        b.inventory.search(&bakthat::inventory::Query { include_deleted: true, ..Default::default() }).unwrap();
+    rows.sort_by(|x, y| x.stored_filename.cmp(&y.stored_filename));
+    let got: Vec<(String, bool)> = rows.iter().map(|r| (r.stored_filename.to_string(), r.is_deleted)).collect();
+    assert_eq!(
+        got,
+        [
+            ("gone.20120101000000.tgz".to_string(), true),
+            ("old.20120101000000.tgz".to_string(), false),
+            ("secret.20120101000000.tgz.enc".to_string(), false)
+        ]
+    );
+}

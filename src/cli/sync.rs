@@ -20,6 +20,9 @@ pub(super) struct SyncArgs {
     /// Read the whole journal again and recreate every row from it (for a lost or damaged inventory)
     #[arg(long)]
     rebuild: bool,
+    /// First write a journal entry for every row of the destination (backups made before sync existed, imports)
+    #[arg(long)]
+    publish: bool,
 }
 
 #[derive(Parser, Debug)]
@@ -70,6 +73,20 @@ fn run_sync(ctx: &Ctx, destination: Option<&str>, secret: Option<&Secret>, rebui
 pub(super) fn sync(cli: &Cli, a: &SyncArgs) -> Result<i32> {
     let ctx = context(cli)?;
     let secret = read_password(false)?;
+    if a.publish {
+        let dest = ctx.destination(a.destination.as_deref());
+        let backend = ctx.backend(&dest)?;
+        let Some(journal) = s::journal_for(&ctx, &dest, &backend)? else {
+            bail!(
+                "glacier backups are journaled in the profile's S3 bucket; set s3_bucket in profile {}",
+                ctx.profile_name
+            )
+        };
+        let n = s::publish_all(&ctx, journal.as_ref(), &dest, secret.as_deref())?;
+        if !cli.quiet {
+            println!("published {n} journal entries");
+        }
+    }
     let mut report = run_sync(&ctx, a.destination.as_deref(), secret.as_deref(), a.rebuild)?;
     if secret.is_none() && !report.unreadable.is_empty() && io::stdin().is_terminal() {
         let secret = read_password(true)?;

@@ -59,6 +59,9 @@ pub enum SyncError {
     /// The sync server could not be reached or answered with an error.
     #[error("sync server {url}: {message}")]
     Remote { url: String, message: String },
+    /// Publishing the entry of an encrypted backup needs the password.
+    #[error("{0} is encrypted: give the password (BAKTHAT_PASSWORD) to publish its journal entry")]
+    PasswordNeeded(String),
     /// The sync server section of the config is incomplete.
     #[error("the sync server needs {0}; set it in the sync: block of the config")]
     Config(&'static str),
@@ -217,6 +220,41 @@ pub fn publish_tombstone(journal: &dyn Backend, record: &BackupRecord, when: Epo
     let key = new_key();
     journal.put_bytes(&key, &encode_entry(&entry, None), &PutOptions::default())?;
     Ok(key)
+}
+
+/// Writes a journal entry for every inventory row of `destination` (deleted rows as tombstones): for backups made
+/// before the journal existed or imported from 0.6. Entries already in the journal are harmless duplicates. Rows of
+/// encrypted backups need `secret` (their entries are encrypted with it). Returns how many entries were written.
+pub fn publish_all(
+    ctx: &Ctx,
+    journal: &dyn Backend,
+    destination: &str,
+    secret: Option<&Secret>,
+) -> Result<usize, SyncError> {
+    let rows = ctx.inventory.search(&crate::inventory::Query {
+        backends: vec![destination.to_string()],
+        include_deleted: true,
+        ..Default::default()
+    })?;
+    let mut master = None;
+    for row in &rows {
+        if row.is_enc() && !row.is_deleted && master.is_none() {
+            let secret = secret.ok_or(SyncError::PasswordNeeded(row.stored_filename.to_string()))?;
+            let m = MasterKey::derive(secret.bytes(), MasterKey::random_salt(), crypto::KdfParams::default())
+                .map_err(|e| OpsError::Archive(e.into()))?;
+            master = Some(m);
+        }
+    }
+    for row in &rows {
+        if row.is_deleted {
+            publish_tombstone(journal, row, row.last_updated)?;
+        } else {
+            let index = ctx.inventory.get_index(&row.stored_filename)?;
+            let m = if row.is_enc() { master.as_ref() } else { None };
+            publish_backup(journal, row, index.as_deref(), m)?;
+        }
+    }
+    Ok(rows.len())
 }
 
 /// The sync position for one journal store, kept in the inventory's config table.
