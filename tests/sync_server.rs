@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bakthat::sync::server::{serve, ServerDb};
+use bakthat::sync::server::{serve, serve_tls, tls_config, ServerDb};
 use common::moto;
 use serde_json::{json, Value};
 
@@ -25,6 +25,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(None)
+    }
+
+    /// With `tls`: HTTPS with this (certificate, key).
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let db = ServerDb::open(&dir.path().join("server.sqlite")).unwrap();
         db.add_user("alice", "s3cret").unwrap();
@@ -33,7 +38,13 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let thread = std::thread::spawn(move || serve(listener, db, s2).unwrap());
+        let thread = match tls {
+            None => std::thread::spawn(move || serve(listener, db, s2).unwrap()),
+            Some((cert, key)) => {
+                let config = tls_config(&cert, &key).unwrap();
+                std::thread::spawn(move || serve_tls(listener, db, config, s2).unwrap())
+            }
+        };
         Server { addr, stop, thread: Some(thread), _dir: dir }
     }
 
@@ -219,9 +230,12 @@ impl Home {
         self.dir.path().join(p)
     }
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_bakthat"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
+        c.env_clear();
+        if self.path("ca.pem").exists() {
+            c.env("SSL_CERT_FILE", self.path("ca.pem"));
+        }
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("XDG_DATA_HOME", self.path("data"))
             .env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
@@ -290,4 +304,34 @@ fn two_homes_round_trip_through_the_server() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn https_with_a_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install openssl (Debian package openssl)"));
+    assert!(status.success());
+    let srv = Server::start_with(Some((cert.clone(), key)));
+    let url = format!("https://{}", srv.addr);
+    let bucket = moto::unique("synctls");
+    let a = Home::new(&bucket, &url);
+    // Without trusting the certificate the client refuses the server; with it, the sync works.
+    let o = a.run(&["sync"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::copy(&cert, a.path("ca.pem")).unwrap();
+    let out = a.ok(&["sync"]);
+    assert!(out.contains("synced"), "{out}");
+    // Plain HTTP to the HTTPS port gets nothing usable.
+    let plain = Home::new(&bucket, &srv.url());
+    assert_eq!(plain.run(&["sync"]).status.code(), Some(1));
 }

@@ -36,6 +36,12 @@ pub(super) struct ServerArgs {
     /// Add (or change the password of) a user and exit; the password comes from BAKTHAT_SYNC_PASSWORD or a prompt
     #[arg(long, value_name = "NAME")]
     add_user: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --key)
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The PEM private key of --cert
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 fn print_report(report: &SyncReport, quiet: bool) -> i32 {
@@ -128,12 +134,20 @@ pub(super) fn server(a: &ServerArgs) -> Result<i32> {
         println!("user {name} saved in {}", a.db.display());
         return Ok(EXIT_OK);
     }
+    let tls = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => Some(s::server::tls_config(cert, key)?),
+        _ => None,
+    };
     let listener = std::net::TcpListener::bind(&a.listen)?;
-    eprintln!("bakthat sync server listening on http://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("bakthat sync server listening on {scheme}://{}", listener.local_addr()?);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    s::server::serve(listener, server, stop)?;
+    match tls {
+        Some(tls) => s::server::serve_tls(listener, server, tls, stop)?,
+        None => s::server::serve(listener, server, stop)?,
+    }
     Ok(EXIT_OK)
 }

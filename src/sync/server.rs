@@ -7,8 +7,9 @@
 //! row back); clients' row ids are stripped and never stored or sent; deletions are kept and sent like any change;
 //! `sync_ts` is a per-server sequence (`max(now, previous + 1)`), so two syncs in one second never miss each other.
 //!
-//! It is a small HTTP/1.1 server on `std::net` (one thread per connection, `Connection: close`), without TLS: run it
-//! behind a reverse proxy that terminates HTTPS. State is one SQLite file. It is not a general web server.
+//! It is a small HTTP/1.1 server on `std::net` (one thread per connection, `Connection: close`), serving HTTPS with
+//! rustls when given a certificate ([`serve_tls`]), else plain HTTP for use behind a reverse proxy. State is one
+//! SQLite file. It is not a general web server.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,6 +35,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    /// The certificate or key given for HTTPS is unusable.
+    #[error("sync server TLS: {0}")]
+    Tls(String),
 }
 
 /// Largest request body accepted (rows of a first sync of a large inventory fit easily).
@@ -237,16 +241,59 @@ fn normalize_row(row: Value) -> Result<Map<String, Value>, String> {
     Ok(m)
 }
 
-/// Serves until `stop` is set (checked every 50 ms between connections). Each connection gets its own thread.
+/// Serves plain HTTP until `stop` is set (checked every 50 ms between connections). Each connection gets its own
+/// thread.
 pub fn serve(listener: TcpListener, db: ServerDb, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
+    serve_with(listener, db, None, stop)
+}
+
+/// Serves HTTPS with `tls` (see [`tls_config`]) until `stop` is set.
+pub fn serve_tls(
+    listener: TcpListener,
+    db: ServerDb,
+    tls: Arc<rustls::ServerConfig>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServerError> {
+    serve_with(listener, db, Some(tls), stop)
+}
+
+/// A TLS configuration from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &Path, e: &dyn std::fmt::Display| ServerError::Tls(format!("{}: {e}", what.display()));
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    Ok(Arc::new(config))
+}
+
+fn serve_with(
+    listener: TcpListener,
+    db: ServerDb,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServerError> {
     listener.set_nonblocking(true)?;
     let db = Arc::new(db);
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let db = db.clone();
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(stream, &db);
+                    let _ = connection(stream, &db, tls);
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
@@ -255,6 +302,25 @@ pub fn serve(listener: TcpListener, db: ServerDb, stop: Arc<AtomicBool>) -> Resu
         }
     }
     Ok(())
+}
+
+fn connection(tcp: TcpStream, db: &ServerDb, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<()> {
+    tcp.set_nonblocking(false)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(30)))?;
+    match tls {
+        None => {
+            let mut tcp = tcp;
+            handle(&mut tcp, db)
+        }
+        Some(config) => {
+            let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            handle(&mut s, db)?;
+            s.conn.send_close_notify();
+            s.flush()
+        }
+    }
 }
 
 struct Request {
@@ -270,10 +336,7 @@ impl Request {
     }
 }
 
-fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::new(stream);
+fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -304,7 +367,7 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
     Ok(Some(req))
 }
 
-fn respond(mut stream: &TcpStream, status: u16, body: &Value, extra: &str) -> std::io::Result<()> {
+fn respond(stream: &mut impl Write, status: u16, body: &Value, extra: &str) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -335,11 +398,17 @@ fn authenticate(req: &Request, db: &ServerDb) -> Option<String> {
     db.check(user, password).ok()?.then(|| user.to_string())
 }
 
-fn handle(stream: TcpStream, db: &ServerDb) -> std::io::Result<()> {
-    let Some(req) = read_request(&stream)? else { return Ok(()) };
+fn handle<S: Read + Write>(stream: &mut S, db: &ServerDb) -> std::io::Result<()> {
+    let req = {
+        let mut r = BufReader::new(&mut *stream);
+        match read_request(&mut r)? {
+            Some(req) => req,
+            None => return Ok(()),
+        }
+    };
     let Some(user) = authenticate(&req, db) else {
         return respond(
-            &stream,
+            stream,
             401,
             &json!({"error": "authentication required"}),
             "www-authenticate: Basic realm=\"bakthat\"\r\n",
@@ -348,21 +417,21 @@ fn handle(stream: TcpStream, db: &ServerDb) -> std::io::Result<()> {
     let client = req.header("bakthat-client").map(str::to_string);
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/clients") => match db.register(&user, client.as_deref().unwrap_or("unknown")) {
-            Ok(v) => respond(&stream, 200, &v, ""),
-            Err(e) => respond(&stream, 500, &json!({"error": e.to_string()}), ""),
+            Ok(v) => respond(stream, 200, &v, ""),
+            Err(e) => respond(stream, 500, &json!({"error": e.to_string()}), ""),
         },
         ("POST", "/backups/sync") => {
             let body: Value = match serde_json::from_slice(&req.body) {
                 Ok(v) => v,
-                Err(e) => return respond(&stream, 400, &json!({"error": format!("the body is not JSON: {e}")}), ""),
+                Err(e) => return respond(stream, 400, &json!({"error": format!("the body is not JSON: {e}")}), ""),
             };
             match db.sync(&user, client.as_deref(), &body) {
-                Ok(v) => respond(&stream, 200, &v, ""),
-                Err(e) => respond(&stream, 400, &json!({"error": e}), ""),
+                Ok(v) => respond(stream, 200, &v, ""),
+                Err(e) => respond(stream, 400, &json!({"error": e}), ""),
             }
         }
-        (_, "/clients" | "/backups/sync") => respond(&stream, 405, &json!({"error": "use POST"}), ""),
-        _ => respond(&stream, 404, &json!({"error": "no such route"}), ""),
+        (_, "/clients" | "/backups/sync") => respond(stream, 405, &json!({"error": "use POST"}), ""),
+        _ => respond(stream, 404, &json!({"error": "no such route"}), ""),
     }
 }
 
