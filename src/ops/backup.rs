@@ -171,7 +171,16 @@ fn finish(
         backend.put_bytes(&format!("{}{INDEX_SUFFIX}", record.stored_filename), bytes, &PutOptions::default())?;
     }
     if let Some(j) = journal {
-        *entry_key = Some(crate::sync::publish_backup(j, record, sidecar, master)?);
+        match crate::sync::publish_backup(j, record, sidecar, master) {
+            Ok(key) => *entry_key = Some(key),
+            // Glacier's journal is in another service (the profile's S3 bucket), which the credentials may not
+            // reach: the backup itself is fine, so it stands, unjournaled.
+            Err(e) if record.backend == "glacier" => ctx.reporter.warn(&format!(
+                "{} is stored but not journaled for sync ({e}); run `bakthat sync --publish -d glacier` later",
+                record.stored_filename
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
     ctx.inventory.insert_for_profile(record, Some(&ctx.profile_name))?;
     if let Some(bytes) = sidecar {

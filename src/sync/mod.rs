@@ -125,7 +125,8 @@ impl SyncReport {
 }
 
 /// The store holding the journal for backups in `destination`: the store itself, except for Glacier, whose journal
-/// sits in the profile's S3 bucket (`None` when the profile has none: Glacier backups are then not journaled).
+/// sits in the profile's S3 bucket (`None` when the profile has none or it cannot be opened: Glacier backups are
+/// then not journaled).
 pub fn journal_for(
     ctx: &Ctx,
     destination: &str,
@@ -136,14 +137,22 @@ pub fn journal_for(
     }
     let p = &ctx.profile;
     let Some(bucket) = p.s3_bucket.clone().filter(|b| !b.is_empty()) else { return Ok(None) };
-    Ok(Some(Arc::new(S3Store::new(&S3Settings {
+    let store = S3Store::new(&S3Settings {
         bucket,
         region: p.region_name.clone(),
         endpoint_url: p.endpoint_url.clone(),
         access_key: p.access_key.clone(),
         secret_key: p.secret_key.clone(),
         ..S3Settings::default()
-    })?)))
+    });
+    match store {
+        Ok(s) => Ok(Some(Arc::new(s))),
+        // Glacier works without S3; its backups then go unjournaled.
+        Err(e) => {
+            ctx.reporter.warn(&format!("glacier backups are not journaled for sync: the s3 bucket is unusable ({e})"));
+            Ok(None)
+        }
+    }
 }
 
 /// A new journal key: `bakthat-journal.<13-digit epoch ms>.<16 random hex digits>`.
