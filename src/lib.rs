@@ -20,6 +20,8 @@ pub mod archive;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod fs;
+pub mod fuse;
 pub mod interval;
 pub mod inventory;
 pub mod model;

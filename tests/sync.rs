@@ -461,3 +461,45 @@ fn rows_without_entries_are_published_on_request() {
         ]
     );
 }
+
+/// The names in a directory of a mounted tree.
+fn fs_names(fs: &bakthat::fs::Fs, path: &str) -> Vec<String> {
+    let mut ino = bakthat::fs::ROOT;
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        ino = fs.lookup(ino, c.as_bytes()).unwrap().attr.ino;
+    }
+    fs.opendir(ino).unwrap();
+    fs.readdir(ino, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect()
+}
+
+#[test]
+fn a_running_mount_shows_synced_backups_without_a_remount() {
+    use bakthat::fs::{Fs, MountOptions, OpenBackend};
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let a = host(t.path(), "a", &store_dir);
+    let b = Arc::new(host(t.path(), "b", &store_dir));
+    let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&store_dir).unwrap());
+    let mut opts = MountOptions::new(t.path().join("cache"));
+    opts.refresh_interval = std::time::Duration::ZERO;
+    let s2 = store.clone();
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(s2.clone()));
+    let fs = Fs::new(b.clone(), open, None, opts).unwrap();
+    assert!(fs_names(&fs, "/by-name").is_empty());
+
+    let src = t.path().join("project");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("small.txt"), b"hello from a\n").unwrap();
+    let rec =
+        bakthat::ops::backup(&a, &bakthat::ops::BackupOptions { source: src, ..Default::default() }).unwrap().record;
+    // `bakthat sync` runs in another process: another connection to B's inventory.
+    let b_sync = host(t.path(), "b", &store_dir);
+    sync::sync_store(&b_sync, store.as_ref(), None, false).unwrap();
+    assert_eq!(fs_names(&fs, "/by-name"), ["project"]);
+    let dates = fs_names(&fs, "/by-name/project");
+    assert!(dates.contains(&"latest".to_string()) && dates.len() == 2, "{dates:?}");
+    // A delete on A disappears from B's running mount after B's sync.
+    bakthat::ops::delete(&a, &rec.stored_filename.to_string(), None).unwrap();
+    sync::sync_store(&b_sync, store.as_ref(), None, false).unwrap();
+    assert!(fs_names(&fs, "/by-name").is_empty());
+}

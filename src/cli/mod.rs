@@ -87,6 +87,10 @@ enum Command {
     /// Serve the bakthat 0.6 sync protocol (POST /clients, POST /backups/sync)
     #[command(name = "sync-server", alias = "sync_server")]
     SyncServer(sync::ServerArgs),
+    /// Mount the backups as a filesystem (by name, tag and date; /incoming backs up what is copied in)
+    Mount(MountArgs),
+    /// Unmount a `bakthat mount`
+    Umount { mountpoint: PathBuf },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -193,6 +197,36 @@ struct VerifyArgs {
     filename: String,
     #[arg(short, long)]
     destination: Option<String>,
+}
+
+#[derive(Parser, Debug)]
+struct MountArgs {
+    /// Empty directory to mount on
+    mountpoint: PathBuf,
+    /// Cache of decoded blocks (plaintext, mode 0700; default: ~/.cache/bakthat/mount)
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Size cap of the cache: bytes, or with K, M, G, T (powers of 1024)
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    cache_size: String,
+    /// Let other users see the mount (permissions are then enforced by the kernel)
+    #[arg(long)]
+    allow_other: bool,
+    /// Run in the background once mounted
+    #[arg(long)]
+    daemon: bool,
+    /// Read the password of encrypted backups from this file (first line)
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// FUSE worker threads
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// Seconds between checks of pending cold-storage retrievals
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    poll_interval: f64,
+    /// Seconds a directory in /incoming must be quiet before it is backed up
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    settle: f64,
 }
 
 #[derive(Parser, Debug, Default)]
@@ -340,6 +374,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sync(a) => sync::sync(&cli, a),
         Command::ResetSync => sync::reset(&cli),
         Command::SyncServer(a) => sync::server(a),
+        Command::Mount(a) => mount(&cli, a),
+        Command::Umount { mountpoint } => umount(mountpoint),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut io::stdout());
             Ok(EXIT_OK)
@@ -643,6 +679,119 @@ fn configure_rotation(cli: &Cli, a: &RotationArgs) -> Result<i32> {
     config.set_profile(&cli.profile, p);
     config.save()?;
     println!("saved the rotation policy of profile {} in {}", cli.profile, config.path().display());
+    Ok(EXIT_OK)
+}
+
+/// Parses `1G`, `512M`, `4096`.
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => bail!("unknown size unit in {s:?}; use K, M, G or T"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().with_context(|| format!("{s:?} is not a size such as 512M or 2G"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
+    if a.daemon {
+        return daemonize(a);
+    }
+    let ctx = Arc::new(context(cli)?);
+    let secret = match &a.password_file {
+        Some(f) => {
+            let text = std::fs::read(f).with_context(|| format!("reading the password file {}", f.display()))?;
+            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            Some(Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line))))
+        }
+        None => {
+            let any_enc = ctx.inventory.search(&Default::default())?.iter().any(|r| r.is_enc());
+            read_password(any_enc)?
+        }
+    };
+    let cache_dir = match &a.cache_dir {
+        Some(d) => d.clone(),
+        None => dirs::cache_dir()
+            .ok_or_else(|| anyhow!("no cache directory known; pass --cache-dir"))?
+            .join("bakthat/mount"),
+    };
+    let mut opts = crate::fs::MountOptions::new(cache_dir);
+    opts.cache_size = parse_size(&a.cache_size)?;
+    opts.poll_interval = std::time::Duration::from_secs_f64(a.poll_interval.max(0.1));
+    opts.settle = std::time::Duration::from_secs_f64(a.settle.max(0.0));
+    let c2 = ctx.clone();
+    let open: crate::fs::OpenBackend = Arc::new(move |d: &str| c2.backend(d));
+    let fs = crate::fs::Fs::new(ctx, open, secret, opts).context("preparing the mount")?;
+    let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
+    let mp = a.mountpoint.display().to_string();
+    crate::fuse::serve(fs, &a.mountpoint, &cfg, ops::interrupt_flag(), || {
+        eprintln!("bakthat: mounted on {mp}; Ctrl-C or `bakthat umount {mp}` to unmount");
+    })
+    .with_context(|| format!("mounting on {mp} (is it an empty directory, and is /dev/fuse usable?)"))?;
+    Ok(EXIT_OK)
+}
+
+/// Starts the same command without --daemon in a new session and returns once the mount is up.
+fn daemonize(a: &MountArgs) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|x| x != "--daemon").collect();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let mp = std::fs::canonicalize(&a.mountpoint)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if is_mounted(&mp) {
+            println!("mounted on {} (pid {})", mp.display(), child.id());
+            return Ok(EXIT_OK);
+        }
+        if let Some(st) = child.try_wait()? {
+            bail!("the mount process exited ({st}) before mounting; run without --daemon to see why");
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the mount did not come up within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether `/proc/mounts` lists a bakthat FUSE mount at `mp`.
+fn is_mounted(mp: &std::path::Path) -> bool {
+    let want = mp.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(want.as_str()) && l.contains("fuse")))
+        .unwrap_or(false)
+}
+
+fn umount(mp: &std::path::Path) -> Result<i32> {
+    if !is_mounted(&std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf())) {
+        bail!("{} is not a bakthat mount", mp.display());
+    }
+    if crate::fuse::unmount(mp).is_err() {
+        bail!(
+            "could not unmount {}; close the programs using it (see `fuser -m {}`) and try again",
+            mp.display(),
+            mp.display()
+        );
+    }
     Ok(EXIT_OK)
 }
 

@@ -522,6 +522,18 @@ impl Inventory {
         Ok(None)
     }
 
+    /// A value that changes whenever the `backups` table may have changed, from this process or another one
+    /// (SQLite's `data_version` plus the row count and newest change); cheap enough to poll every second.
+    pub fn change_stamp(&self) -> Result<(i64, i64, i64, i64)> {
+        let conn = self.conn();
+        let dv: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let (n, id, last): (i64, Option<i64>, Option<i64>) =
+            conn.query_row("SELECT count(*), max(id), max(last_updated) FROM backups WHERE is_deleted = 0", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        Ok((dv, n, id.unwrap_or(0), last.unwrap_or(0)))
+    }
+
     /// The row with this stored name, deleted or not.
     pub fn get(&self, stored: &StoredName) -> Result<Option<BackupRecord>> {
         Ok(get_row(&self.conn(), stored.as_str())?)

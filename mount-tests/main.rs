@@ -1,0 +1,453 @@
+//! `bakthat mount` through the real kernel (FUSE, Debian's fuse3), driven by real tools: `ls -lR`, `find`, `stat`,
+//! `cat`, `cp -r` + `diff -r` (the drag-and-drop restore), `rsync -a`, `gio copy`, 32 concurrent readers, the cache
+//! cap under pressure, and `kill -9`. Each test mounts the built binary in its own temp dir, waits for the mount in
+//! /proc/mounts (bounded), and always unmounts in a Drop guard.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// An isolated home: config, inventory, store and cache in a temp dir.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env { dir: tempfile::tempdir().unwrap() };
+        fs::write(
+            e.path().join("bakthat.yml"),
+            format!("default:\n  local_path: {}\n", e.path().join("store").display()),
+        )
+        .unwrap();
+        e
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
+            .env("BAKTHAT_CONFIG", self.path().join("bakthat.yml"))
+            .env("BAKTHAT_DB", self.path().join("inventory.sqlite"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd().args(args).output().unwrap();
+        assert!(o.status.success(), "bakthat {args:?} failed: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Backs up `src`; returns the backup directory's timestamp name (`2026-11-22T040805Z`).
+    fn backup(&self, src: &Path, extra: &[&str]) -> String {
+        let mut args = vec!["backup", src.to_str().unwrap(), "--prompt", "no"];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        let stored = out.split_whitespace().nth(1).unwrap().to_string();
+        let date = stored.split('.').find(|p| p.len() == 14 && p.bytes().all(|b| b.is_ascii_digit())).unwrap();
+        format!("{}-{}-{}T{}Z", &date[..4], &date[4..6], &date[6..8], &date[8..14])
+    }
+
+    fn mount(&self, extra: &[&str]) -> Mount {
+        let mp = self.path().join(format!("mnt{}", fastrand()));
+        fs::create_dir_all(&mp).unwrap();
+        let cache = self.path().join("cache");
+        let mut args = vec!["mount", mp.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let child = self.cmd().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut m = Mount { mp, cache, child: Some(child) };
+        m.wait_mounted();
+        m
+    }
+}
+
+fn fastrand() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Whether /proc/mounts lists a FUSE mount at `mp`.
+fn mounted(mp: &Path) -> bool {
+    let want = mp.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(want.as_str()) && l.contains("fuse"))
+}
+
+/// A running `bakthat mount`; unmounts on drop, whatever happened.
+struct Mount {
+    mp: PathBuf,
+    cache: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mount {
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !mounted(&self.mp) {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let out = self.child.take().unwrap().wait_with_output().unwrap();
+                panic!("bakthat mount exited ({st}) before mounting: {}", text(&out));
+            }
+            assert!(Instant::now() < deadline, "the mount did not appear in /proc/mounts within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel.trim_start_matches('/'))
+    }
+
+    /// SIGTERM, then wait for a clean exit (bounded).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "bakthat mount did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if mounted(&self.mp) {
+            let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(&self.mp).status();
+        }
+        if mounted(&self.mp) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(o.status.success(), "{cmd:?} failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A source tree with files of several sizes, a symlink, an empty directory and odd names.
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("small.txt"), b"hello world\n").unwrap();
+    fs::write(root.join("empty-file"), b"").unwrap();
+    fs::write(root.join("sub/big.bin"), bytes(1, 5_000_000)).unwrap();
+    fs::write(root.join("sub/deeper/with space & ünïcode.txt"), b"odd name\n").unwrap();
+    std::os::unix::fs::symlink("../small.txt", root.join("sub/link")).unwrap();
+}
+
+fn dir_size(d: &Path) -> u64 {
+    fs::read_dir(d).map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+#[test]
+fn ls_find_stat_cat_and_drag_and_drop_restore() {
+    let e = Env::new();
+    let src = e.path().join("docs");
+    tree(&src);
+    let ts = e.backup(&src, &["-t", "daily"]);
+    let mut m = e.mount(&[]);
+    let root = run(Command::new("ls").arg(&m.mp));
+    assert_eq!(root.split_whitespace().collect::<Vec<_>>(), ["by-date", "by-name", "by-tag", "incoming"]);
+    let lr = run(Command::new("ls").arg("-lR").arg(&m.mp));
+    assert!(lr.contains("big.bin") && lr.contains("5000000") && lr.contains("latest ->"), "{lr}");
+    let found = run(Command::new("find").arg(m.p("by-tag/daily")).arg("-type").arg("f"));
+    assert!(found.contains("docs/sub/big.bin") && found.contains("ünïcode"), "{found}");
+    let base = format!("by-name/docs/{ts}/docs");
+    let st = run(Command::new("stat").args(["-c", "%s %a %F"]).arg(m.p(&format!("{base}/sub/big.bin"))));
+    assert_eq!(st.trim(), "5000000 644 regular file");
+    assert_eq!(run(Command::new("cat").arg(m.p(&format!("{base}/small.txt")))), "hello world\n");
+    assert_eq!(fs::read_link(m.p("by-name/docs/latest")).unwrap(), Path::new(&ts));
+    // The drag-and-drop restore: copy the backup directory out of the mount, compare with the source.
+    let out = e.path().join("restored");
+    run(Command::new("cp").arg("-r").arg(m.p(&format!("by-name/docs/{ts}"))).arg(&out));
+    run(Command::new("diff").arg("-r").arg(&src).arg(out.join("docs")));
+    // rsync -a keeps modes and times.
+    let out2 = e.path().join("rsynced");
+    run(Command::new("rsync").arg("-a").arg(m.p(&format!("{base}/"))).arg(&out2));
+    run(Command::new("diff").arg("-r").arg(&src).arg(&out2));
+    let a = fs::metadata(src.join("sub/big.bin")).unwrap();
+    let b = fs::metadata(out2.join("sub/big.bin")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(a.mtime(), b.mtime(), "mtimes are the archive's (whole seconds)");
+    // Writes anywhere but /incoming are refused as a read-only filesystem.
+    let err = fs::write(m.p(&format!("{base}/new.txt")), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::remove_file(m.p(&format!("{base}/small.txt"))).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    // The status file and xattrs say where the backup is.
+    let status = fs::read_to_string(m.p(&format!("by-name/docs/{ts}/.bakthat-status"))).unwrap();
+    assert!(status.contains("state: ready") && status.contains("backend: local"), "{status}");
+    assert_eq!(xattr(&m.p(&format!("{base}/small.txt")), "user.bakthat.state").as_deref(), Some("ready"));
+    assert!(m.stop().success());
+    assert!(!mounted(&m.mp), "SIGTERM unmounts");
+}
+
+fn xattr(p: &Path, name: &str) -> Option<String> {
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+#[test]
+fn gio_copy_out_of_the_mount() {
+    let e = Env::new();
+    let src = e.path().join("g");
+    tree(&src);
+    let ts = e.backup(&src, &[]);
+    let m = e.mount(&[]);
+    let out = e.path().join("gio-big.bin");
+    run(Command::new("gio").arg("copy").arg(m.p(&format!("by-name/g/{ts}/g/sub/big.bin"))).arg(&out));
+    assert!(fs::read(&out).unwrap() == bytes(1, 5_000_000));
+}
+
+#[test]
+fn thirty_two_concurrent_readers_get_the_same_bytes() {
+    let e = Env::new();
+    let src = e.path().join("c");
+    tree(&src);
+    let ts = e.backup(&src, &[]);
+    let m = e.mount(&[]);
+    let want = bytes(1, 5_000_000);
+    let path = m.p(&format!("by-name/c/{ts}/c/sub/big.bin"));
+    std::thread::scope(|s| {
+        for i in 0..32 {
+            let (path, want) = (&path, &want);
+            s.spawn(move || {
+                let got = if i % 2 == 0 {
+                    fs::read(path).unwrap()
+                } else {
+                    Command::new("cat").arg(path).output().unwrap().stdout
+                };
+                assert!(got == *want, "reader {i} got different bytes");
+            });
+        }
+    });
+}
+
+#[test]
+fn the_cache_cap_is_never_exceeded_under_pressure() {
+    let e = Env::new();
+    let mut tss = Vec::new();
+    for i in 0..3 {
+        let src = e.path().join(format!("p{i}"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("data.bin"), bytes(10 + i, 4_000_000)).unwrap();
+        tss.push(e.backup(&src, &[]));
+    }
+    let cap = 2u64 << 20;
+    let m = e.mount(&["--cache-size", "2M"]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let max_seen = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                max_seen.fetch_max(dir_size(&m.cache), std::sync::atomic::Ordering::SeqCst);
+                std::thread::yield_now();
+            }
+        });
+        for (i, ts) in tss.iter().enumerate() {
+            let p = m.p(&format!("by-name/p{i}/{ts}/p{i}/data.bin"));
+            assert!(fs::read(&p).unwrap() == bytes(10 + i as u64, 4_000_000));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let seen = max_seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(seen > 0 && seen <= cap, "cache held {seen} bytes, cap {cap}");
+    assert!(dir_size(&m.cache) <= cap);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&m.cache).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn kill_9_leaves_no_stale_mount() {
+    let e = Env::new();
+    let src = e.path().join("k");
+    tree(&src);
+    e.backup(&src, &[]);
+    let mut m = e.mount(&[]);
+    let child = m.child.as_mut().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mounted(&m.mp) {
+        assert!(Instant::now() < deadline, "the mount is still there 10 s after kill -9");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fs::read_dir(&m.mp).unwrap().next().is_none(), "the mount point is usable and empty again");
+}
+
+#[test]
+fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
+    let e = Env::new();
+    let src = e.path().join("first");
+    tree(&src);
+    e.backup(&src, &[]);
+    let m = e.mount(&[]);
+    assert!(!m.p("by-name/second").exists());
+    let src2 = e.path().join("second");
+    fs::create_dir_all(&src2).unwrap();
+    fs::write(src2.join("x"), b"x").unwrap();
+    e.backup(&src2, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.p("by-name/second/latest/second/x").exists() {
+        assert!(Instant::now() < deadline, "a new backup did not appear within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(m);
+    // Encrypted: a wrong password fails the mount itself; the right one reads.
+    let sec = e.path().join("sec");
+    fs::create_dir_all(&sec).unwrap();
+    fs::write(sec.join("s.txt"), b"secret\n").unwrap();
+    let o = e.cmd().env("BAKTHAT_PASSWORD", "pw").args(["backup", sec.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let pwfile = e.path().join("pw.txt");
+    fs::write(&pwfile, "wrong\n").unwrap();
+    let mp = e.path().join("mnt-wrong");
+    fs::create_dir_all(&mp).unwrap();
+    let o =
+        e.cmd().args(["mount", mp.to_str().unwrap(), "--password-file", pwfile.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("wrong password"), "{}", text(&o));
+    assert!(!mounted(&mp));
+    fs::write(&pwfile, "pw\n").unwrap();
+    let m = e.mount(&["--password-file", pwfile.to_str().unwrap()]);
+    assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
+}
+
+#[test]
+fn cp_into_incoming_gives_a_restorable_backup() {
+    let e = Env::new();
+    let src = e.path().join("seed");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"f").unwrap();
+    e.backup(&src, &[]);
+    let m = e.mount(&[]);
+    // A file: backed up on its last close.
+    let file = e.path().join("notes.txt");
+    fs::write(&file, bytes(3, 300_000)).unwrap();
+    run(Command::new("cp").arg(&file).arg(m.p("incoming/")));
+    // A directory with tags, via the @tag directory.
+    let dir = e.path().join("album");
+    tree(&dir);
+    fs::create_dir(m.p("incoming/@photos,2026")).unwrap();
+    run(Command::new("cp").arg("-r").arg(&dir).arg(m.p("incoming/@photos,2026/")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(m.p("by-name/notes.txt/latest/notes.txt").exists() && m.p("by-tag/photos/album").exists()) {
+        assert!(Instant::now() < deadline, "the /incoming backups did not appear within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!m.p("incoming/notes.txt").exists(), "the file left /incoming");
+    assert!(fs::read(m.p("by-name/notes.txt/latest/notes.txt")).unwrap() == bytes(3, 300_000));
+    // Restorable with the CLI, like any backup.
+    let out = e.path().join("restored");
+    e.ok(&["restore", "album", "--to", out.to_str().unwrap()]);
+    run(Command::new("diff").arg("-r").arg(&dir).arg(out.join("album")));
+    let shown = e.ok(&["show", "-t", "photos 2026"]);
+    assert!(shown.contains("album"), "{shown}");
+    let err = fs::write(m.p("by-name/new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}
+
+/// moto's endpoint (scripts/test.sh starts it); a missing server is a failure, never a skip.
+fn moto_endpoint() -> String {
+    match std::env::var("BAKTHAT_TEST_S3_ENDPOINT") {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("BAKTHAT_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh (it starts moto)"),
+    }
+}
+
+#[test]
+fn glacier_gives_eagain_until_the_retrieval_completes_then_reads() {
+    let e = Env::new();
+    let vault = format!("mount-{}", std::process::id() as u64 * 1000 + fastrand());
+    fs::write(
+        e.path().join("bakthat.yml"),
+        format!(
+            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  glacier_vault: {vault}\n  \
+             endpoint_url: {}\n  local_path: {}\n",
+            moto_endpoint(),
+            e.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let src = e.path().join("cold");
+    tree(&src);
+    let ts = e.backup(&src, &["-d", "glacier"]);
+    let m = e.mount(&["--poll-interval", "0.3"]);
+    let dir = m.p(&format!("by-name/cold/{ts}"));
+    // Listing and xattrs never start a retrieval.
+    run(Command::new("ls").arg("-lR").arg(&dir));
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("archived"));
+    assert_eq!(xattr(&dir, "user.bakthat.storage_class").as_deref(), Some("GLACIER"));
+    let file = dir.join("cold/small.txt");
+    let err = fs::read(&file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "{err}");
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("retrieving"));
+    assert!(xattr(&dir, "user.bakthat.job_id").is_some());
+    let status = fs::read_to_string(dir.join(".bakthat-status")).unwrap();
+    assert!(status.contains("state: retrieving") && status.contains("EAGAIN"), "{status}");
+    // The job is in the inventory, shared with `bakthat restore`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match fs::read(&file) {
+            Ok(d) => {
+                assert_eq!(d, b"hello world\n");
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                assert!(Instant::now() < deadline, "still EAGAIN after 60 s");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("ready"));
+    assert!(fs::read(dir.join("cold/sub/big.bin")).unwrap() == bytes(1, 5_000_000));
+}

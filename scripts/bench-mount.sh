@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Usage: scripts/bench-mount.sh [WORKDIR]
+#
+# Measures `bakthat mount` against `restic mount` and `borg mount` on the same data, in one run, and prints the
+# numbers and the ratios:
+#   - cold and warm read throughput of a large file (page cache dropped and bakthat's block cache emptied for cold);
+#   - time to first byte of a small file (cold);
+#   - `ls -lR` over 10,000 backups (bakthat only: rows and small indexes made through the library);
+#   - bytes the mount process read from its store for a 4 KiB read in the middle of a multi-GB backup
+#     (rchar of /proc/PID/io, i.e. what it pulled from the local store);
+#   - the peak RSS (VmHWM) of each mount process.
+# Run as root (drop_caches). Needs restic, borg (python3-llfuse), fusermount3 (scripts/install-test-deps.sh).
+# Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
+#              BENCH_PROFILE (release, or debug for a quick smoke run),
+#              BENCH_BACKUPS (default 10000), CARGO_TARGET_DIR (release build location).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${1:-$(mktemp -d /tmp/bakthat-bench.XXXXXX)}
+BIG_MB=${BENCH_BIG_MB:-512}
+HUGE_MB=${BENCH_HUGE_MB:-3072}
+PROFILE=${BENCH_PROFILE:-release}
+BACKUPS=${BENCH_BACKUPS:-10000}
+TARGET=${CARGO_TARGET_DIR:-${ROOT}/target}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench-mount: error: %s\n' "$*" >&2; exit 1; }
+[[ ${EUID} -eq 0 ]] || die "run as root (the cold runs drop the page cache)"
+for t in restic borg fusermount3; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
+
+log "building bakthat (${PROFILE})"
+flags=(--quiet --bin bakthat --example bench_inventory)
+[[ ${PROFILE} == release ]] && flags+=(--release)
+(cd "${ROOT}" && cargo build "${flags[@]}")
+B=${TARGET}/${PROFILE}/bakthat
+GEN=${TARGET}/${PROFILE}/examples/bench_inventory
+
+mkdir -p "${WORK}"
+cd "${WORK}"
+MOUNTS=()
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for m in "${MOUNTS[@]}"; do fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+export BAKTHAT_CONFIG=${WORK}/bakthat.yml BAKTHAT_DB=${WORK}/inventory.sqlite XDG_CACHE_HOME=${WORK}/xdg-cache
+printf 'default:\n  local_path: %s/store\n' "${WORK}" > "${BAKTHAT_CONFIG}"
+export RESTIC_REPOSITORY=${WORK}/restic RESTIC_PASSWORD=bench BORG_REPO=${WORK}/borg BORG_PASSPHRASE=bench
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc -l; }
+mbps() { echo "scale=1; $1 / 1048576 / $2" | bc -l; }
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+wait_path() {
+    local i
+    for i in $(seq 1 600); do [[ -e "$1" ]] && return 0; sleep 0.1; done
+    die "$1 did not appear"
+}
+
+log "making the data: ${BIG_MB} MiB large file (half random, half text) and a small file"
+mkdir -p data
+head -c $((BIG_MB * 1048576 / 2)) /dev/urandom > data/big.bin
+{ yes "the quick brown fox jumps over the lazy dog $(date)" || true; } | head -c $((BIG_MB * 1048576 / 2)) >> data/big.bin
+echo "small file" > data/small.txt
+
+log "backing up with bakthat, restic and borg"
+t=$(now); "$B" backup data --prompt no -q > /dev/null; T_BK=$(elapsed "$t")
+restic init -q > /dev/null; t=$(now); restic backup -q data > /dev/null; T_RS=$(elapsed "$t")
+borg init -e repokey > /dev/null 2>&1; t=$(now); borg create --compression lz4 ::bench data; T_BG=$(elapsed "$t")
+
+mkdir -p m-bk m-rs m-bg
+"$B" mount m-bk --cache-dir "${WORK}/cache" > bk.log 2>&1 & PIDS+=($!); BK_PID=$!; MOUNTS+=("${WORK}/m-bk")
+restic mount m-rs > rs.log 2>&1 & PIDS+=($!); RS_PID=$!; MOUNTS+=("${WORK}/m-rs")
+borg mount -f :: m-bg > bg.log 2>&1 & PIDS+=($!); BG_PID=$!; MOUNTS+=("${WORK}/m-bg")
+wait_path m-bk/by-name/data/latest/data/big.bin
+wait_path m-rs/snapshots/latest
+wait_path m-bg/bench
+F_BK=$(readlink -f m-bk/by-name/data/latest)/data
+F_RS=$(dirname "$(find m-rs/snapshots/latest/ -name big.bin | head -1)")
+F_BG=$(dirname "$(find m-bg/bench -name big.bin | head -1)")
+[[ -f "${F_RS}/big.bin" && -f "${F_BG}/big.bin" ]] || die "restic or borg mount shows no big.bin"
+
+read_time() { local t; t=$(now); cat "$1" > /dev/null; elapsed "$t"; }
+ttfb() { local t; t=$(now); head -c 1 "$1" > /dev/null; elapsed "$t"; }
+
+declare -A COLD WARM TTFB
+for tool in bk rs bg; do
+    dir_var=F_${tool^^}
+    dir=${!dir_var}
+    rm -rf "${WORK}/cache"/b-* "${WORK}/cache"/w-* 2>/dev/null || true
+    drop
+    TTFB[$tool]=$(ttfb "${dir}/small.txt")
+    COLD[$tool]=$(read_time "${dir}/big.bin")
+    WARM[$tool]=$(read_time "${dir}/big.bin")
+done
+SIZE=$((BIG_MB * 1048576))
+
+log "ls -lR over ${BACKUPS} backups (bakthat)"
+export BAKTHAT_DB=${WORK}/many.sqlite
+"$GEN" "${BAKTHAT_DB}" "${BACKUPS}"
+mkdir -p m-many
+"$B" mount m-many --cache-dir "${WORK}/cache-many" > many.log 2>&1 & PIDS+=($!); MOUNTS+=("${WORK}/m-many")
+wait_path m-many/by-name
+t=$(now); ENTRIES=$(ls -lR m-many/by-name | wc -l); T_LS=$(elapsed "$t")
+t=$(now); ls -lR m-many > /dev/null; T_LS_ALL=$(elapsed "$t")
+
+log "a 4 KiB read in the middle of a ${HUGE_MB} MiB backup"
+export BAKTHAT_DB=${WORK}/inventory.sqlite
+mkdir -p huge
+head -c $((HUGE_MB * 1048576 / 2)) /dev/urandom > huge/huge.bin
+head -c $((HUGE_MB * 1048576 / 2)) /dev/zero >> huge/huge.bin
+"$B" backup huge --prompt no -q > /dev/null
+rm -rf huge
+mkdir -p m-huge
+"$B" mount m-huge --cache-dir "${WORK}/cache-huge" > huge.log 2>&1 & PIDS+=($!); HUGE_PID=$!; MOUNTS+=("${WORK}/m-huge")
+wait_path m-huge/by-name/huge/latest/huge/huge.bin
+before=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
+dd if=m-huge/by-name/huge/latest/huge/huge.bin of=/dev/null bs=4096 count=1 skip=$((HUGE_MB * 256 / 4)) iflag=direct status=none
+after=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
+FETCHED=$((after - before))
+
+rss() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+R_BK=$(rss "${BK_PID}"); R_RS=$(rss "${RS_PID}"); R_BG=$(rss "${BG_PID}")
+
+printf '\n%-34s %12s %12s %12s %14s %14s\n' "" bakthat restic borg "bakthat/restic" "bakthat/borg"
+printf '%-34s %12.1f %12.1f %12.1f\n' "backup of ${BIG_MB} MiB (s)" "${T_BK}" "${T_RS}" "${T_BG}"
+c_bk=$(mbps $SIZE "${COLD[bk]}"); c_rs=$(mbps $SIZE "${COLD[rs]}"); c_bg=$(mbps $SIZE "${COLD[bg]}")
+w_bk=$(mbps $SIZE "${WARM[bk]}"); w_rs=$(mbps $SIZE "${WARM[rs]}"); w_bg=$(mbps $SIZE "${WARM[bg]}")
+printf '%-34s %12s %12s %12s %14s %14s\n' "cold read (MiB/s)" "$c_bk" "$c_rs" "$c_bg" "$(ratio "$c_bk" "$c_rs")" "$(ratio "$c_bk" "$c_bg")"
+printf '%-34s %12s %12s %12s %14s %14s\n' "warm re-read (MiB/s)" "$w_bk" "$w_rs" "$w_bg" "$(ratio "$w_bk" "$w_rs")" "$(ratio "$w_bk" "$w_bg")"
+printf '%-34s %12.4f %12.4f %12.4f %14s %14s\n' "time to first byte, small (s)" "${TTFB[bk]}" "${TTFB[rs]}" "${TTFB[bg]}" \
+    "$(ratio "${TTFB[bk]}" "${TTFB[rs]}")" "$(ratio "${TTFB[bk]}" "${TTFB[bg]}")"
+printf '%-34s %12s %12s %12s %14s %14s\n' "peak RSS (MiB)" "$((R_BK / 1024))" "$((R_RS / 1024))" "$((R_BG / 1024))" \
+    "$(ratio "$R_BK" "$R_RS")" "$(ratio "$R_BK" "$R_BG")"
+printf '\nls -lR /by-name over %s backups: %.3f s (%s lines); ls -lR of the whole mount: %.3f s\n' \
+    "${BACKUPS}" "${T_LS}" "${ENTRIES}" "${T_LS_ALL}"
+printf 'bytes read from the store for a 4 KiB read in a %s MiB backup: %s (%.2f MiB)\n' "${HUGE_MB}" "${FETCHED}" \
+    "$(echo "${FETCHED} / 1048576" | bc -l)"
+printf 'bakthat mount peak RSS after the huge read: %s MiB\n' "$(( $(rss "${HUGE_PID}") / 1024 ))"

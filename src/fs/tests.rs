@@ -1,0 +1,617 @@
+//! The filesystem driven in kernel order (lookup, getattr, opendir, readdir, open, read, release) without a kernel,
+//! over stores that count their requests.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{Config, Profile};
+use crate::inventory::Inventory;
+use crate::model::StoredName;
+use crate::ops::{self, BackupOptions};
+use crate::storage::local::LocalStore;
+use crate::storage::{ObjectInfo, PutOptions, Upload};
+
+/// Counts every request that reaches the wrapped store; optionally plays a cold store (Glacier-like).
+struct Counting {
+    inner: Arc<dyn Backend>,
+    gets: AtomicU64,
+    ranges: AtomicU64,
+    other: AtomicU64,
+    states: AtomicU64,
+    starts: AtomicU64,
+    /// None: hot. Some: 0 archived, 1 retrieving, 2 restored.
+    cold: Option<AtomicU8>,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn Backend>, cold: bool) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            gets: AtomicU64::new(0),
+            ranges: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+            states: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
+            cold: cold.then(|| AtomicU8::new(0)),
+        })
+    }
+
+    fn requests(&self) -> u64 {
+        [&self.gets, &self.ranges, &self.other, &self.states, &self.starts]
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    fn state(&self) -> Retrieval {
+        match self.cold.as_ref().map(|c| c.load(Ordering::SeqCst)) {
+            None | Some(2) => Retrieval::Ready,
+            Some(0) => Retrieval::NotStarted,
+            Some(_) => Retrieval::Pending { job_id: Some("job-1".into()), ready_at: Some(1_900_000_000) },
+        }
+    }
+
+    fn readable(&self, key: &str) -> Result<(), StorageError> {
+        match self.state() {
+            Retrieval::Ready => Ok(()),
+            state => Err(StorageError::NotRetrieved { key: key.into(), state }),
+        }
+    }
+}
+
+impl Backend for Counting {
+    fn kind(&self) -> &'static str {
+        if self.cold.is_some() {
+            "glacier"
+        } else {
+            "local"
+        }
+    }
+    fn describe(&self) -> String {
+        format!("counting {}", self.inner.describe())
+    }
+    fn create(&self, key: &str, opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(key, opts)
+    }
+    fn get(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.readable(key)?;
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        self.ranges.fetch_add(1, Ordering::SeqCst);
+        self.readable(key)?;
+        self.inner.get_range(key, start, len)
+    }
+    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(key)
+    }
+    fn retrieval_state(&self, _key: &str) -> Result<Retrieval, StorageError> {
+        self.states.fetch_add(1, Ordering::SeqCst);
+        Ok(self.state())
+    }
+    fn start_retrieval(&self, _key: &str) -> Result<Retrieval, StorageError> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        if let Some(c) = &self.cold {
+            let _ = c.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Ok(self.state())
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    ctx: Arc<Ctx>,
+}
+
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+        config.set_profile("default", Profile { local_path: Some(dir.path().join("store")), ..Profile::default() });
+        let ctx = Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap();
+        Env { dir, ctx: Arc::new(ctx) }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A source tree: a 3 MB incompressible file (several members), text, a symlink, a hard link, an empty dir.
+    fn source(&self, name: &str) -> std::path::PathBuf {
+        let src = self.path().join(name);
+        std::fs::create_dir_all(src.join("sub/empty")).unwrap();
+        std::fs::write(src.join("small.txt"), b"hello world\n").unwrap();
+        std::fs::write(src.join("sub/big.bin"), bytes(7, 3_000_000)).unwrap();
+        std::os::unix::fs::symlink("../small.txt", src.join("sub/link")).unwrap();
+        std::fs::hard_link(src.join("small.txt"), src.join("hard.txt")).unwrap();
+        src
+    }
+
+    fn backup(&self, src: &Path, tags: &[&str], password: Option<&str>) -> BackupRecord {
+        let opts = BackupOptions {
+            source: src.to_path_buf(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            password: password.map(|p| Arc::new(Secret::new(p.as_bytes()))),
+            ..BackupOptions::default()
+        };
+        ops::backup(&self.ctx, &opts).unwrap().record
+    }
+
+    fn store(&self) -> Arc<dyn Backend> {
+        Arc::new(LocalStore::open(&self.path().join("store")).unwrap())
+    }
+
+    fn fs(&self, backend: Arc<Counting>, password: Option<&str>) -> Result<Fs> {
+        let mut opts = MountOptions::new(self.path().join("cache"));
+        opts.refresh_interval = Duration::ZERO;
+        opts.cache_size = 64 << 20;
+        let open: OpenBackend = Arc::new(move |_: &str| Ok(backend.clone() as Arc<dyn Backend>));
+        Fs::new(self.ctx.clone(), open, password.map(|p| Arc::new(Secret::new(p.as_bytes()))), opts)
+    }
+}
+
+fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
+    let mut ino = ROOT;
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        ino = fs.lookup(ino, c.as_bytes())?.attr.ino;
+    }
+    Ok(ino)
+}
+
+fn names(fs: &Fs, path: &str) -> Vec<String> {
+    let ino = resolve(fs, path).unwrap();
+    fs.opendir(ino).unwrap();
+    fs.readdir(ino, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect()
+}
+
+fn cat(fs: &Fs, path: &str) -> Result<Vec<u8>> {
+    let ino = resolve(fs, path)?;
+    let o = fs.open(ino, false)?;
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(ino, o.fh, out.len() as u64, 128 << 10)?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh)?;
+    Ok(out)
+}
+
+/// Walks everything like `ls -lR` + `readlink` + `getfattr`: returns path -> (kind, size, perm).
+fn walk(fs: &Fs, ino: Ino, prefix: &str, out: &mut BTreeMap<String, (Kind, u64, u16)>) {
+    fs.opendir(ino).unwrap();
+    let mut offset = 0;
+    loop {
+        let entries = fs.readdir(ino, offset).unwrap();
+        if entries.is_empty() {
+            break;
+        }
+        for e in entries {
+            offset = e.offset;
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let a = fs.lookup(ino, &e.name).unwrap().attr;
+            assert_eq!(a.ino, e.ino);
+            let _ = fs.listxattr(a.ino, 0).unwrap();
+            let p = format!("{prefix}/{name}");
+            out.insert(p.clone(), (a.kind, a.size, a.perm));
+            match a.kind {
+                Kind::Dir => walk(fs, a.ino, &p, out),
+                Kind::Symlink => {
+                    fs.readlink(a.ino).unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn ts(r: &BackupRecord) -> String {
+    String::from_utf8(names::timestamp(r.backup_date)).unwrap()
+}
+
+#[test]
+fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
+    let env = Env::new();
+    let src = env.source("mydir");
+    let r1 = env.backup(&src, &["daily", "db"], None);
+    let r2 = env.backup(&src, &["weekly"], None);
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    assert_eq!(names(&fs, "/"), ["by-date", "by-name", "by-tag", "incoming"]);
+    assert_eq!(names(&fs, "/by-name"), ["mydir"]);
+    assert_eq!(names(&fs, "/by-name/mydir"), [ts(&r1), ts(&r2), "latest".to_string()]);
+    let latest = resolve(&fs, "/by-name/mydir/latest").unwrap();
+    assert_eq!(fs.readlink(latest).unwrap(), ts(&r2).into_bytes());
+    assert_eq!(names(&fs, "/by-tag"), ["daily", "db", "weekly"]);
+    assert_eq!(names(&fs, "/by-tag/db/mydir"), [ts(&r1)]);
+    let [y, m, d] = names::date_parts(r1.backup_date).map(|v| String::from_utf8(v).unwrap());
+    let day = format!("/by-date/{y}/{m}/{d}");
+    assert!(names(&fs, &day).contains(&String::from_utf8(names::date_entry(b"mydir", r1.backup_date)).unwrap()));
+    let dir = format!("/by-name/mydir/{}", ts(&r1));
+    assert_eq!(names(&fs, &dir), [".bakthat-status", "mydir"]);
+    assert_eq!(names(&fs, &format!("{dir}/mydir")), ["hard.txt", "small.txt", "sub"]);
+    assert_eq!(names(&fs, &format!("{dir}/mydir/sub")), ["big.bin", "empty", "link"]);
+    // Real attributes.
+    let big = fs.getattr(resolve(&fs, &format!("{dir}/mydir/sub/big.bin")).unwrap()).unwrap().attr;
+    assert_eq!((big.kind, big.size), (Kind::File, 3_000_000));
+    let meta = std::fs::metadata(src.join("sub/big.bin")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(big.mtime, meta.mtime());
+    assert_eq!(u32::from(big.perm), meta.mode() & 0o7777);
+    let link = resolve(&fs, &format!("{dir}/mydir/sub/link")).unwrap();
+    assert_eq!(fs.getattr(link).unwrap().attr.kind, Kind::Symlink);
+    assert_eq!(fs.readlink(link).unwrap(), b"../small.txt");
+    let hard = fs.getattr(resolve(&fs, &format!("{dir}/mydir/hard.txt")).unwrap()).unwrap().attr;
+    assert_eq!((hard.kind, hard.size), (Kind::File, 12));
+    // ls -lR of everything (getattr, readdir, readlink, listxattr): the store is never asked.
+    let mut all = BTreeMap::new();
+    walk(&fs, ROOT, "", &mut all);
+    assert!(all.len() > 30, "{all:?}");
+    assert_eq!(counting.requests(), 0, "listing and stat make zero store requests");
+    assert!(matches!(fs.lookup(ROOT, b"nope"), Err(FsError::NotFound)));
+    assert!(matches!(fs.open(big.ino, true), Err(FsError::ReadOnly)));
+    assert!(matches!(fs.modify(ROOT), Err(FsError::ReadOnly)));
+}
+
+#[test]
+fn reads_are_exact_and_a_second_read_of_a_block_makes_no_request() {
+    let env = Env::new();
+    let src = env.source("data");
+    let r = env.backup(&src, &[], None);
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let base = format!("/by-name/data/{}/data", ts(&r));
+    assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
+    assert_eq!(cat(&fs, &format!("{base}/hard.txt")).unwrap(), b"hello world\n");
+    // A 4 KiB read in the middle of the big file: one ranged request of about one member.
+    let ino = resolve(&fs, &format!("{base}/sub/big.bin")).unwrap();
+    let before = counting.ranges.load(Ordering::SeqCst);
+    let o = fs.open(ino, false).unwrap();
+    let got = fs.read(ino, o.fh, 1_500_000, 4096).unwrap();
+    assert_eq!(got, bytes(7, 3_000_000)[1_500_000..1_504_096]);
+    assert_eq!(counting.ranges.load(Ordering::SeqCst) - before, 1);
+    fs.release(o.fh).unwrap();
+    // The same block again, through a new handle: from the disk cache, zero requests.
+    let before = counting.requests();
+    let o = fs.open(ino, false).unwrap();
+    assert_eq!(fs.read(ino, o.fh, 1_500_100, 100).unwrap(), bytes(7, 3_000_000)[1_500_100..1_500_200]);
+    assert_eq!(counting.requests(), before, "a second read of the same block makes 0 requests");
+    fs.release(o.fh).unwrap();
+    // Whole file, then again: the second time is all from the cache.
+    assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
+    wait_prefetch(&fs);
+    let before = counting.requests();
+    assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
+    assert_eq!(counting.requests(), before);
+    // Reads past the end are empty; the cache stays under its cap.
+    let o = fs.open(ino, false).unwrap();
+    assert!(fs.read(ino, o.fh, 3_000_000, 10).unwrap().is_empty());
+    assert!(fs.cache().used() <= fs.cache().cap());
+    // A remount (a new Fs over the same cache directory) still has the blocks.
+    drop(fs);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let before = counting.requests();
+    assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
+    assert_eq!(counting.requests(), before, "the cache survives a remount");
+}
+
+fn wait_prefetch(fs: &Fs) {
+    // Prefetch threads hold their reservation until done; wait for them to drain (bounded).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs.inner.prefetching.load(Ordering::SeqCst) != 0 {
+        assert!(Instant::now() < deadline, "prefetch never finished");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn sequential_reads_prefetch_within_bounds() {
+    let env = Env::new();
+    let src = env.source("seq");
+    let r = env.backup(&src, &[], None);
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let ino = resolve(&fs, &format!("/by-name/seq/{}/seq/sub/big.bin", ts(&r))).unwrap();
+    let o = fs.open(ino, false).unwrap();
+    fs.read(ino, o.fh, 0, 128 << 10).unwrap();
+    wait_prefetch(&fs);
+    // The rest of the 3 MB file (within the 8 MiB window) is cached now: reading on makes no request.
+    let before = counting.requests();
+    let mut off = 128 << 10;
+    while off < 3_000_000 {
+        let n = fs.read(ino, o.fh, off, 128 << 10).unwrap().len() as u64;
+        off += n;
+    }
+    assert_eq!(counting.requests(), before);
+}
+
+#[test]
+fn new_backups_appear_without_a_remount_and_names_are_escaped() {
+    let env = Env::new();
+    let src = env.source("first");
+    env.backup(&src, &[], None);
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    assert_eq!(names(&fs, "/by-name"), ["first"]);
+    let src2 = env.source("second");
+    env.backup(&src2, &["a/b"], None);
+    // A row written by another process (a sync, an old client) with awkward names.
+    let other = Inventory::open(env.path().join("inv.sqlite")).unwrap();
+    let weird = BackupRecord {
+        id: None,
+        backend: "local".into(),
+        backend_hash: None,
+        backup_date: 1_795_320_485,
+        filename: "we/ird\n..".into(),
+        is_deleted: false,
+        last_updated: 1_795_320_485,
+        metadata: serde_json::json!({}),
+        size: 1,
+        stored_filename: StoredName::from_key("weird.20261122040805.tgz"),
+        tags: "..".into(),
+    };
+    other.insert(&weird).unwrap();
+    assert_eq!(names(&fs, "/by-name"), ["first", "second", "we%2Fird%0A.."]);
+    assert_eq!(names(&fs, "/by-tag"), ["%2E%2E", "a%2Fb"]);
+    assert_eq!(names(&fs, "/by-name/we%2Fird%0A.."), ["2026-11-22T040805Z", "latest"]);
+    assert_eq!(counting.requests(), 0);
+}
+
+#[test]
+fn encrypted_backups_need_the_right_password_at_mount_time() {
+    let env = Env::new();
+    let src = env.source("secret");
+    let r = env.backup(&src, &[], Some("hunter2"));
+    let counting = Counting::new(env.store(), false);
+    assert!(matches!(env.fs(counting.clone(), Some("wrong")), Err(FsError::WrongPassword { .. })));
+    let fs = env.fs(counting.clone(), Some("hunter2")).unwrap();
+    let base = format!("/by-name/secret/{}/secret", ts(&r));
+    assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
+    assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
+    // Without a password the tree still mounts, and the backup says why it cannot be listed.
+    let fs = env.fs(counting, None).unwrap();
+    let dir = resolve(&fs, &format!("/by-name/secret/{}", ts(&r))).unwrap();
+    assert!(matches!(fs.readdir(dir, 0), Err(FsError::PasswordNeeded { .. })));
+}
+
+#[test]
+fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
+    let env = Env::new();
+    let src = env.source("dmg");
+    let r = env.backup(&src, &[], None);
+    let obj = env.path().join("store").join(r.stored_filename.as_str());
+    let mut raw = std::fs::read(&obj).unwrap();
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0x55;
+    std::fs::write(&obj, raw).unwrap();
+    let fs = env.fs(Counting::new(env.store(), false), None).unwrap();
+    let err = cat(&fs, &format!("/by-name/dmg/{}/dmg/sub/big.bin", ts(&r))).unwrap_err();
+    assert!(matches!(err, FsError::Integrity { .. }), "{err:?}");
+    assert_eq!(crate::fuse::errno(&err), fuser::Errno::EIO);
+}
+
+#[test]
+fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
+    let env = Env::new();
+    let src = env.source("cold");
+    let r = env.backup(&src, &[], None);
+    let counting = Counting::new(env.store(), true);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let dir = format!("/by-name/cold/{}", ts(&r));
+    // Listing, stat, xattrs and the status file never ask the store, let alone start a retrieval.
+    let mut all = BTreeMap::new();
+    walk(&fs, ROOT, "", &mut all);
+    let dino = resolve(&fs, &dir).unwrap();
+    let get = |name: &str| match fs.getxattr(dino, format!("user.bakthat.{name}").as_bytes(), 4096) {
+        Ok(XattrReply::Data(d)) => Some(String::from_utf8(d).unwrap()),
+        _ => None,
+    };
+    assert_eq!(get("state").as_deref(), Some("archived"));
+    assert_eq!(get("storage_class").as_deref(), Some("GLACIER"));
+    assert!(String::from_utf8(cat(&fs, &format!("{dir}/.bakthat-status")).unwrap()).unwrap().contains("state:"));
+    assert_eq!(counting.requests(), 0);
+    // The first read starts the retrieval; later reads do not start another one.
+    let file = format!("{dir}/cold/small.txt");
+    for _ in 0..3 {
+        let e = cat(&fs, &file).unwrap_err();
+        assert!(matches!(e, FsError::RetrievalPending { .. }), "{e:?}");
+        assert_eq!(crate::fuse::errno(&e), fuser::Errno::EAGAIN);
+    }
+    assert_eq!(counting.starts.load(Ordering::SeqCst), 1, "the retrieval is started once");
+    assert_eq!(counting.ranges.load(Ordering::SeqCst), 0);
+    let job = env.ctx.inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
+    assert_eq!((job.status, job.job_id.as_str()), (JobStatus::Pending, "job-1"));
+    assert_eq!(get("state").as_deref(), Some("retrieving"));
+    assert_eq!(get("job_id").as_deref(), Some("job-1"));
+    assert!(get("ready_at").is_some());
+    // The store finishes; the poller notices; reads succeed and the job is marked ready.
+    counting.cold.as_ref().unwrap().store(2, Ordering::SeqCst);
+    fs.poll_retrievals();
+    assert_eq!(get("state").as_deref(), Some("ready"));
+    let job = env.ctx.inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Ready);
+    assert_eq!(cat(&fs, &file).unwrap(), b"hello world\n");
+    assert_eq!(counting.starts.load(Ordering::SeqCst), 1);
+}
+
+/// A bakthat 0.6 style archive: one gzip stream, no index anywhere.
+fn legacy_tgz(root: &Path) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    {
+        let mut tar = tar::Builder::new(&mut gz);
+        tar.append_dir_all("old", root).unwrap();
+        tar.finish().unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+#[test]
+fn legacy_archives_are_read_whole_once_then_served_from_the_cache() {
+    let env = Env::new();
+    let src = env.path().join("old");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f.txt"), b"legacy bytes").unwrap();
+    std::fs::write(src.join("big"), bytes(3, 700_000)).unwrap();
+    let stored = "old.20200101000000.tgz";
+    let data = legacy_tgz(&src);
+    let store = env.store();
+    let mut up = store.create(stored, &PutOptions::default()).unwrap();
+    up.write_all(&data).unwrap();
+    up.commit().unwrap();
+    let record = BackupRecord {
+        id: None,
+        backend: "local".into(),
+        backend_hash: None,
+        backup_date: 1_577_836_800,
+        filename: "old".into(),
+        is_deleted: false,
+        last_updated: 1_577_836_800,
+        metadata: serde_json::json!({}),
+        size: data.len() as u64,
+        stored_filename: StoredName::from_key(stored),
+        tags: String::new(),
+    };
+    env.ctx.inventory.insert(&record).unwrap();
+    let counting = Counting::new(store, false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let base = "/by-name/old/2020-01-01T000000Z/old";
+    assert_eq!(cat(&fs, &format!("{base}/d/f.txt")).unwrap(), b"legacy bytes");
+    assert_eq!(cat(&fs, &format!("{base}/big")).unwrap(), bytes(3, 700_000));
+    assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "downloaded once");
+    drop(fs);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let before = counting.requests();
+    assert_eq!(cat(&fs, &format!("{base}/big")).unwrap(), bytes(3, 700_000));
+    assert_eq!(counting.requests(), before, "the index and content come from the cache after a remount");
+}
+
+#[test]
+fn concurrent_readers_fetch_each_block_once() {
+    let env = Env::new();
+    let src = env.source("par");
+    let r = env.backup(&src, &[], None);
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let path = format!("/by-name/par/{}/par/sub/big.bin", ts(&r));
+    let want = bytes(7, 3_000_000);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| assert!(cat(&fs, &path).unwrap() == want));
+        }
+    });
+    wait_prefetch(&fs);
+    let members = fs.cache().used() / (512 << 10);
+    assert!(
+        counting.ranges.load(Ordering::SeqCst) <= members + 2,
+        "{} ranged reads",
+        counting.ranges.load(Ordering::SeqCst)
+    );
+}
+
+fn put_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
+    let (e, o) = fs.create(dir, name.as_bytes(), 0o644).unwrap();
+    for (i, chunk) in data.chunks(100_000).enumerate() {
+        assert_eq!(fs.write(e.attr.ino, o.fh, i as u64 * 100_000, chunk).unwrap() as usize, chunk.len());
+    }
+    fs.release(o.fh).unwrap();
+}
+
+#[test]
+fn incoming_files_and_directories_become_backups() {
+    let env = Env::new();
+    let counting = Counting::new(env.store(), false);
+    let mut opts = MountOptions::new(env.path().join("cache"));
+    opts.refresh_interval = Duration::ZERO;
+    opts.settle = Duration::ZERO;
+    let b = counting.clone();
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
+    let fs = Fs::new(env.ctx.clone(), open, None, opts).unwrap();
+    let inc = resolve(&fs, "/incoming").unwrap();
+    // A file: staged on disk while written, backed up on its last close.
+    let data = bytes(5, 1_000_000);
+    put_file(&fs, inc, "report.pdf", &data);
+    assert_eq!(names(&fs, "/incoming"), ["report.pdf"]);
+    let staged = resolve(&fs, "/incoming/report.pdf").unwrap();
+    assert_eq!(fs.getxattr(staged, b"user.bakthat.state", 100).unwrap(), XattrReply::Data(b"staged".to_vec()));
+    assert!(env.path().join("cache/incoming/report.pdf").exists(), "staged on disk");
+    fs.incoming_tick();
+    assert!(names(&fs, "/incoming").is_empty(), "the entry leaves /incoming");
+    assert_eq!(names(&fs, "/by-name"), ["report.pdf"]);
+    let ts0 = &names(&fs, "/by-name/report.pdf")[0];
+    assert_eq!(cat(&fs, &format!("/by-name/report.pdf/{ts0}/report.pdf")).unwrap(), data);
+    // A directory under @tags: backed up once quiet, with the tags.
+    let tagdir = fs.mkdir(inc, b"@db,daily", 0o755).unwrap().attr.ino;
+    let d = fs.mkdir(tagdir, b"dump", 0o755).unwrap().attr.ino;
+    let sub = fs.mkdir(d, b"sub", 0o755).unwrap().attr.ino;
+    put_file(&fs, sub, "a.sql", b"select 1;\n");
+    put_file(&fs, d, "b.sql", b"select 2;\n");
+    fs.symlink(d, b"link", Path::new("b.sql")).unwrap();
+    fs.incoming_tick();
+    assert_eq!(names(&fs, "/by-tag/db"), ["dump"]);
+    assert_eq!(names(&fs, "/by-tag/daily/dump").len(), 1);
+    let ts1 = &names(&fs, "/by-name/dump")[0];
+    assert_eq!(cat(&fs, &format!("/by-name/dump/{ts1}/dump/sub/a.sql")).unwrap(), b"select 1;\n");
+    assert!(names(&fs, "/incoming/@db,daily").is_empty());
+    // Writing anywhere else is refused.
+    assert!(matches!(fs.create(ROOT, b"x", 0o644), Err(FsError::ReadOnly)));
+    let by_name = resolve(&fs, "/by-name").unwrap();
+    assert!(matches!(fs.mkdir(by_name, b"x", 0o755), Err(FsError::ReadOnly)));
+    assert!(matches!(fs.remove(by_name, b"dump", true), Err(FsError::ReadOnly)));
+    assert_eq!(counting.ranges.load(Ordering::SeqCst), 3, "only the three reads above reached the store");
+}
+
+#[test]
+fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+    // Compression off: a directory cannot be backed up, so the backup fails.
+    let profile = Profile { local_path: Some(dir.path().join("store")), compress: false, ..Profile::default() };
+    config.set_profile("default", profile);
+    let ctx = Arc::new(Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap());
+    let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&dir.path().join("store")).unwrap());
+    let mut opts = MountOptions::new(dir.path().join("cache"));
+    opts.settle = Duration::ZERO;
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(store.clone()));
+    let fs = Fs::new(ctx, open, None, opts).unwrap();
+    let inc = resolve(&fs, "/incoming").unwrap();
+    let d = fs.mkdir(inc, b"photos", 0o755).unwrap().attr.ino;
+    put_file(&fs, d, "p.jpg", b"jpeg");
+    fs.incoming_tick();
+    assert_eq!(names(&fs, "/incoming"), ["photos"], "nothing is lost");
+    assert_eq!(cat(&fs, "/incoming/photos/p.jpg").unwrap(), b"jpeg");
+    assert_eq!(fs.getxattr(d, b"user.bakthat.state", 100).unwrap(), XattrReply::Data(b"failed".to_vec()));
+    let XattrReply::Data(err) = fs.getxattr(d, b"user.bakthat.error", 4096).unwrap() else { panic!() };
+    assert!(String::from_utf8(err).unwrap().contains("compress is off"));
+}
