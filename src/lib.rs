@@ -13,6 +13,7 @@
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
 //! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
+//! - [`sync`]: several hosts, one inventory: the journal in the store, and the 0.6 sync server and client.
 //! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`cli`]: the command line; the only place for anyhow.
 
@@ -29,3 +30,4 @@ pub mod model;
 pub mod ops;
 pub mod rotation;
 pub mod storage;
+pub mod sync;

@@ -60,10 +60,12 @@ impl Env {
         );
         o
     }
+    /// The store's backup objects (without the sync journal).
     fn store_files(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.store())
             .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
+        v.retain(|n| !n.starts_with(bakthat::sync::JOURNAL_PREFIX));
         v.sort();
         v
     }

@@ -52,7 +52,11 @@ impl Fixture {
 
     fn objects(&self) -> Vec<String> {
         match fs::read_dir(self.path().join("store")) {
-            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            // Backup objects, not the sync journal.
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(bakthat::sync::JOURNAL_PREFIX))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }

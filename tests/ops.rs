@@ -23,7 +23,11 @@ fn ctx(dir: &std::path::Path, clock: Arc<AtomicI64>, rotation: Option<RotationCo
 }
 
 fn objects(dir: &std::path::Path) -> usize {
-    fs::read_dir(dir.join("store")).unwrap().count()
+    // Backup objects only, not the sync journal.
+    fs::read_dir(dir.join("store"))
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with(bakthat::sync::JOURNAL_PREFIX))
+        .count()
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::ops::{self, Ctx, OpsError};
 mod excludes;
 mod progress;
 mod remote;
+mod sync;
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
@@ -79,6 +80,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
+    /// Reconcile the inventory with the store's journal, or the sync server when sync.url is set
+    Sync(sync::SyncArgs),
+    /// Forget the sync server state (client id, sync_ts): the next sync sends every row
+    #[command(name = "reset_sync", alias = "reset-sync")]
+    ResetSync,
+    /// Serve the bakthat 0.6 sync protocol (POST /clients, POST /backups/sync)
+    #[command(name = "sync-server", alias = "sync_server")]
+    SyncServer(sync::ServerArgs),
     /// Mount the backups as a filesystem (by name, tag and date; /incoming backs up what is copied in)
     Mount(MountArgs),
     /// Unmount a `bakthat mount`
@@ -382,6 +391,9 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{report:?}");
             Ok(EXIT_OK)
         }
+        Command::Sync(a) => sync::sync(&cli, a),
+        Command::ResetSync => sync::reset(&cli),
+        Command::SyncServer(a) => sync::server(a),
         Command::Mount(a) => mount(&cli, a),
         Command::Umount { mountpoint } => umount(mountpoint),
         Command::Kv { op } => remote::kv(&cli, op),
@@ -463,6 +475,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
     println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
+    sync::after_backup(client.ctx(), opts.password.as_deref(), &out.record)?;
     if !out.warnings.is_empty() {
         eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
         return Ok(EXIT_FAILURE);

@@ -65,6 +65,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let name = opts.name.clone().unwrap_or_else(|| arcname.clone());
     let destination = ctx.destination(opts.destination.as_deref());
     let backend = ctx.backend(&destination)?;
+    let journal = crate::sync::journal_for(ctx, &destination, &backend)?;
     let cleaned = backend.cleanup()?;
 
     let enc = match &opts.password {
@@ -137,10 +138,16 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         stored_filename: stored.clone(),
         tags: opts.tags.iter().flat_map(|t| t.split_whitespace()).collect::<Vec<_>>().join(" "),
     };
-    if let Err(e) = finish(ctx, backend.as_ref(), &record, sidecar.as_deref()) {
+    let mut entry_key = None;
+    let master = enc.as_ref().map(|e| e.master.as_ref());
+    let done = finish(ctx, backend.as_ref(), journal.as_deref(), master, &record, sidecar.as_deref(), &mut entry_key);
+    if let Err(e) = done {
         // Leave no object without a row, and no row without its object.
         let _ = backend.delete(stored.as_str());
         let _ = backend.delete(&format!("{stored}{INDEX_SUFFIX}"));
+        if let (Some(key), Some(j)) = (entry_key, &journal) {
+            let _ = j.delete(&key);
+        }
         let _ = ctx.inventory.remove(&stored);
         return Err(e);
     }
@@ -150,9 +157,30 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     Ok(BackupOutcome { record, warnings, cleaned })
 }
 
-fn finish(ctx: &Ctx, backend: &dyn Backend, record: &BackupRecord, sidecar: Option<&[u8]>) -> Result<(), OpsError> {
+/// Stores the index sidecar and the journal entry (see [`crate::sync`]), then records the row.
+fn finish(
+    ctx: &Ctx,
+    backend: &dyn Backend,
+    journal: Option<&dyn Backend>,
+    master: Option<&MasterKey>,
+    record: &BackupRecord,
+    sidecar: Option<&[u8]>,
+    entry_key: &mut Option<String>,
+) -> Result<(), OpsError> {
     if let Some(bytes) = sidecar {
         backend.put_bytes(&format!("{}{INDEX_SUFFIX}", record.stored_filename), bytes, &PutOptions::default())?;
+    }
+    if let Some(j) = journal {
+        match crate::sync::publish_backup(j, record, sidecar, master) {
+            Ok(key) => *entry_key = Some(key),
+            // Glacier's journal is in another service (the profile's S3 bucket), which the credentials may not
+            // reach: the backup itself is fine, so it stands, unjournaled.
+            Err(e) if record.backend == "glacier" => ctx.reporter.warn(&format!(
+                "{} is stored but not journaled for sync ({e}); run `bakthat sync --publish -d glacier` later",
+                record.stored_filename
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
     ctx.inventory.insert_for_profile(record, Some(&ctx.profile_name))?;
     if let Some(bytes) = sidecar {

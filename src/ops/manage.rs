@@ -37,7 +37,19 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
     let backend = ctx.backend(&record.backend)?;
     backend.delete(record.stored_filename.as_str())?;
     backend.delete(&format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX))?;
-    ctx.inventory.set_deleted(&record.stored_filename, ctx.now())?;
+    // Strictly newer than the row, so that a delete right after the backup still wins on other hosts.
+    let when = ctx.now().max(record.last_updated + 1);
+    if let Some(journal) = crate::sync::journal_for(ctx, &record.backend, &backend)? {
+        match crate::sync::publish_tombstone(journal.as_ref(), record, when) {
+            Ok(_) => {}
+            // As for backups: Glacier's journal is in S3, which the credentials may not reach.
+            Err(e) if record.backend == "glacier" => ctx
+                .reporter
+                .warn(&format!("{} is deleted but the delete is not journaled for sync ({e})", record.stored_filename)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.inventory.set_deleted(&record.stored_filename, when)?;
     Ok(())
 }
 

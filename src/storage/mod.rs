@@ -74,6 +74,14 @@ pub trait Backend: Send + Sync {
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<(), StorageError>;
 
+    /// Objects whose key starts with `prefix` and sorts after `start_after`, in key order. Stores that can start a
+    /// listing at a key (S3 `start-after`) override this so that listing a few new keys costs one request.
+    fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut all = self.list(prefix)?;
+        all.retain(|o| o.key.as_str() > start_after);
+        Ok(all)
+    }
+
     /// Stores a small object in one go.
     fn put_bytes(&self, key: &str, data: &[u8], opts: &PutOptions) -> Result<ObjectInfo, StorageError> {
         let mut up = self.create(key, opts)?;

@@ -669,6 +669,10 @@ impl Backend for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.list_after(prefix, "")
+    }
+
+    fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let inner = &self.inner;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -678,6 +682,7 @@ impl Backend for S3Store {
                 .list_objects_v2()
                 .bucket(&inner.bucket)
                 .prefix(prefix)
+                .set_start_after((!start_after.is_empty()).then(|| start_after.to_string()))
                 .set_continuation_token(token.take());
             let page = inner.rt.block_on(req.send()).map_err(|e| inner.fail(Failure::of(e), "listing", prefix))?;
             for o in page.contents() {

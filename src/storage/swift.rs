@@ -514,10 +514,20 @@ impl Inner {
 
     /// Every object of `container` whose name starts with `prefix`, or `None` when the container does not exist.
     fn list_container(&self, container: &str, prefix: &str) -> Result<Option<Vec<Listed>>, StorageError> {
+        self.list_container_after(container, prefix, "")
+    }
+
+    /// Like [`Self::list_container`], starting after the name `start` (Swift's `marker`).
+    fn list_container_after(
+        &self,
+        container: &str,
+        prefix: &str,
+        start: &str,
+    ) -> Result<Option<Vec<Listed>>, StorageError> {
         let mut out: Vec<Listed> = Vec::new();
         let what = format!("listing container {container}");
         loop {
-            let marker = out.last().map(|l| l.name.clone()).unwrap_or_default();
+            let marker = out.last().map(|l| l.name.clone()).unwrap_or_else(|| start.to_string());
             let path = format!("{}?format=json&prefix={}&marker={}", enc(container), enc(prefix), enc(&marker));
             let resp = self.call(&what, &|s| Ok(self.request(s, Method::GET, &path)))?;
             if resp.status() == StatusCode::NOT_FOUND {
@@ -745,10 +755,14 @@ impl Backend for SwiftStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.list_after(prefix, "")
+    }
+
+    fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let container = self.inner.settings.container.clone();
         let mut out: Vec<ObjectInfo> = self
             .inner
-            .list_container(&container, prefix)?
+            .list_container_after(&container, prefix, start_after)?
             .unwrap_or_default()
             .into_iter()
             .map(|l| ObjectInfo { key: l.name, size: l.bytes, modified: l.last_modified, storage_class: None })

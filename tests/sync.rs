@@ -1,0 +1,505 @@
+//! Store-based sync: the journal beside the archives, driven as a library (conflicts, request counts, unreadable
+//! entries) and through the CLI with two homes sharing one moto bucket (scripts/test.sh starts moto; a missing
+//! server fails these tests).
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bakthat::archive::crypto::{KdfParams, MasterKey};
+use bakthat::archive::Secret;
+use bakthat::config::{Config, Profile};
+use bakthat::inventory::Inventory;
+use bakthat::model::{BackupRecord, StoredName};
+use bakthat::ops::Ctx;
+use bakthat::storage::local::LocalStore;
+use bakthat::storage::s3::S3Store;
+use bakthat::storage::{Backend, ObjectInfo, PutOptions, StorageError, Upload};
+use bakthat::sync::{self, SyncReport};
+use common::moto;
+use serde_json::{json, Value};
+
+/// Counts the listing and read requests that reach a store.
+struct Counting {
+    inner: Arc<dyn Backend>,
+    lists: AtomicUsize,
+    gets: AtomicUsize,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn Backend>) -> Counting {
+        Counting { inner, lists: AtomicUsize::new(0), gets: AtomicUsize::new(0) }
+    }
+    /// (lists, gets) since the last call.
+    fn take(&self) -> (usize, usize) {
+        (self.lists.swap(0, Ordering::SeqCst), self.gets.swap(0, Ordering::SeqCst))
+    }
+}
+
+impl Backend for Counting {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn create(&self, key: &str, opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
+        self.inner.create(key, opts)
+    }
+    fn get(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_range(key, start, len)
+    }
+    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        self.inner.head(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+    fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_after(prefix, start_after)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key)
+    }
+}
+
+/// A host: its own inventory, the local profile pointing at `store`.
+fn host(dir: &Path, name: &str, store: &Path) -> Ctx {
+    let mut config = Config::empty(&dir.join(format!("{name}.yml")));
+    config.set_profile("default", Profile { local_path: Some(store.to_path_buf()), ..Profile::default() });
+    let mut ctx = Ctx::new(config, "default", Inventory::open(dir.join(format!("{name}.sqlite"))).unwrap()).unwrap();
+    ctx.host = name.to_string();
+    ctx
+}
+
+fn record(name: &str, date: &str, last_updated: i64, tags: &str, host: &str) -> BackupRecord {
+    BackupRecord {
+        id: None,
+        backend: "s3".into(),
+        backend_hash: Some("h".into()),
+        backup_date: 1_700_000_000,
+        filename: name.into(),
+        is_deleted: false,
+        last_updated,
+        metadata: json!({"is_enc": false, "client": host}),
+        size: 42,
+        stored_filename: StoredName::from_key(format!("{name}.{date}.tgz")),
+        tags: tags.into(),
+    }
+}
+
+#[test]
+fn conflicting_edits_resolve_by_newer_last_updated() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    let c = host(t.path(), "c", &store_dir);
+    // Host A's newer edit lands in the journal before host B's older one: the order of the journal does not matter.
+    sync::publish_backup(&store, &record("db", "20260101000000", 200, "new", "a"), None, None).unwrap();
+    sync::publish_backup(&store, &record("db", "20260101000000", 100, "old", "b"), None, None).unwrap();
+    let r = sync::sync_store(&c, &store, None, false).unwrap();
+    assert_eq!((r.inserted, r.updated, r.unchanged), (1, 0, 1), "{r:?}");
+    let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
+    assert_eq!((row.tags.as_str(), row.last_updated), ("new", 200));
+    assert_eq!(row.metadata["client"], "a");
+
+    // A newer state arriving later replaces it; an older tombstone does not delete it; a newer one does.
+    sync::publish_backup(&store, &record("db", "20260101000000", 300, "newest", "b"), None, None).unwrap();
+    sync::publish_tombstone(&store, &record("db", "20260101000000", 0, "", "a"), 250).unwrap();
+    let r = sync::sync_store(&c, &store, None, false).unwrap();
+    assert_eq!((r.inserted, r.updated, r.unchanged), (0, 1, 1), "{r:?}");
+    let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
+    assert_eq!((row.tags.as_str(), row.is_deleted), ("newest", false));
+    sync::publish_tombstone(&store, &row, 301).unwrap();
+    sync::sync_store(&c, &store, None, false).unwrap();
+    let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
+    assert!(row.is_deleted && row.last_updated == 301, "{row:?}");
+    assert_eq!(row.tags, "newest", "a tombstone keeps the row's details");
+
+    // The local side of a conflict: a host whose own row is newer keeps it.
+    let d = host(t.path(), "d", &store_dir);
+    d.inventory.insert(&record("db", "20260101000000", 999, "mine", "d")).unwrap();
+    sync::sync_store(&d, &store, None, false).unwrap();
+    let row = d.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
+    assert_eq!((row.tags.as_str(), row.is_deleted), ("mine", false));
+}
+
+#[test]
+fn backups_and_deletes_reach_another_host_with_their_index() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let a = host(t.path(), "a", &store_dir);
+    let b = host(t.path(), "b", &store_dir);
+    let src = t.path().join("project");
+    common::rich_tree(&src);
+    let secret = Arc::new(Secret::new(b"pw"));
+    let opts = bakthat::ops::BackupOptions {
+        source: src.clone(),
+        password: Some(secret.clone()),
+        tags: vec!["daily db".into()],
+        ..Default::default()
+    };
+    let out = bakthat::ops::backup(&a, &opts).unwrap();
+    let stored = out.record.stored_filename.clone();
+    let store = LocalStore::open(&store_dir).unwrap();
+
+    // Without the password the encrypted entry is reported, not dropped, and retried later.
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(r.unreadable.len(), 1, "{r:?}");
+    assert!(r.unreadable[0].1.contains("password"), "{r:?}");
+    assert!(b.inventory.get(&stored).unwrap().is_none());
+    let r = sync::sync_store(&b, &store, Some(&Secret::new(b"wrong")), false).unwrap();
+    assert_eq!(r.unreadable.len(), 1, "{r:?}");
+    let r = sync::sync_store(&b, &store, Some(&secret), false).unwrap();
+    assert_eq!((r.inserted, r.unreadable.len()), (1, 0), "{r:?}");
+    let row = b.inventory.get(&stored).unwrap().unwrap();
+    let mut expected = out.record.clone();
+    expected.id = row.id;
+    assert_eq!(row, expected);
+    assert_eq!(b.inventory.get_index(&stored).unwrap(), a.inventory.get_index(&stored).unwrap());
+    assert!(b.inventory.get_index(&stored).unwrap().is_some(), "the entry index travels with the record");
+    assert_eq!(b.inventory.profile_of(&stored).unwrap().as_deref(), Some("default"));
+
+    // B restores A's backup, then deletes it; A learns of the delete.
+    let to = t.path().join("restored");
+    let ropts = bakthat::ops::RestoreOptions {
+        name: "project".into(),
+        to: Some(to.clone()),
+        password: Some(secret),
+        ..Default::default()
+    };
+    bakthat::ops::restore(&b, &ropts).unwrap();
+    assert_eq!(common::snapshot(&to.join("project")), common::snapshot(&src));
+    bakthat::ops::delete(&b, "project", None).unwrap();
+    let r = sync::sync_store(&a, &store, None, false).unwrap();
+    assert_eq!(
+        (r.updated, r.unreadable.len()),
+        (1, 1),
+        "A's own encrypted entry is unreadable without the password: {r:?}"
+    );
+    assert!(a.inventory.get(&stored).unwrap().unwrap().is_deleted);
+    assert!(a.inventory.get_index(&stored).unwrap().is_none());
+}
+
+/// Writes `n` backup entries as host "a" would.
+fn publish_many(store: &dyn Backend, n: usize, master: Option<&MasterKey>) {
+    for i in 0..n {
+        let r = record(&format!("b{i:03}"), "20260101000000", 100 + i as i64, "t", "a");
+        sync::publish_backup(store, &r, Some(b"index bytes"), master).unwrap();
+    }
+}
+
+fn counts(report: &SyncReport) -> (usize, usize) {
+    (report.listed, report.fetched)
+}
+
+#[test]
+fn a_sync_that_finds_nothing_new_lists_once_on_s3() {
+    let endpoint = moto::endpoint();
+    let bucket = moto::unique("sync");
+    let s3: Arc<dyn Backend> = Arc::new(S3Store::new(&moto::s3_settings(&endpoint, &bucket)).unwrap());
+    let store = Counting::new(s3);
+    let t = tempfile::tempdir().unwrap();
+    let b = host(t.path(), "b", &t.path().join("unused"));
+    publish_many(&store, 60, None);
+    store.take();
+
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 60), "first sync: one listing, one read per entry");
+    assert_eq!((r.inserted, counts(&r)), (60, (60, 60)));
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 0), "nothing new: one listing, no reads");
+    assert_eq!(r.inserted + r.updated, 0);
+    publish_many(&store, 1, None);
+    store.take();
+    sync::sync_store(&b, &store, None, false).unwrap();
+    // The one new entry has the same stored name and an older last_updated than b000's newest state: unchanged.
+    assert_eq!(store.take(), (1, 1), "one new entry: one listing, one read");
+    eprintln!(
+        "measured on moto: 60 entries -> 1 list + 60 gets; nothing new -> 1 list + 0 gets; one new -> 1 list + 1 get"
+    );
+
+    // --rebuild reads everything again.
+    let r = sync::sync_store(&b, &store, None, true).unwrap();
+    assert_eq!(store.take(), (1, 61));
+    assert_eq!(r.inserted, 0);
+}
+
+#[test]
+fn entries_of_encrypted_backups_are_encrypted() {
+    let t = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(t.path()).unwrap();
+    let master = MasterKey::derive(b"pw", MasterKey::random_salt(), KdfParams::default()).unwrap();
+    publish_many(&store, 1, Some(&master));
+    let key = store.list(sync::JOURNAL_PREFIX).unwrap().remove(0).key;
+    let mut raw = Vec::new();
+    store.get(&key).unwrap().read_to_end(&mut raw).unwrap();
+    assert!(bakthat::archive::crypto::is_v1(&raw));
+    assert!(!String::from_utf8_lossy(&raw).contains("b000"), "the record is not readable without the password");
+    let e = sync::decode_entry(&raw, Some(&Secret::new(b"pw"))).unwrap();
+    assert_eq!(e.record.filename, "b000");
+    assert_eq!(e.index, b"index bytes");
+}
+
+// ---- the CLI: two homes sharing one moto bucket ----
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(bucket: &str, extra: &str) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
+             endpoint_url: {}\n  default_destination: s3\n{extra}",
+            moto::endpoint()
+        );
+        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
+        Home { dir }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
+            .env("BAKTHAT_DB", self.path("inventory.sqlite"))
+            .stdin(Stdio::null());
+        if let Some(pw) = password {
+            c.env("BAKTHAT_PASSWORD", pw);
+        }
+        c.args(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str], password: Option<&str>) -> String {
+        let o = self.run(args, password);
+        assert!(
+            o.status.success(),
+            "bakthat {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    /// `show --json [--deleted]` without the local row ids.
+    fn show(&self, deleted: bool) -> Vec<Value> {
+        let args: &[&str] = if deleted { &["show", "--json", "--deleted"] } else { &["show", "--json"] };
+        let mut rows: Vec<Value> = serde_json::from_str(&self.ok(args, None)).unwrap();
+        for r in &mut rows {
+            r.as_object_mut().unwrap().remove("id");
+        }
+        rows
+    }
+}
+
+fn names(rows: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = rows.iter().map(|r| r["stored_filename"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn stored(stdout: &str) -> String {
+    stdout.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn two_hosts_share_one_bucket() {
+    let bucket = moto::unique("sync");
+    let a = Home::new(&bucket, "");
+    let b = Home::new(&bucket, "");
+    let src = a.path("project");
+    common::rich_tree(&src);
+    fs::write(a.path("notes.txt"), b"notes").unwrap();
+    let s = src.to_str().unwrap();
+
+    let enc = stored(&a.ok(&["backup", s, "--tags", "daily db"], Some("pw")));
+    let plain = stored(&a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "--prompt", "no"], None));
+    assert!(b.show(false).is_empty());
+
+    // Without a password, B gets the plain backup and reports the encrypted one (exit 1); with it, both.
+    let o = b.run(&["sync"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BAKTHAT_PASSWORD"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(names(&b.show(false)), [plain]);
+    let out = b.ok(&["sync"], Some("pw"));
+    assert!(out.contains("1 new"), "{out}");
+    assert_eq!(b.show(false), a.show(false), "B sees what A backed up");
+    let to = b.path("restored");
+    b.ok(&["restore", "project", "--to", to.to_str().unwrap()], Some("pw"));
+    assert_eq!(common::snapshot(&to.join("project")), common::snapshot(&src));
+
+    // A delete on B reaches A.
+    b.ok(&["delete", "notes.txt"], None);
+    a.ok(&["sync"], Some("pw"));
+    assert_eq!(names(&a.show(false)), std::slice::from_ref(&enc));
+    assert_eq!(a.show(true), b.show(true), "both agree, deleted rows included");
+
+    // B loses its inventory: a rebuild from the store gives the same rows.
+    let before = b.show(true);
+    fs::remove_file(b.path("inventory.sqlite")).unwrap();
+    assert!(b.show(true).is_empty());
+    b.ok(&["sync", "--rebuild"], Some("pw"));
+    assert_eq!(b.show(true), before);
+    assert_eq!(b.show(false), a.show(false));
+
+    // sync.auto: a third host syncs by itself after its own backup.
+    let c = Home::new(&bucket, "  sync_auto: true\n");
+    c.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "--prompt", "no", "--name", "c-notes"], Some("pw"));
+    let c_rows = names(&c.show(false));
+    assert_eq!(c_rows.len(), 2, "{c_rows:?}");
+    assert!(c_rows.contains(&enc));
+}
+
+fn swift_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the Swift tests need the Swift all-in-one. Run scripts/test.sh, or \
+             `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` before cargo test"
+        )
+    })
+}
+
+#[test]
+fn a_sync_that_finds_nothing_new_lists_once_on_swift() {
+    use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
+    let settings = SwiftSettings {
+        auth_url: swift_env("BAKTHAT_TEST_SWIFT_AUTH"),
+        auth_version: AuthVersion::V1,
+        user: swift_env("BAKTHAT_TEST_SWIFT_USER"),
+        key: swift_env("BAKTHAT_TEST_SWIFT_KEY"),
+        container: moto::unique("sync"),
+        ..SwiftSettings::default()
+    };
+    let store = Counting::new(Arc::new(SwiftStore::new(&settings).unwrap()));
+    let t = tempfile::tempdir().unwrap();
+    let b = host(t.path(), "b", &t.path().join("unused"));
+    publish_many(&store, 20, None);
+    store.take();
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!((store.take(), r.inserted), ((1, 20), 20));
+    sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 0), "nothing new: one listing (from the marker), no reads");
+    publish_many(&store, 1, None);
+    store.take();
+    sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!(store.take(), (1, 1));
+}
+
+#[test]
+fn glacier_records_sit_in_the_s3_bucket() {
+    let bucket = moto::unique("syncgl");
+    let vault = format!("  glacier_vault: {}\n", moto::unique("syncgl"));
+    let a = Home::new(&bucket, &vault);
+    let b = Home::new(&bucket, &vault);
+    fs::write(a.path("notes.txt"), b"notes").unwrap();
+    let name =
+        stored(&a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None));
+    let s3 = S3Store::new(&moto::s3_settings(&moto::endpoint(), &bucket)).unwrap();
+    assert_eq!(s3.list(sync::JOURNAL_PREFIX).unwrap().len(), 1, "the journal entry is in the S3 bucket");
+    assert!(s3.head(&name).unwrap().is_none(), "the archive is in the vault, not the bucket");
+    b.ok(&["sync", "-d", "glacier"], None);
+    assert_eq!(b.show(false), a.show(false));
+    assert_eq!(b.show(false)[0]["backend"], "glacier");
+    b.ok(&["delete", "notes.txt", "-d", "glacier"], None);
+    a.ok(&["sync", "-d", "glacier"], None);
+    assert!(a.show(false).is_empty());
+}
+
+#[test]
+fn rows_without_entries_are_published_on_request() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    let a = host(t.path(), "a", &store_dir);
+    let b = host(t.path(), "b", &store_dir);
+    // Rows as an import from 0.6 leaves them: no journal entries.
+    let mut plain = record("old", "20120101000000", 10, "x", "a");
+    plain.backend = "local".into();
+    let mut enc = record("secret", "20120101000000", 11, "", "a");
+    enc.backend = "local".into();
+    enc.stored_filename = StoredName::from_key("secret.20120101000000.tgz.enc");
+    enc.metadata = json!({"is_enc": true});
+    let mut gone = record("gone", "20120101000000", 12, "", "a");
+    gone.backend = "local".into();
+    gone.is_deleted = true;
+    for r in [&plain, &enc, &gone] {
+        a.inventory.insert(r).unwrap();
+    }
+    let e = sync::publish_all(&a, &store, "local", None).unwrap_err();
+    assert!(e.to_string().contains("BAKTHAT_PASSWORD"), "{e}");
+    assert_eq!(sync::publish_all(&a, &store, "local", Some(&Secret::new(b"pw"))).unwrap(), 3);
+    let r = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!((r.inserted, r.unreadable.len()), (2, 1), "{r:?}");
+    let r = sync::sync_store(&b, &store, Some(&Secret::new(b"pw")), false).unwrap();
+    assert_eq!((r.inserted, r.unreadable.len()), (1, 0), "{r:?}");
+    let mut rows =
+        b.inventory.search(&bakthat::inventory::Query { include_deleted: true, ..Default::default() }).unwrap();
+    rows.sort_by(|x, y| x.stored_filename.cmp(&y.stored_filename));
+    let got: Vec<(String, bool)> = rows.iter().map(|r| (r.stored_filename.to_string(), r.is_deleted)).collect();
+    assert_eq!(
+        got,
+        [
+            ("gone.20120101000000.tgz".to_string(), true),
+            ("old.20120101000000.tgz".to_string(), false),
+            ("secret.20120101000000.tgz.enc".to_string(), false)
+        ]
+    );
+}
+
+/// The names in a directory of a mounted tree.
+fn fs_names(fs: &bakthat::fs::Fs, path: &str) -> Vec<String> {
+    let mut ino = bakthat::fs::ROOT;
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        ino = fs.lookup(ino, c.as_bytes()).unwrap().attr.ino;
+    }
+    fs.opendir(ino).unwrap();
+    fs.readdir(ino, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect()
+}
+
+#[test]
+fn a_running_mount_shows_synced_backups_without_a_remount() {
+    use bakthat::fs::{Fs, MountOptions, OpenBackend};
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let a = host(t.path(), "a", &store_dir);
+    let b = Arc::new(host(t.path(), "b", &store_dir));
+    let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&store_dir).unwrap());
+    let mut opts = MountOptions::new(t.path().join("cache"));
+    opts.refresh_interval = std::time::Duration::ZERO;
+    let s2 = store.clone();
+    let open: OpenBackend = Arc::new(move |_: &str| Ok(s2.clone()));
+    let fs = Fs::new(b.clone(), open, None, opts).unwrap();
+    assert!(fs_names(&fs, "/by-name").is_empty());
+
+    let src = t.path().join("project");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("small.txt"), b"hello from a\n").unwrap();
+    let rec =
+        bakthat::ops::backup(&a, &bakthat::ops::BackupOptions { source: src, ..Default::default() }).unwrap().record;
+    // `bakthat sync` runs in another process: another connection to B's inventory.
+    let b_sync = host(t.path(), "b", &store_dir);
+    sync::sync_store(&b_sync, store.as_ref(), None, false).unwrap();
+    assert_eq!(fs_names(&fs, "/by-name"), ["project"]);
+    let dates = fs_names(&fs, "/by-name/project");
+    assert!(dates.contains(&"latest".to_string()) && dates.len() == 2, "{dates:?}");
+    // A delete on A disappears from B's running mount after B's sync.
+    bakthat::ops::delete(&a, &rec.stored_filename.to_string(), None).unwrap();
+    sync::sync_store(&b_sync, store.as_ref(), None, false).unwrap();
+    assert!(fs_names(&fs, "/by-name").is_empty());
+}
