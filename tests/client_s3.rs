@@ -57,6 +57,10 @@ fn the_client_drives_an_s3_bucket_end_to_end() {
     client.delete("mysql", None).unwrap();
     assert!(store.head(&stored[1]).unwrap().is_none());
     drop(scope);
+    // The KeyValue store of the same profile, from the same client.
+    let kv = client.kv().unwrap();
+    kv.set_key("settings", &serde_json::json!({"retention": 7}), true, None).unwrap();
+    assert_eq!(kv.get_key("settings", None).unwrap(), Some(serde_json::json!({"retention": 7})));
     let seen = seen.lock().unwrap();
     let backups: Vec<_> = seen.iter().filter(|(k, _)| k.ends_with("backup")).collect();
     assert_eq!(backups.len(), 4, "before/on for each of the two backups: {seen:?}");

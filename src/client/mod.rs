@@ -296,6 +296,11 @@ impl Client {
         &mut self.ctx
     }
 
+    /// The KeyValue store of this profile (small JSON values in its S3 bucket; see [`crate::kv`]).
+    pub fn kv(&self) -> Result<crate::kv::KeyValue<'_>, crate::kv::KvError> {
+        crate::kv::KeyValue::open(&self.ctx)
+    }
+
     /// Runs one action inside its session: `before_*` callbacks and hooks, the action, `on_*` callbacks and hooks.
     fn session<T>(
         &self,

@@ -145,6 +145,9 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         // Leave no object without a row, and no row without its object.
         let _ = backend.delete(stored.as_str());
         let _ = backend.delete(&format!("{stored}{INDEX_SUFFIX}"));
+        if let Some(j) = &journal {
+            let _ = j.delete(&format!("{stored}{INDEX_SUFFIX}"));
+        }
         if let (Some(key), Some(j)) = (entry_key, &journal) {
             let _ = j.delete(&key);
         }
@@ -168,7 +171,21 @@ fn finish(
     entry_key: &mut Option<String>,
 ) -> Result<(), OpsError> {
     if let Some(bytes) = sidecar {
-        backend.put_bytes(&format!("{}{INDEX_SUFFIX}", record.stored_filename), bytes, &PutOptions::default())?;
+        let key = format!("{}{INDEX_SUFFIX}", record.stored_filename);
+        if record.backend == "glacier" {
+            // A vault can neither list nor quickly read small objects: Glacier's sidecars live in the profile's S3
+            // bucket, beside its journal. The inventory keeps a copy either way, so trouble there is a warning.
+            let stored = journal.map(|j| j.put_bytes(&key, bytes, &PutOptions::default()));
+            match stored {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => ctx.reporter.warn(&format!("{key} is kept in the inventory only: {e}")),
+                None => {
+                    ctx.reporter.warn(&format!("{key} is kept in the inventory only: the profile has no s3_bucket"))
+                }
+            }
+        } else {
+            backend.put_bytes(&key, bytes, &PutOptions::default())?;
+        }
     }
     if let Some(j) = journal {
         match crate::sync::publish_backup(j, record, sidecar, master) {
