@@ -1,5 +1,6 @@
 //! `share`: a presigned URL of a backup's archive in S3, and the shell command a recipient runs to restore it
-//! without bakthat. Only signs locally (plus one HEAD to check the object is there); nothing is uploaded.
+//! without bakthat. Only signs locally (plus one HEAD to check the object is there and readable); nothing is
+//! uploaded. A backup in an S3 archive class is restored first (exit 75 until it is readable), as `restore` does.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use super::{Ctx, OpsError};
 use crate::archive::Hints;
 use crate::interval::parse_expiry;
 use crate::model::BackupRecord;
-use crate::storage::{Backend, StorageError};
+use crate::storage::{Backend, Retrieval};
 
 /// A shared backup.
 #[derive(Debug)]
@@ -35,8 +36,13 @@ pub fn share(ctx: &Ctx, name: &str, destination: Option<&str>, expires: &str) ->
     }
     let store = ctx.s3_store()?;
     let key = record.stored_filename.as_str();
-    if store.head(key)?.is_none() {
-        return Err(StorageError::NotFound { store: store.describe(), key: key.to_string() }.into());
+    // A missing object is NotFound; one in an archive class must be restored first (RestoreObject, as restore does).
+    let state = match store.retrieval_state(key)? {
+        Retrieval::NotStarted => store.start_retrieval(key)?,
+        other => other,
+    };
+    if state != Retrieval::Ready {
+        return Err(super::pending(key, &state));
     }
     let url = store.presign_get(key, expires)?;
     let command = recipient_command(&record, &url);
