@@ -315,9 +315,10 @@ fn kill_9_leaves_no_stale_mount() {
     let child = m.child.as_mut().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // fusermount3's auto_unmount helper notices the closed session and detaches; allow for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while mounted(&m.mp) {
-        assert!(Instant::now() < deadline, "the mount is still there 10 s after kill -9");
+        assert!(Instant::now() < deadline, "the mount is still there 30 s after kill -9");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(fs::read_dir(&m.mp).unwrap().next().is_none(), "the mount point is usable and empty again");
