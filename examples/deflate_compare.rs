@@ -13,16 +13,26 @@ fn main() {
     let gzip6: Option<f64> = args.get(2).and_then(|s| s.parse().ok());
     let mb = data.len() as f64 / 1e6;
     println!("corpus {:.1} MB, gzip -6 {}", mb, gzip6.map(|g| format!("{:.1} MB", g / 1e6)).unwrap_or("?".into()));
-    println!("{:<22} {:>8} {:>10} {:>8} {:>10} {:>10}", "backend", "span", "size MB", "/gzip6", "comp MB/s", "decomp MB/s");
+    println!(
+        "{:<22} {:>8} {:>10} {:>8} {:>10} {:>10}",
+        "backend", "span", "size MB", "/gzip6", "comp MB/s", "decomp MB/s"
+    );
     let spans = [256usize << 10, 512 << 10, 1 << 20, 4 << 20];
     let report = |name: &str, span: usize, size: usize, ct: f64, dt: f64| {
         let ratio = gzip6.map(|g| format!("{:.3}", size as f64 / g)).unwrap_or("?".into());
-        println!("{name:<22} {:>7}K {:>10.1} {ratio:>8} {:>10.0} {:>10.0}", span >> 10, size as f64 / 1e6, mb / ct, mb / dt);
+        println!(
+            "{name:<22} {:>7}K {:>10.1} {ratio:>8} {:>10.0} {:>10.0}",
+            span >> 10,
+            size as f64 / 1e6,
+            mb / ct,
+            mb / dt
+        );
     };
     for level in [4, 6, 7, 9] {
         for &span in &spans {
             let t = Instant::now();
-            let members: Vec<Vec<u8>> = data.chunks(span).map(|c| bakthat::archive::members::compress_member(c, level)).collect();
+            let members: Vec<Vec<u8>> =
+                data.chunks(span).map(|c| bakthat::archive::members::compress_member(c, level)).collect();
             let ct = t.elapsed().as_secs_f64();
             let size: usize = members.iter().map(|m| m.len()).sum();
             let t = Instant::now();

@@ -72,7 +72,7 @@ pub struct Entry {
     pub mtime: i64,
     /// Symlink target, or the archive path a hard link points to.
     pub link: Option<Vec<u8>>,
-    /// Offset in the tar stream of the entry's first header block (including any long-name header).
+    /// Offset in the tar stream of the entry's own header block (any GNU long-name or PAX blocks come before it).
     pub header_offset: u64,
     /// Offset in the tar stream of the entry's data.
     pub data_offset: u64,
@@ -244,7 +244,7 @@ impl Index {
     /// Builds the entry list from a plain tar stream (legacy archives, or an archive whose sidecar is lost). The
     /// member table is left empty; the caller fills it in from what it observed while reading the gzip stream.
     pub fn from_tar_stream<R: Read>(tar: R) -> io::Result<Index> {
-        let mut archive = tar::Archive::new(tar);
+        let mut archive = tar::Archive::new(Counted { inner: tar, count: 0 });
         let mut idx = Index::default();
         for entry in archive.entries()? {
             let entry = entry?;
@@ -272,11 +272,24 @@ impl Index {
                 data_offset: entry.raw_file_position(),
             });
         }
-        // The tar reader stops at the end-of-archive blocks; count what is left so tar_len is the stream length.
+        // The tar reader stops at the end-of-archive blocks; read the rest so tar_len is the stream's length.
         let mut rest = archive.into_inner();
-        let tail = io::copy(&mut rest, &mut io::sink())?;
-        idx.tar_len = idx.entries.last().map(|e| e.data_offset + e.size.div_ceil(512) * 512).unwrap_or(0) + tail;
+        io::copy(&mut rest, &mut io::sink())?;
+        idx.tar_len = rest.count;
         Ok(idx)
+    }
+}
+
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
     }
 }
 
@@ -365,7 +378,9 @@ mod tests {
     #[test]
     fn covering_members() {
         let idx = Index {
-            members: (0..4).map(|i| Member { tar_offset: i * 100, tar_len: 100, comp_offset: i * 50, comp_len: 50 }).collect(),
+            members: (0..4)
+                .map(|i| Member { tar_offset: i * 100, tar_len: 100, comp_offset: i * 50, comp_len: 50 })
+                .collect(),
             ..Index::default()
         };
         assert_eq!(idx.members_covering(0, 1), 0..1);

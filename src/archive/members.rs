@@ -247,7 +247,8 @@ mod tests {
         let stream: Vec<u8> = parts.iter().flat_map(|p| compress_member(p, 6)).collect();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let s2 = seen.clone();
-        let mut r = ParallelGunzip::new(&stream[..], 4).with_observer(Box::new(move |off, l| s2.lock().unwrap().push((off, l))));
+        let mut r = ParallelGunzip::new(&stream[..], 4)
+            .with_observer(Box::new(move |off, l| s2.lock().unwrap().push((off, l))));
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, parts.concat());

@@ -104,15 +104,24 @@ impl ArchiveError {
 
     /// Whether the error means a wrong password.
     pub fn is_wrong_password(&self) -> bool {
-        matches!(self, ArchiveError::Crypto(CryptoError::WrongPassword) | ArchiveError::Legacy(LegacyError::WrongPassword))
+        matches!(
+            self,
+            ArchiveError::Crypto(CryptoError::WrongPassword) | ArchiveError::Legacy(LegacyError::WrongPassword)
+        )
     }
 
     /// Whether the error means damaged or tampered data.
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            ArchiveError::Crypto(CryptoError::Integrity { .. } | CryptoError::Truncated | CryptoError::BadHeader(_))
-                | ArchiveError::Legacy(LegacyError::Truncated)
+            ArchiveError::Crypto(
+                CryptoError::Integrity { .. }
+                    | CryptoError::Truncated
+                    | CryptoError::BadHeader(_)
+                    | CryptoError::UnsupportedVersion(_)
+                    | CryptoError::UnsupportedKdf(_)
+                    | CryptoError::NotEncrypted
+            ) | ArchiveError::Legacy(LegacyError::Truncated)
                 | ArchiveError::Corrupt(_)
                 | ArchiveError::Index(IndexError::Corrupt(_))
         )

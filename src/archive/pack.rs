@@ -106,7 +106,12 @@ pub fn pack<W: Write>(source: &Path, arcname: &str, opts: &PackOptions, out: &mu
     })
 }
 
-fn write_members<W: Write>(rx: Receiver<Vec<u8>>, level: i32, batch: usize, out: &mut W) -> Result<Vec<Member>, PackError> {
+fn write_members<W: Write>(
+    rx: Receiver<Vec<u8>>,
+    level: i32,
+    batch: usize,
+    out: &mut W,
+) -> Result<Vec<Member>, PackError> {
     let mut table = Vec::new();
     let (mut tar_offset, mut comp_offset) = (0u64, 0u64);
     let mut spans = Vec::with_capacity(batch);
@@ -253,7 +258,8 @@ impl<'o> TarWalker<'o> {
                 }
             };
             let size = meta.len();
-            let mut reader = ExactReader { file, left: size, failed: None, short: false, progress: self.opts.progress.clone() };
+            let mut reader =
+                ExactReader { file, left: size, failed: None, short: false, progress: self.opts.progress.clone() };
             self.tar.append_data(&mut header, os(&name), &mut reader).map_err(out)?;
             if let Some(e) = reader.failed {
                 self.warn(path, format!("read failed part way ({e}); the rest of the file is stored as zeros"));
@@ -301,6 +307,8 @@ impl<'o> TarWalker<'o> {
     fn push(&mut self, mut entry: Entry) {
         let end = self.pos();
         entry.data_offset = end - entry.size.div_ceil(512) * 512;
+        // The entry's own header block sits right before its data (long-name blocks, if any, before that).
+        entry.header_offset = entry.data_offset - 512;
         self.report.index.entries.push(entry);
     }
 

@@ -83,7 +83,9 @@ pub enum ReadError {
     NotAFile(String),
     #[error("the archive is encrypted; a password is needed")]
     PasswordNeeded,
-    #[error("the stored archive is {actual} bytes but its index says {expected}; the index is stale or the object damaged")]
+    #[error(
+        "the stored archive is {actual} bytes but its index says {expected}; the index is stale or the object damaged"
+    )]
     LengthMismatch { expected: u64, actual: u64 },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -141,13 +143,15 @@ impl<'a> Decoder<'a> {
             .iter()
             .map(|m| {
                 let s = (m.comp_offset - start) as usize;
-                raw.get(s..s + m.comp_len as usize).ok_or_else(|| short_read())
+                raw.get(s..s + m.comp_len as usize).ok_or_else(short_read)
             })
             .collect::<io::Result<_>>()?;
         let out = members::inflate_members(&parts)?;
         for (m, o) in ms.iter().zip(&out) {
             if o.len() as u64 != m.tar_len {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "archive member does not match its index").into());
+                return Err(
+                    io::Error::new(io::ErrorKind::InvalidData, "archive member does not match its index").into()
+                );
             }
         }
         Ok(out)

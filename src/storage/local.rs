@@ -52,7 +52,12 @@ impl LocalStore {
 
     fn info(&self, key: &str, meta: &fs::Metadata) -> ObjectInfo {
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-        ObjectInfo { key: key.into(), size: meta.len(), modified: modified.map(|d| d.as_secs() as i64), storage_class: None }
+        ObjectInfo {
+            key: key.into(),
+            size: meta.len(),
+            modified: modified.map(|d| d.as_secs() as i64),
+            storage_class: None,
+        }
     }
 }
 
@@ -115,10 +120,11 @@ impl Backend for LocalStore {
     fn create(&self, key: &str, _opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
         self.path(key)?;
         let mut rnd = [0u8; 6];
-        getrandom::getrandom(&mut rnd).map_err(|e| self.err(key, io::Error::other(e)))?;
+        getrandom::getrandom(&mut rnd).map_err(|e| self.err(key, io::Error::other(e.to_string())))?;
         let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
         let tmp = self.root.join(format!("{TMP_PREFIX}{}.{hex}.{key}", std::process::id()));
-        let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| self.err(key, e))?;
+        let file =
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| self.err(key, e))?;
         Ok(Box::new(LocalUpload { store: self.clone(), key: key.into(), tmp, file: Some(file) }))
     }
 

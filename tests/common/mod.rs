@@ -75,3 +75,4 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+pub mod backend;

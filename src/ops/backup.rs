@@ -1,0 +1,210 @@
+//! `backup`: pack a file or directory, upload it and its index sidecar, record it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Ctx, OpsError, Watched};
+use crate::archive::crypto::{KdfParams, MasterKey};
+use crate::archive::pack::{Filter, PackOptions, PackWarning};
+use crate::archive::{self, ArchiveError, Encryption, Secret};
+use crate::model::{BackupRecord, StoredName};
+use crate::storage::{Backend, PutOptions};
+
+/// Suffix of the index sidecar object stored beside each archive.
+pub const INDEX_SUFFIX: &str = ".index";
+
+/// What to back up and how.
+#[derive(Default)]
+pub struct BackupOptions {
+    pub source: PathBuf,
+    /// `-d`; the profile's default destination when `None`.
+    pub destination: Option<String>,
+    /// Space-separated tags.
+    pub tags: Vec<String>,
+    /// The backup's name instead of the source's basename.
+    pub name: Option<String>,
+    pub password: Option<Arc<Secret>>,
+    /// Decides which paths below the source are included.
+    pub filter: Option<Filter>,
+    /// A storage class for stores that have them.
+    pub storage_class: Option<String>,
+    /// Overrides the pack defaults (span, level, threads) when set.
+    pub pack: Option<PackOptions>,
+}
+
+/// What a backup stored.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub record: BackupRecord,
+    /// Files skipped or damaged while reading; the CLI exits 1 when there are any.
+    pub warnings: Vec<PackWarning>,
+    /// Leftovers of earlier interrupted uploads that were cleaned up.
+    pub cleaned: u64,
+}
+
+/// How bakthat 0.6 recognised an input that is already a gzipped tar (mimetypes: .tgz, .tar.gz, .taz, .tz).
+fn already_gzipped(name: &str) -> bool {
+    [".tgz", ".tar.gz", ".taz", ".tz"].iter().any(|s| name.ends_with(s))
+}
+
+/// 0.6's `re.sub(r'(\.t(ar\.)?gz)', '', arcname)`: every `.tgz` and `.tar.gz` removed.
+fn strip_gz(name: &str) -> String {
+    let re = regex::Regex::new(r"\.t(ar\.)?gz").expect("static regex");
+    re.replace_all(name, "").into_owned()
+}
+
+/// Backs up `opts.source`.
+pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError> {
+    let source = fs::canonicalize(&opts.source).map_err(|_| OpsError::SourceMissing { path: opts.source.clone() })?;
+    let meta = fs::metadata(&source)
+        .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
+    let arcname = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    let name = opts.name.clone().unwrap_or_else(|| arcname.clone());
+    let destination = ctx.destination(opts.destination.as_deref());
+    let backend = ctx.backend(&destination)?;
+    let cleaned = backend.cleanup()?;
+
+    let enc = match &opts.password {
+        Some(secret) => {
+            Some(Encryption { master: master_key(ctx, secret)?, chunk_size: archive::crypto::DEFAULT_CHUNK_SIZE })
+        }
+        None => None,
+    };
+    // What to store: an archive, or the file as it is (compression off, or already a .tgz as 0.6 did).
+    let raw = !ctx.profile.compress() || (meta.is_file() && already_gzipped(&arcname));
+    if raw && meta.is_dir() {
+        return Err(OpsError::NeedsFile { path: source });
+    }
+    let (key_name, tgz) = match (ctx.profile.compress(), raw) {
+        (false, _) => (name.clone(), false),
+        (true, true) => (strip_gz(&name), true),
+        (true, false) => (name.clone(), true),
+    };
+    let mut now = ctx.now();
+    let mut stored = StoredName::new(&key_name, now, tgz, enc.is_some());
+    // Two backups of one name within a second would collide: take the next free second.
+    while ctx.inventory.get(&stored)?.is_some() || backend.head(stored.as_str())?.is_some() {
+        now += 1;
+        stored = StoredName::new(&key_name, now, tgz, enc.is_some());
+    }
+    crate::storage::check_key(stored.as_str())?;
+
+    let put = PutOptions { storage_class: opts.storage_class.clone(), ..PutOptions::default() };
+    let upload = backend.create(stored.as_str(), &put)?;
+    let total = if raw { Some(meta.len()) } else { Some(tree_size(&source)) };
+    let meter = ctx.reporter.start(&format!("backing up {}", source.display()), total);
+    let mut warnings = Vec::new();
+    let (index, size, upload) = if raw {
+        let file = fs::File::open(&source)
+            .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
+        let input = Watched { inner: file, meter: Some(meter) };
+        let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
+        (None, n, w)
+    } else {
+        let mut pack = opts.pack.clone().unwrap_or_default();
+        pack.filter = opts.filter.clone();
+        let meter: Arc<dyn super::Meter> = Arc::from(meter);
+        let m2 = meter.clone();
+        pack.progress = Some(Arc::new(move |n| m2.inc(n)));
+        let out = Watched { inner: upload, meter: None };
+        let result = archive::write_archive(&source, &arcname, &pack, enc.as_ref(), out);
+        meter.finish();
+        let (report, out) = result.map_err(|e| OpsError::from(e).classify())?;
+        warnings = report.warnings;
+        let size = report.index.stored_len;
+        (Some(report.index), size, out.inner)
+    };
+    let info = upload.commit()?;
+    let sidecar = index.as_ref().map(|i| archive::index_sidecar(i, enc.as_ref()));
+    let record = BackupRecord {
+        id: None,
+        backend: destination.clone(),
+        backend_hash: Some(ctx.backend_hash(&destination, backend.as_ref())),
+        backup_date: now,
+        filename: if raw && ctx.profile.compress() { arcname.clone() } else { name.clone() },
+        is_deleted: false,
+        last_updated: now,
+        metadata: json!({
+            "is_enc": enc.is_some(),
+            "client": ctx.host,
+            "format": if raw { "raw" } else { "bakthat-1" },
+            "enc": enc.as_ref().map(|_| "v1"),
+        }),
+        size: info.size.max(size),
+        stored_filename: stored.clone(),
+        tags: opts.tags.iter().flat_map(|t| t.split_whitespace()).collect::<Vec<_>>().join(" "),
+    };
+    if let Err(e) = finish(ctx, backend.as_ref(), &record, sidecar.as_deref()) {
+        // Leave no object without a row, and no row without its object.
+        let _ = backend.delete(stored.as_str());
+        let _ = backend.delete(&format!("{stored}{INDEX_SUFFIX}"));
+        let _ = ctx.inventory.remove(&stored);
+        return Err(e);
+    }
+    for w in &warnings {
+        ctx.reporter.warn(&format!("{}: {}", w.path.display(), w.message));
+    }
+    Ok(BackupOutcome { record, warnings, cleaned })
+}
+
+fn finish(ctx: &Ctx, backend: &dyn Backend, record: &BackupRecord, sidecar: Option<&[u8]>) -> Result<(), OpsError> {
+    if let Some(bytes) = sidecar {
+        backend.put_bytes(&format!("{}{INDEX_SUFFIX}", record.stored_filename), bytes, &PutOptions::default())?;
+    }
+    ctx.inventory.insert_for_profile(record, Some(&ctx.profile_name))?;
+    if let Some(bytes) = sidecar {
+        ctx.inventory.put_index(&record.stored_filename, bytes)?;
+    }
+    Ok(())
+}
+
+/// The master key for new archives: one Argon2id run per process, with a salt kept in the inventory so that all of
+/// this inventory's archives share it (a mount then derives one key for all of them; each file still gets its own
+/// keys from its random file id).
+fn master_key(ctx: &Ctx, secret: &Secret) -> Result<Arc<MasterKey>, OpsError> {
+    let salt = match ctx.inventory.get_config("kdf_salt")?.and_then(|v| v.as_str().map(str::to_string)) {
+        Some(hex) if hex.len() == 32 => {
+            let mut s = [0u8; 16];
+            for (i, b) in s.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+            s
+        }
+        _ => {
+            let s = MasterKey::random_salt();
+            let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+            ctx.inventory.set_config("kdf_salt", &serde_json::Value::String(hex))?;
+            s
+        }
+    };
+    secret.keys().master(salt, KdfParams::default()).map_err(|e| OpsError::Archive(ArchiveError::Crypto(e)))
+}
+
+/// Bytes of regular files below `path` (for the progress bar's total; errors count as 0).
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_names_follow_0_6() {
+        assert!(already_gzipped("a.tgz") && already_gzipped("a.tar.gz") && already_gzipped("a.taz"));
+        assert!(!already_gzipped("a.TGZ") && !already_gzipped("a.gz"));
+        assert_eq!(strip_gz("already.tar.gz"), "already");
+        assert_eq!(strip_gz("x.tgz.tar.gz"), "x");
+        assert_eq!(strip_gz("a.taz"), "a.taz");
+    }
+}

@@ -1,0 +1,134 @@
+//! `show`, `delete`, `delete_older_than` and `rotate_backups`: inventory queries and deletions.
+
+use std::collections::BTreeMap;
+
+use super::restore::find;
+use super::{Ctx, OpsError};
+use crate::interval::parse_interval;
+use crate::inventory::Query;
+use crate::model::{utc, BackupRecord};
+use crate::rotation::{self, Decision};
+
+/// Filters of `show`.
+#[derive(Debug, Default, Clone)]
+pub struct ShowQuery {
+    /// Literal substring of the name or stored name.
+    pub text: Option<String>,
+    /// Only these destinations (all when empty).
+    pub destinations: Vec<String>,
+    /// Whole tags that must all be present.
+    pub tags: Vec<String>,
+    pub include_deleted: bool,
+}
+
+/// Lists backups from the inventory (no store is contacted).
+pub fn show(ctx: &Ctx, q: &ShowQuery) -> Result<Vec<BackupRecord>, OpsError> {
+    Ok(ctx.inventory.search(&Query {
+        text: q.text.clone().filter(|t| !t.is_empty()),
+        backends: q.destinations.clone(),
+        tags: q.tags.clone(),
+        include_deleted: q.include_deleted,
+        ..Query::default()
+    })?)
+}
+
+/// Deletes one backup's objects and marks its row deleted.
+fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
+    let backend = ctx.backend(&record.backend)?;
+    backend.delete(record.stored_filename.as_str())?;
+    backend.delete(&format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX))?;
+    ctx.inventory.set_deleted(&record.stored_filename, ctx.now())?;
+    Ok(())
+}
+
+/// Deletes the newest backup matching `name` in `destination` (the profile's default when `None`).
+pub fn delete(ctx: &Ctx, name: &str, destination: Option<&str>) -> Result<BackupRecord, OpsError> {
+    let dest = ctx.destination(destination);
+    let record = find(ctx, name, Some(&dest))?;
+    delete_record(ctx, &record)?;
+    Ok(record)
+}
+
+/// A backup a destructive command would delete (or did).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub record: BackupRecord,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Deletes every backup named exactly `name` older than `interval` (the 0.6 grammar, e.g. `3M2D`).
+pub fn delete_older_than(
+    ctx: &Ctx,
+    name: &str,
+    interval: &str,
+    destination: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<Planned>, OpsError> {
+    let seconds = parse_interval(interval)?;
+    let cutoff = ctx.now() - seconds;
+    let dest = ctx.destination(destination);
+    let rows = ctx.inventory.search(&Query {
+        exact_name: Some(name.to_string()),
+        backends: vec![dest],
+        older_than: Some(cutoff),
+        ..Query::default()
+    })?;
+    let mut done = Vec::new();
+    for record in rows {
+        if !dry_run {
+            delete_record(ctx, &record)?;
+        }
+        let why = format!("older than {interval} (before {})", utc(cutoff).format("%Y-%m-%d %H:%M:%S UTC"));
+        done.push(Planned { record, keep: false, reasons: vec![why] });
+    }
+    Ok(done)
+}
+
+/// Options of `rotate_backups`.
+#[derive(Debug, Default, Clone)]
+pub struct RotateOptions {
+    pub destination: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Applies the profile's grandfather-father-son policy to the backups named exactly `name`.
+pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned>, OpsError> {
+    let cfg = ctx.profile.rotation.clone().ok_or_else(|| OpsError::NoRotation { profile: ctx.profile_name.clone() })?;
+    let mut map = BTreeMap::new();
+    for (k, v) in [
+        ("years", cfg.years),
+        ("months", cfg.months),
+        ("weeks", cfg.weeks),
+        ("days", cfg.days),
+        ("hours", cfg.hours),
+        ("minutes", cfg.minutes),
+        ("seconds", cfg.seconds),
+    ] {
+        if let Some(v) = v {
+            map.insert(k.to_string(), v);
+        }
+    }
+    let policy = rotation::policy_from_rotation_map(&map, Some(cfg.week_start()))?;
+    if policy.is_empty() {
+        return Err(OpsError::NoRotation { profile: ctx.profile_name.clone() });
+    }
+    let dest = ctx.destination(opts.destination.as_deref());
+    let rows = ctx.inventory.search(&Query {
+        exact_name: Some(name.to_string()),
+        backends: vec![dest],
+        ..Query::default()
+    })?;
+    let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
+    let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
+    let mut out = Vec::new();
+    for d in plan {
+        let record = rows[d.index].clone();
+        if !d.keep && !opts.dry_run {
+            delete_record(ctx, &record)?;
+        }
+        out.push(Planned { record, keep: d.keep, reasons: d.reasons.iter().map(|r| r.describe()).collect() });
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.record.backup_date));
+    Ok(out)
+}

@@ -1,0 +1,264 @@
+//! Operations: backup, restore, verify, show, delete, delete_older_than, rotate. Each composes the archive format,
+//! a store and the inventory. No terminal I/O here: progress goes through [`Reporter`], passwords come in resolved.
+//!
+//! Invariant kept by every operation: the inventory never has a live row whose object is not in the store. A
+//! backup inserts its row only after the archive and its index sidecar are committed, and removes the objects again
+//! if the row cannot be written; a delete removes the object first and then marks the row.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::archive::ArchiveError;
+use crate::config::{Config, ConfigError, Profile};
+use crate::interval::IntervalError;
+use crate::inventory::{Inventory, InventoryError};
+use crate::model::Epoch;
+use crate::rotation::RotationError;
+use crate::storage::local::LocalStore;
+use crate::storage::{Backend, Retrieval, StorageError};
+
+mod backup;
+mod manage;
+mod restore;
+
+pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
+pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
+
+/// Everything an operation needs: the loaded config and profile, the inventory, the clock.
+pub struct Ctx {
+    pub config: Config,
+    pub profile_name: String,
+    pub profile: Profile,
+    pub inventory: Inventory,
+    /// Host name recorded with each backup.
+    pub host: String,
+    /// Returns "now" in UTC epoch seconds; tests pass a fixed clock.
+    pub clock: Arc<dyn Fn() -> Epoch + Send + Sync>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl Ctx {
+    /// A context with the system clock, the machine's host name and no progress output.
+    pub fn new(config: Config, profile_name: &str, inventory: Inventory) -> Result<Ctx, OpsError> {
+        let profile = config.profile(profile_name)?;
+        Ok(Ctx {
+            config,
+            profile_name: profile_name.to_string(),
+            profile,
+            inventory,
+            host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
+            clock: Arc::new(|| chrono::Utc::now().timestamp()),
+            reporter: Arc::new(NoProgress),
+        })
+    }
+
+    pub fn now(&self) -> Epoch {
+        (self.clock)()
+    }
+
+    /// The destination named by `-d`, or the profile's default.
+    pub fn destination(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_string).unwrap_or_else(|| self.profile.destination().to_string())
+    }
+
+    /// Opens the store for a destination.
+    pub fn backend(&self, destination: &str) -> Result<Arc<dyn Backend>, OpsError> {
+        match destination {
+            "local" => {
+                let dir = match self.profile.local_dir() {
+                    Some(d) => d,
+                    None => dirs::data_dir().ok_or(OpsError::NoDataDir)?.join("bakthat").join("store"),
+                };
+                Ok(Arc::new(LocalStore::open(&dir)?))
+            }
+            "s3" | "glacier" | "swift" => Err(OpsError::BackendUnavailable(destination.to_string())),
+            other => Err(OpsError::UnknownDestination(other.to_string())),
+        }
+    }
+
+    /// The backend hash recorded with rows of a destination (0.6: sha512(access_key + container)).
+    pub fn backend_hash(&self, destination: &str, backend: &dyn Backend) -> String {
+        let p = &self.profile;
+        let key = p.access_key.clone().unwrap_or_default();
+        match destination {
+            "glacier" => crate::config::backend_hash(&key, p.glacier_vault.as_deref().unwrap_or_default()),
+            "s3" | "swift" => crate::config::backend_hash(&key, p.s3_bucket.as_deref().unwrap_or_default()),
+            _ => crate::config::backend_hash("local", &backend.describe()),
+        }
+    }
+}
+
+/// Progress output, implemented by the CLI (bars on a terminal) and by nothing in library use.
+pub trait Reporter: Send + Sync {
+    /// Starts a meter for `label`, of `total` bytes when known.
+    fn start(&self, label: &str, total: Option<u64>) -> Box<dyn Meter>;
+    /// A warning the user should see (a skipped file...).
+    fn warn(&self, message: &str);
+}
+
+/// One progress meter.
+pub trait Meter: Send + Sync {
+    fn inc(&self, n: u64);
+    fn finish(&self);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Reporter for NoProgress {
+    fn start(&self, _: &str, _: Option<u64>) -> Box<dyn Meter> {
+        Box::new(NoProgress)
+    }
+
+    fn warn(&self, message: &str) {
+        tracing::warn!("{message}");
+    }
+}
+
+impl Meter for NoProgress {
+    fn inc(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks running operations to stop at the next block of I/O (set from a SIGINT/SIGTERM handler).
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// The flag the signal handlers set.
+pub fn interrupt_flag() -> &'static AtomicBool {
+    &INTERRUPTED
+}
+
+fn check_interrupt() -> io::Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        // Not ErrorKind::Interrupted: write_all and read_exact retry those forever.
+        Err(io::Error::other(Interrupted))
+    } else {
+        Ok(())
+    }
+}
+
+/// The marker error of an interrupted operation.
+#[derive(Debug, Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Passes I/O through, counting it on a meter and stopping when the user interrupts.
+pub(crate) struct Watched<T> {
+    pub inner: T,
+    pub meter: Option<Box<dyn Meter>>,
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        check_interrupt()?;
+        let n = self.inner.write(buf)?;
+        if let Some(m) = &self.meter {
+            m.inc(n as u64);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        check_interrupt()?;
+        let n = self.inner.read(buf)?;
+        if let Some(m) = &self.meter {
+            m.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Why an operation failed. The CLI maps these to exit codes ([`OpsError::exit_code`]).
+#[derive(Debug, Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Interval(#[from] IntervalError),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    #[error("no backup matches {name}{}; see `bakthat show`", destination.as_ref().map(|d| format!(" in {d}")).unwrap_or_default())]
+    NoMatch { name: String, destination: Option<String> },
+    #[error("{path} does not exist; give the file or directory to back up")]
+    SourceMissing { path: PathBuf },
+    #[error("compress is off in this profile, so only a single file can be backed up, and {path} is a directory")]
+    NeedsFile { path: PathBuf },
+    #[error("{path} already exists; pass --force to overwrite it, or restore to another directory with --to")]
+    Exists { path: PathBuf },
+    #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Pending { stored: String, state: String, hint: Option<String> },
+    #[error(
+        "the {0} destination is not available in this build yet; use the local store (default_destination: local)"
+    )]
+    BackendUnavailable(String),
+    #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
+    UnknownDestination(String),
+    #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]
+    NoRotation { profile: String },
+    #[error("no data directory found for the default store; set local_path in the profile")]
+    NoDataDir,
+    #[error("interrupted; nothing was left under a final name")]
+    Interrupted,
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl OpsError {
+    /// The process exit code: 1 for failures, 75 while a cold-storage retrieval is pending, 130 if interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpsError::Pending { .. } => EXIT_PENDING,
+            OpsError::Interrupted => 130,
+            _ => 1,
+        }
+    }
+
+    /// Turns interrupted I/O deep inside an archive error into [`OpsError::Interrupted`].
+    fn classify(self) -> OpsError {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return OpsError::Interrupted;
+        }
+        self
+    }
+}
+
+/// Exit code for "retrieval pending, run again later" (EX_TEMPFAIL).
+pub const EXIT_PENDING: i32 = 75;
+
+/// Explains a retrieval state for [`OpsError::Pending`].
+pub(crate) fn pending(stored: &str, state: &Retrieval) -> OpsError {
+    let (state, hint) = match state {
+        Retrieval::Ready => ("ready".to_string(), None),
+        Retrieval::NotStarted => ("not started".to_string(), None),
+        Retrieval::Pending { job_id, ready_at } => (
+            format!("in progress{}", job_id.as_deref().map(|j| format!(" (job {j})")).unwrap_or_default()),
+            ready_at.map(|t| format!("expected ready at {}", crate::model::utc(t).format("%Y-%m-%d %H:%M UTC"))),
+        ),
+    };
+    OpsError::Pending { stored: stored.to_string(), state, hint }
+}

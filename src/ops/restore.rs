@@ -1,0 +1,149 @@
+//! `restore` and `verify`: find a backup in the inventory, read it from its store, check every byte on the way.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{pending, Ctx, OpsError, Watched};
+use crate::archive::extract::{ExtractOptions, ExtractSummary};
+use crate::archive::{self, Hints, Secret};
+use crate::model::BackupRecord;
+use crate::storage::{Backend, Retrieval};
+
+/// What to restore and where.
+#[derive(Default)]
+pub struct RestoreOptions {
+    /// A backup name (the newest backup of it) or an exact stored name.
+    pub name: String,
+    /// Only look in this destination.
+    pub destination: Option<String>,
+    /// Where to restore; the current directory when `None`.
+    pub to: Option<PathBuf>,
+    pub force: bool,
+    pub password: Option<Arc<Secret>>,
+}
+
+/// What a restore wrote.
+#[derive(Debug)]
+pub struct RestoreOutcome {
+    pub record: BackupRecord,
+    /// The paths created in the destination directory.
+    pub written: Vec<PathBuf>,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Finds the backup a name refers to (the newest non-deleted one).
+pub(crate) fn find(ctx: &Ctx, name: &str, destination: Option<&str>) -> Result<BackupRecord, OpsError> {
+    ctx.inventory
+        .newest(name, destination)?
+        .ok_or_else(|| OpsError::NoMatch { name: name.to_string(), destination: destination.map(str::to_string) })
+}
+
+/// Opens the record's store and checks the object is readable now (cold stores: starts a retrieval once).
+fn open(ctx: &Ctx, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpsError> {
+    let backend = ctx.backend(&record.backend)?;
+    match backend.retrieval_state(record.stored_filename.as_str())? {
+        Retrieval::Ready => Ok(backend),
+        Retrieval::NotStarted => {
+            let state = backend.start_retrieval(record.stored_filename.as_str())?;
+            match state {
+                Retrieval::Ready => Ok(backend),
+                other => Err(pending(record.stored_filename.as_str(), &other)),
+            }
+        }
+        other => Err(pending(record.stored_filename.as_str(), &other)),
+    }
+}
+
+fn hints(record: &BackupRecord) -> Hints {
+    Hints::from_name(record.stored_filename.as_str(), record.is_enc())
+}
+
+/// Restores a backup.
+pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsError> {
+    let record = find(ctx, &opts.name, opts.destination.as_deref())?;
+    let dest = match &opts.to {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()
+            .map_err(|e| OpsError::Io { context: "finding the current directory".into(), source: e })?,
+    };
+    fs::create_dir_all(&dest)
+        .map_err(|e| OpsError::Io { context: format!("creating {}", dest.display()), source: e })?;
+    let backend = open(ctx, &record)?;
+    let h = hints(&record);
+    if h.encrypted && opts.password.is_none() {
+        return Err(OpsError::Archive(archive::ArchiveError::PasswordNeeded));
+    }
+    let meter = ctx.reporter.start(&format!("restoring {}", record.stored_filename), Some(record.size));
+    let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
+    let secret = opts.password.as_deref();
+    if h.tgz {
+        let summary: ExtractSummary = archive::restore_archive(
+            stream,
+            h,
+            secret,
+            &dest,
+            &ExtractOptions { overwrite: opts.force, preserve_owner: false },
+        )
+        .map_err(|e| OpsError::from(e).classify())?;
+        for (path, why) in &summary.skipped {
+            ctx.reporter.warn(&format!("{}: {why}", path.display()));
+        }
+        let written = summary.top_level.iter().map(|p| dest.join(p)).collect();
+        return Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes });
+    }
+    // A payload stored as is: written to <dest>/<name> under a temporary name, renamed when complete.
+    let target = dest.join(&record.filename);
+    if !opts.force && fs::symlink_metadata(&target).is_ok() {
+        return Err(OpsError::Exists { path: target });
+    }
+    let (mut plain, _) = archive::decode(stream, h, secret).map_err(|e| OpsError::from(e).classify())?;
+    let io_err = |e: io::Error| OpsError::Io { context: format!("writing {}", target.display()), source: e };
+    let mut tmp = tempfile::Builder::new().prefix(".bakthat-restore-").tempfile_in(&dest).map_err(io_err)?;
+    let bytes = io::copy(&mut plain, tmp.as_file_mut())
+        .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    if opts.force {
+        tmp.persist(&target).map_err(|e| io_err(e.error))?;
+    } else {
+        tmp.persist_noclobber(&target).map_err(|e| io_err(e.error))?;
+    }
+    Ok(RestoreOutcome { record, written: vec![target], entries: 1, bytes })
+}
+
+/// What verify found.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub record: BackupRecord,
+    pub entries: usize,
+    /// Whether the inventory's copy of the entry index matched the archive (None: no index to compare).
+    pub index_matches: Option<bool>,
+}
+
+/// Downloads a backup and checks every MAC, every gzip CRC and the tar structure, writing no files.
+pub fn verify(
+    ctx: &Ctx,
+    name: &str,
+    destination: Option<&str>,
+    password: Option<&Secret>,
+) -> Result<VerifyOutcome, OpsError> {
+    let record = find(ctx, name, destination)?;
+    let backend = open(ctx, &record)?;
+    let h = hints(&record);
+    let meter = ctx.reporter.start(&format!("verifying {}", record.stored_filename), Some(record.size));
+    let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
+    if !h.tgz {
+        let (mut plain, _) = archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
+        io::copy(&mut plain, &mut io::sink())
+            .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
+        return Ok(VerifyOutcome { record, entries: 1, index_matches: None });
+    }
+    let rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
+    let index_matches = match ctx.inventory.get_index(&record.stored_filename)? {
+        Some(bytes) => Some(archive::read_index_sidecar(&bytes, password)?.entries == rebuilt.entries),
+        None => None,
+    };
+    Ok(VerifyOutcome { record, entries: rebuilt.entries.len(), index_matches })
+}

@@ -1,0 +1,532 @@
+//! The `bakthat` command end to end on the local store: every verb, and every bad input the issue lists.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// An isolated home: config, inventory and store live in a temp dir.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env { dir: tempfile::tempdir().unwrap() };
+        fs::write(e.config(), format!("default:\n  local_path: {}\n", e.store().display())).unwrap();
+        e
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn config(&self) -> PathBuf {
+        self.path().join("bakthat.yml")
+    }
+    fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("BAKTHAT_CONFIG", self.config())
+            .env("BAKTHAT_DB", self.path().join("inventory.sqlite"))
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "bakthat {args:?} failed: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    }
+    fn fails(&self, args: &[&str], code: i32, needle: &str) -> Output {
+        let o = self.run(args);
+        assert_eq!(o.status.code(), Some(code), "bakthat {args:?}: {}{}", stdout(&o), stderr(&o));
+        assert!(stderr(&o).contains(needle), "bakthat {args:?}: stderr lacks {needle:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim().lines().filter(|l| l.contains("error")).count(),
+            1,
+            "one error line: {}",
+            stderr(&o)
+        );
+        o
+    }
+    fn store_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.store())
+            .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    fn show_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["show", "--json"])).unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stored_name(out: &str) -> String {
+    out.split_whitespace().nth(1).unwrap().to_string()
+}
+
+fn empty_dir(p: &Path) -> bool {
+    fs::read_dir(p).map(|mut r| r.next().is_none()).unwrap_or(true)
+}
+
+#[test]
+fn backup_show_restore_round_trip() {
+    let e = Env::new();
+    let src = e.path().join("mydir");
+    rich_tree(&src);
+    let out = e.ok(&["backup", src.to_str().unwrap(), "-t", "daily db", "--prompt", "no"]);
+    let stored = stored_name(&out);
+    assert!(stored.starts_with("mydir.") && stored.ends_with(".tgz"), "{out}");
+    assert_eq!(e.store_files(), vec![stored.clone(), format!("{stored}.index")]);
+    let show = e.ok(&["show"]);
+    assert!(show.contains(&stored) && show.contains("(daily db)") && show.contains("local"), "{show}");
+    assert!(e.ok(&["show", "-t", "db daily"]).contains(&stored));
+    assert!(e.ok(&["show", "-t", "dail"]).is_empty(), "tags match whole words");
+    let rows = e.show_json();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["filename"], "mydir");
+    assert_eq!(rows[0]["metadata"]["is_enc"], false);
+    let to = e.path().join("out");
+    e.ok(&["restore", "mydir", "--to", to.to_str().unwrap()]);
+    assert_eq!(snapshot(&to.join("mydir")), snapshot(&src));
+    // Never overwrite without --force, and say what to do.
+    e.fails(&["restore", "mydir", "--to", to.to_str().unwrap()], 1, "--force");
+    e.ok(&["restore", &stored, "--to", to.to_str().unwrap(), "--force"]);
+    assert!(e.ok(&["verify", "mydir"]).starts_with("ok "));
+    // Restoring into the current directory by default.
+    let cwd = e.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let o = e.cmd().args(["restore", "mydir"]).current_dir(&cwd).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(cwd.join("mydir/small.txt").exists());
+}
+
+#[test]
+fn backup_defaults_to_the_current_directory() {
+    let e = Env::new();
+    let src = e.path().join("here");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let o = e.cmd().args(["backup", "--prompt", "no"]).current_dir(&src).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("stored here."), "{}", stdout(&o));
+}
+
+#[test]
+fn encrypted_backups_and_wrong_passwords() {
+    let e = Env::new();
+    let src = e.path().join("secret");
+    rich_tree(&src);
+    let o =
+        e.cmd().args(["backup", src.to_str().unwrap()]).env("BAKTHAT_PASSWORD", "s3cr3t pässword").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stored = stored_name(&stdout(&o));
+    assert!(stored.ends_with(".tgz.enc"), "{stored}");
+    let to = e.path().join("out");
+    fs::create_dir(&to).unwrap();
+    let o = e
+        .cmd()
+        .args(["restore", "secret", "--to", to.to_str().unwrap()])
+        .env("BAKTHAT_PASSWORD", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong password"), "{}", stderr(&o));
+    assert!(empty_dir(&to), "a wrong password writes nothing");
+    e.fails(&["restore", "secret", "--to", to.to_str().unwrap()], 1, "password");
+    let o = e
+        .cmd()
+        .args(["restore", "secret", "--to", to.to_str().unwrap()])
+        .env("BAKTHAT_PASSWORD", "s3cr3t pässword")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(snapshot(&to.join("secret")), snapshot(&src));
+    let o = e.cmd().args(["verify", "secret"]).env("BAKTHAT_PASSWORD", "s3cr3t pässword").output().unwrap();
+    assert!(o.status.success() && stdout(&o).starts_with("ok "), "{}{}", stdout(&o), stderr(&o));
+    // The standalone decryptor reads what the CLI wrote.
+    let python = std::env::var("BAKTHAT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bakthat-decrypt");
+    let o = Command::new(python)
+        .arg(&script)
+        .arg(e.store().join(&stored))
+        .env("BAKTHAT_PASSWORD", "s3cr3t pässword")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bakthat-decrypt: {}", stderr(&o));
+    assert_eq!(&o.stdout[..2], &[0x1f, 0x8b], "decrypts to a gzip stream");
+}
+
+#[test]
+fn missing_path_unknown_profile_destination_and_bad_yaml() {
+    let e = Env::new();
+    e.fails(&["backup", "/nonexistent/path", "--prompt", "no"], 1, "does not exist");
+    e.fails(&["show", "-p", "nope"], 1, "nope");
+    let src = e.path().join("d");
+    fs::create_dir(&src).unwrap();
+    e.fails(&["backup", src.to_str().unwrap(), "-d", "ftp", "--prompt", "no"], 1, "unknown destination");
+    e.fails(&["restore", "never-backed-up"], 1, "no backup matches");
+    fs::write(e.config(), "default:\n  local_path: /x\n  bad: [unclosed\n").unwrap();
+    let o = e.fails(&["show"], 1, "bakthat.yml:");
+    assert!(
+        regex::Regex::new(r"bakthat\.yml:\d+:\d+").unwrap().is_match(&stderr(&o)),
+        "line and column: {}",
+        stderr(&o)
+    );
+    assert!(e.store_files().is_empty());
+}
+
+#[test]
+fn corrupt_and_truncated_archives_are_refused() {
+    let e = Env::new();
+    let src = e.path().join("data");
+    rich_tree(&src);
+    for pw in [None, Some("pw")] {
+        let mut c = e.cmd();
+        c.args(["backup", src.to_str().unwrap(), "--prompt", "no"]);
+        if let Some(p) = pw {
+            c.env("BAKTHAT_PASSWORD", p);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stored = stored_name(&stdout(&o));
+        let path = e.store().join(&stored);
+        let good = fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        let at = good.len() / 2;
+        flipped[at] ^= 0x20;
+        for (what, bad) in [("flipped", flipped), ("truncated", good[..good.len() * 2 / 3].to_vec())] {
+            fs::write(&path, &bad).unwrap();
+            let to = e.path().join(format!("out-{what}-{}", pw.is_some()));
+            fs::create_dir(&to).unwrap();
+            for verb in ["restore", "verify"] {
+                let mut c = e.cmd();
+                c.args([verb, &stored, "--to", to.to_str().unwrap()]);
+                if verb == "verify" {
+                    c = e.cmd();
+                    c.args([verb, &stored]);
+                }
+                if let Some(p) = pw {
+                    c.env("BAKTHAT_PASSWORD", p);
+                }
+                let o = c.output().unwrap();
+                assert_eq!(o.status.code(), Some(1), "{verb} of a {what} archive: {}", stderr(&o));
+                let err = stderr(&o);
+                assert!(
+                    err.contains("corrupt") || err.contains("truncated") || err.contains("tampered"),
+                    "{verb} {what}: {err}"
+                );
+            }
+            assert!(empty_dir(&to), "nothing restored from a {what} archive");
+        }
+        fs::write(&path, &good).unwrap();
+        std::thread::sleep(Duration::from_millis(1100)); // distinct stored names need distinct seconds
+    }
+}
+
+#[test]
+fn unreadable_files_are_skipped_with_a_warning_and_exit_1() {
+    assert!(is_root(), "this test runs bakthat as `nobody` through setpriv, which needs root");
+    let e = Env::new();
+    let src = e.path().join("partly");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("ok.txt"), b"readable").unwrap();
+    fs::write(src.join("secret.txt"), b"not for nobody").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    run(Command::new("chown").arg("-R").arg("nobody:nogroup").arg(e.path()));
+    run(Command::new("chown").arg("root:root").arg(src.join("secret.txt")));
+    fs::set_permissions(e.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_bakthat"), "backup"])
+        .arg(&src)
+        .args(["--prompt", "no"])
+        .env_clear_keep(&e.cmd());
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("secret.txt") && stderr(&o).contains("warning"), "{}", stderr(&o));
+    let stored = stored_name(&stdout(&o));
+    let to = e.path().join("out");
+    e.ok(&["restore", &stored, "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read(to.join("partly/ok.txt")).unwrap(), b"readable");
+    assert!(!to.join("partly/secret.txt").exists());
+}
+
+trait EnvClearKeep {
+    fn env_clear_keep(&mut self, from: &Command) -> &mut Self;
+}
+impl EnvClearKeep for Command {
+    fn env_clear_keep(&mut self, from: &Command) -> &mut Self {
+        self.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in from.get_envs() {
+            if let Some(v) = v {
+                self.env(k, v);
+            }
+        }
+        self.stdin(Stdio::null())
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn full_disk_during_restore_leaves_nothing() {
+    assert!(is_root(), "this test mounts a small tmpfs, which needs root");
+    let e = Env::new();
+    let src = e.path().join("big");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.bin"), bytes(5, 3 << 20, false)).unwrap();
+    fs::write(src.join("b.bin"), bytes(6, 3 << 20, false)).unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no"]);
+    let small = e.path().join("small-disk");
+    fs::create_dir(&small).unwrap();
+    run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&small));
+    let o = e.run(&["restore", "big", "--to", small.to_str().unwrap()]);
+    let listing: Vec<_> = fs::read_dir(&small).unwrap().map(|e| e.unwrap().file_name()).collect();
+    run(Command::new("umount").arg(&small));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("No space left"), "{}", stderr(&o));
+    assert!(listing.is_empty(), "temp files removed, nothing under a final name: {listing:?}");
+}
+
+/// A child process killed when the test ends, even by a panic.
+struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    fn id(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+    fn take(mut self) -> std::process::Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts a backup of a huge sparse file (zeros read fast but take a while), waits until its upload has begun.
+fn start_long_backup(e: &Env) -> Reaped {
+    let src = e.path().join("huge");
+    fs::create_dir(&src).unwrap();
+    let f = fs::File::create(src.join("sparse")).unwrap();
+    f.set_len(64 << 30).unwrap();
+    fs::write(src.join("first"), b"first").unwrap();
+    let child = Reaped(Some(
+        e.cmd()
+            .args(["backup", src.to_str().unwrap(), "--prompt", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !e.store_files().iter().any(|f| f.starts_with(".bakthat-tmp.")) {
+        assert!(Instant::now() < deadline, "the backup never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn sigkill_during_backup_leaves_no_row_and_no_object_and_is_cleaned_up() {
+    let e = Env::new();
+    let mut child = start_long_backup(&e).take();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let files = e.store_files();
+    assert!(files.iter().all(|f| f.starts_with(".bakthat-tmp.")), "nothing under a final name: {files:?}");
+    assert!(e.show_json().is_empty(), "no inventory row");
+    let small = e.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let o = e.run(&["backup", small.to_str().unwrap(), "--prompt", "no"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("removed 1 leftover"), "{}", stderr(&o));
+    assert!(e.store_files().iter().all(|f| !f.starts_with(".bakthat-tmp.")));
+}
+
+#[test]
+fn ctrl_c_during_backup_stops_cleanly() {
+    let e = Env::new();
+    let child = start_long_backup(&e);
+    // SAFETY: kill(2) on our own child.
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    assert_eq!(unsafe { kill(child.id() as i32, 2) }, 0);
+    let o = child.take().wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert!(e.store_files().is_empty(), "the temp file is removed at once: {:?}", e.store_files());
+    assert!(e.show_json().is_empty());
+}
+
+#[test]
+fn excludes_merge_with_gitignore_semantics() {
+    let e = Env::new();
+    let src = e.path().join("proj");
+    fs::create_dir_all(src.join("build")).unwrap();
+    fs::create_dir_all(src.join("notmp")).unwrap();
+    fs::write(src.join("build/out.o"), b"o").unwrap();
+    fs::write(src.join("a.log"), b"log").unwrap();
+    fs::write(src.join("keep.txt"), b"keep").unwrap();
+    fs::write(src.join("notmp/file"), b"kept: tmp must not match notmp").unwrap();
+    fs::write(src.join("tmp"), b"excluded").unwrap();
+    fs::write(src.join("secret.key"), b"excluded by --exclude-file").unwrap();
+    fs::write(src.join(".bakthatexclude"), "# comment line\n*.log\ntmp\n").unwrap();
+    fs::write(src.join(".gitignore"), "build/\n").unwrap();
+    let extra = e.path().join("extra-excludes");
+    fs::write(&extra, "*.key\n").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no", "--exclude-file", extra.to_str().unwrap()]);
+    let to = e.path().join("out");
+    e.ok(&["restore", "proj", "--to", to.to_str().unwrap()]);
+    let got: Vec<String> = snapshot(&to.join("proj")).into_keys().collect();
+    assert_eq!(got, vec!["", ".bakthatexclude", ".gitignore", "keep.txt", "notmp", "notmp/file"]);
+}
+
+#[test]
+fn zero_six_shortcuts_gzipped_inputs_and_compress_off() {
+    let e = Env::new();
+    let inner = e.path().join("inner");
+    fs::create_dir(&inner).unwrap();
+    fs::write(inner.join("x"), b"inside").unwrap();
+    let tgz = e.path().join("already.tar.gz");
+    run(Command::new("tar").arg("czf").arg(&tgz).arg("-C").arg(e.path()).arg("inner"));
+    let out = e.ok(&["backup", tgz.to_str().unwrap(), "--prompt", "no"]);
+    let stored = stored_name(&out);
+    assert!(stored.starts_with("already.") && stored.ends_with(".tgz") && !stored.contains("tar"), "{stored}");
+    assert_eq!(fs::read(e.store().join(&stored)).unwrap(), fs::read(&tgz).unwrap(), "stored as it is");
+    let to = e.path().join("out");
+    e.ok(&["restore", "already.tar.gz", "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read(to.join("inner/x")).unwrap(), b"inside");
+
+    fs::write(e.config(), format!("default:\n  local_path: {}\n  compress: false\n", e.store().display())).unwrap();
+    let f = e.path().join("a.txt");
+    fs::write(&f, b"plain file").unwrap();
+    let o = e.cmd().args(["backup", f.to_str().unwrap()]).env("BAKTHAT_PASSWORD", "pw").output().unwrap();
+    let stored = stored_name(&stdout(&o));
+    assert!(regex::Regex::new(r"^a\.txt\.\d{14}\.enc$").unwrap().is_match(&stored), "{stored}");
+    let to = e.path().join("out2");
+    let o = e
+        .cmd()
+        .args(["restore", "a.txt", "--to", to.to_str().unwrap()])
+        .env("BAKTHAT_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(to.join("a.txt")).unwrap(), b"plain file");
+    e.fails(&["backup", inner.to_str().unwrap(), "--prompt", "no"], 1, "single file");
+}
+
+#[test]
+fn delete_and_guards_on_destructive_commands() {
+    let e = Env::new();
+    for name in ["foo", "foobar"] {
+        let d = e.path().join(name);
+        fs::create_dir(&d).unwrap();
+        e.ok(&["backup", d.to_str().unwrap(), "--prompt", "no"]);
+    }
+    e.fails(&["delete_older_than", "foo", ""], 1, "empty interval");
+    e.fails(&["delete_older_than", "foo", "1d"], 1, "bad interval");
+    e.fails(&["rotate_backups", "foo"], 1, "configure_backups_rotation");
+    // Regression (0.6 §14.6): `foo` never matches `foobar`.
+    let o = e.ok(&["delete-older-than", "foo", "1s", "--dry-run"]);
+    assert!(!o.contains("foobar"), "{o}");
+    let o = e.ok(&["delete", "foo"]);
+    assert!(o.starts_with("deleted foo."), "{o}");
+    let rows = e.show_json();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["filename"], "foobar");
+    assert_eq!(e.store_files().len(), 2, "foobar's archive and index remain");
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&e.ok(&["show", "--json", "--deleted"])).unwrap().len(),
+        2
+    );
+    e.fails(&["delete", "foo"], 1, "no backup matches");
+}
+
+#[test]
+fn configure_from_flags_and_rotation() {
+    let e = Env::new();
+    fs::remove_file(e.config()).unwrap();
+    e.ok(&[
+        "configure",
+        "--access-key",
+        "AK",
+        "--secret-key",
+        "SK",
+        "--s3-bucket",
+        "b",
+        "--default-destination",
+        "local",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(e.config()).unwrap().permissions().mode() & 0o777, 0o600);
+    e.ok(&["configure_backups_rotation", "--days", "7", "--weeks", "4", "--months", "3", "--first-week-day", "monday"]);
+    let text = fs::read_to_string(e.config()).unwrap();
+    assert!(
+        text.contains("access_key: AK") && text.contains("days: 7") && text.contains("first_week_day: 0"),
+        "{text}"
+    );
+    // A malformed file is never truncated by configure.
+    fs::write(e.config(), "default: [oops\n").unwrap();
+    e.fails(&["configure", "--s3-bucket", "x"], 1, "bakthat.yml");
+    assert_eq!(fs::read_to_string(e.config()).unwrap(), "default: [oops\n");
+}
+
+#[test]
+fn completions_manpage_and_usage_errors() {
+    let e = Env::new();
+    assert!(e.ok(&["completions", "bash"]).contains("bakthat"));
+    assert!(e.ok(&["manpage"]).starts_with(".ie") || e.ok(&["manpage"]).contains(".TH"));
+    let o = e.run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn import_legacy_database_read_only() {
+    let e = Env::new();
+    let legacy = e.path().join("old.sqlite");
+    run(Command::new("python3").arg("-c").arg(format!(
+        "import sqlite3; c=sqlite3.connect({:?}); c.executescript('''{}'''); c.commit()",
+        legacy.to_str().unwrap(),
+        "CREATE TABLE backups (id INTEGER NOT NULL PRIMARY KEY, backend VARCHAR(255) NOT NULL, backend_hash VARCHAR(255), backup_date INTEGER NOT NULL, filename TEXT NOT NULL, is_deleted SMALLINT NOT NULL, last_updated INTEGER NOT NULL, metadata VARCHAR(255) NOT NULL, size INTEGER NOT NULL, stored_filename TEXT NOT NULL, tags VARCHAR(255) NOT NULL); CREATE UNIQUE INDEX backups_stored_filename ON backups (stored_filename); CREATE TABLE jobs (id INTEGER NOT NULL PRIMARY KEY, filename VARCHAR(255) NOT NULL, job_id VARCHAR(255) NOT NULL); CREATE TABLE inventory (id INTEGER NOT NULL PRIMARY KEY, archive_id VARCHAR(255) NOT NULL, filename VARCHAR(255) NOT NULL); CREATE TABLE config (id INTEGER NOT NULL PRIMARY KEY, key VARCHAR(255) NOT NULL, value VARCHAR(255) NOT NULL); CREATE TABLE history (id INTEGER NOT NULL PRIMARY KEY, data VARCHAR(255) NOT NULL, ts INTEGER NOT NULL, action VARCHAR(255) NOT NULL, model VARCHAR(255) NOT NULL, pk VARCHAR(255) NOT NULL); INSERT INTO backups VALUES (1, 's3', 'h', 1369000000, 'mydir', 0, 1369000000, '{\"is_enc\": true, \"client\": \"old-host\"}', 256, 'mydir.20130519214640.tgz.enc', 'tag1 tag2');"
+    )));
+    let before = fs::read(&legacy).unwrap();
+    let o = e.ok(&["import-legacy", "--db", legacy.to_str().unwrap()]);
+    assert!(o.contains('1'), "{o}");
+    assert_eq!(fs::read(&legacy).unwrap(), before, "the 0.6 database is never modified");
+    let show = e.ok(&["show"]);
+    assert!(show.contains("mydir.20130519214640.tgz.enc (tag1 tag2)"), "{show}");
+    assert!(show.starts_with("2013-05-19T21:46:40\ts3"), "{show}");
+}
