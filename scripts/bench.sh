@@ -7,11 +7,14 @@
 # Environment:
 #   BENCH_DIR        work directory (default /tmp/bakthat-bench); results go to $BENCH_DIR/results.md
 #   BENCH_CORPUS     corpus directory (default $BENCH_DIR/corpus: a copy of /usr/share and /usr/lib/python3)
+#   BENCH_RUNS       rounds of measurements (default 3); the table gives the median wall time and the largest RSS
+#   BENCH_OUT        where restores go (default $BENCH_DIR, the same disk as the stores; a tmpfs such as
+#                    /dev/shm/bakthat-bench takes the file system's cost of creating files out of the comparison)
 #   BENCH_5G         1 (default) to run the 5 GB fetch-cost step, 0 to skip it
 #   CARGO_TARGET_DIR where release builds go (default: the repository's target/)
 #
 # Every tool starts with a warm page cache (dropping caches is not reliable in a VM): the corpus is read once with
-# tar before the first measurement. Each command is timed once with /usr/bin/time (wall seconds, peak RSS); a
+# tar before the first measurement. Each command is timed BENCH_RUNS times with /usr/bin/time (wall seconds, peak RSS); a
 # `sync` runs before each one, none is added after it (the tools' own fsyncs are included). Restores are checked
 # with `diff -r`; a failed check or a failed command makes the script exit non-zero after printing the table.
 set -euo pipefail
@@ -20,6 +23,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/bakthat-bench}
 CORPUS=${BENCH_CORPUS:-$BENCH_DIR/corpus}
 BENCH_5G=${BENCH_5G:-1}
+RUNS=${BENCH_RUNS:-3}
+OUTDIR=${BENCH_OUT:-$BENCH_DIR}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PW=benchpw
 LOG=$BENCH_DIR/logs
@@ -37,8 +42,9 @@ if [ ! -x /usr/bin/time ]; then
     apt-get install -y -q time >/dev/null || die "/usr/bin/time is missing and could not be installed (apt-get install time)"
 fi
 
-mkdir -p "$BENCH_DIR" "$LOG"
+mkdir -p "$BENCH_DIR" "$LOG" "$OUTDIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+OUTDIR=$(cd "$OUTDIR" && pwd)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- build -------------------------------------------------------------------------------------------------------
@@ -75,17 +81,21 @@ note "warm-up: reading the corpus once (tar cf - | cat >/dev/null)"
 tar cf - -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")" | cat >/dev/null
 
 # --- measuring ---------------------------------------------------------------------------------------------------
-declare -A WALL RSS OK SIZE VERIFY
+# Per key: WALLS (every run's wall seconds), WALL (their median), RSS (the largest peak), OK (1 when every run
+# succeeded), SIZE (output bytes of the last run), VERIFY (restore check, FAILED if any run failed it).
+declare -A WALLS WALL RSS OK SIZE VERIFY
 
 # measure KEY CMD...: runs CMD under /usr/bin/time, output in $LOG/KEY.log.
 measure() {
-    local key=$1
+    local key=$1 w m
     shift
     sync
-    note "$key: $*"
+    note "[$RUN/$RUNS] $key: $*"
     if /usr/bin/time -f '%e %M' -o "$LOG/$key.time" "$@" >"$LOG/$key.log" 2>&1; then
-        read -r WALL[$key] RSS[$key] < <(tail -n1 "$LOG/$key.time")
-        OK[$key]=1
+        read -r w m < <(tail -n1 "$LOG/$key.time")
+        WALLS[$key]="${WALLS[$key]:-} $w"
+        [ "${RSS[$key]:-0}" -ge "$m" ] || RSS[$key]=$m
+        [ "${OK[$key]:-1}" = 0 ] || OK[$key]=1
     else
         OK[$key]=0
         echo "!!! $key FAILED (exit status in $LOG/$key.time); last lines of $LOG/$key.log:" >&2
@@ -115,7 +125,7 @@ verify() {
     fi
     root=$(restored_root "$out")
     if diff -r --no-dereference -q "$CORPUS" "$root" >"$LOG/$key.diff" 2>&1; then
-        VERIFY[$key]="ok"
+        [ "${VERIFY[$key]:-ok}" = FAILED ] || VERIFY[$key]="ok"
     else
         VERIFY[$key]="FAILED"
         echo "!!! $key: the restored tree $root differs from the corpus ($(wc -l <"$LOG/$key.diff") lines in $LOG/$key.diff):" >&2
@@ -127,60 +137,67 @@ verify() {
 
 fresh() { rm -rf "$@"; mkdir -p "$@"; }
 
-# tar + gzip (gzip's default level is 6)
-TGZ=$BENCH_DIR/corpus.tgz
-rm -f "$TGZ"
-measure tar_create tar czf "$TGZ" -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")"
-SIZE[tar_create]=$(stat -c %s "$TGZ" 2>/dev/null || echo 0)
-fresh "$BENCH_DIR/out-tar"
-measure tar_extract tar xzf "$TGZ" -C "$BENCH_DIR/out-tar"
-verify tar_extract "$BENCH_DIR/out-tar"
-rm -f "$TGZ"
+# Rounds go through every tool in turn, so that a burst of load from elsewhere spreads over the tools.
+for RUN in $(seq 1 "$RUNS"); do
+    # tar + gzip (gzip's default level is 6)
+    TGZ=$BENCH_DIR/corpus.tgz
+    rm -f "$TGZ"
+    measure tar_create tar czf "$TGZ" -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")"
+    SIZE[tar_create]=$(stat -c %s "$TGZ" 2>/dev/null || echo 0)
+    fresh "$OUTDIR/out-tar"
+    measure tar_extract tar xzf "$TGZ" -C "$OUTDIR/out-tar"
+    verify tar_extract "$OUTDIR/out-tar"
+    rm -f "$TGZ"
 
-# bakthat, plain and encrypted; each with its own store, config and inventory.
-for mode in plain enc; do
-    [ "$BAKTHAT_CLI" = 1 ] || break
-    d=$BENCH_DIR/bakthat-$mode
-    fresh "$d" "$d/store"
-    printf 'default:\n  local_path: %s\n' "$d/store" >"$d/bakthat.yml"
-    envs=(env -u BAKTHAT_PASSWORD BAKTHAT_DB="$d/inv.sqlite" BAKTHAT_CONFIG="$d/bakthat.yml")
-    [ "$mode" = plain ] || envs+=(BAKTHAT_PASSWORD="$PW")
-    measure "bakthat_${mode}_backup" "${envs[@]}" "$BAKTHAT" -c "$d/bakthat.yml" backup "$CORPUS" --prompt no
-    SIZE[bakthat_${mode}_backup]=$(du -sb "$d/store" | cut -f1)
-    stored=$(find "$d/store" -type f -name "$(basename "$CORPUS").*" -printf '%f (%s bytes)\n' | sort | tr '\n' ' ')
-    if [ -n "$stored" ]; then
-        note "bakthat $mode stored: $stored"
-    elif [ "${OK[bakthat_${mode}_backup]}" = 1 ]; then
-        OK[bakthat_${mode}_backup]=0
-        echo "!!! bakthat_${mode}_backup exited 0 but stored nothing in $d/store" >&2
-        FAILURES+=("bakthat_${mode}_backup stored nothing")
-    fi
-    fresh "$BENCH_DIR/out-bakthat"
-    measure "bakthat_${mode}_restore" "${envs[@]}" "$BAKTHAT" -c "$d/bakthat.yml" restore "$(basename "$CORPUS")" \
-        --to "$BENCH_DIR/out-bakthat"
-    verify "bakthat_${mode}_restore" "$BENCH_DIR/out-bakthat"
+    # bakthat, plain and encrypted; each with its own store, config and inventory.
+    for mode in plain enc; do
+        [ "$BAKTHAT_CLI" = 1 ] || break
+        d=$BENCH_DIR/bakthat-$mode
+        fresh "$d" "$d/store"
+        printf 'default:\n  local_path: %s\n' "$d/store" >"$d/bakthat.yml"
+        envs=(env -u BAKTHAT_PASSWORD BAKTHAT_DB="$d/inv.sqlite" BAKTHAT_CONFIG="$d/bakthat.yml")
+        [ "$mode" = plain ] || envs+=(BAKTHAT_PASSWORD="$PW")
+        measure "bakthat_${mode}_backup" "${envs[@]}" "$BAKTHAT" -c "$d/bakthat.yml" backup "$CORPUS" --prompt no
+        SIZE[bakthat_${mode}_backup]=$(du -sb "$d/store" | cut -f1)
+        stored=$(find "$d/store" -type f -name "$(basename "$CORPUS").*" -printf '%f (%s bytes)\n' | sort | tr '\n' ' ')
+        if [ -n "$stored" ]; then
+            note "bakthat $mode stored: $stored"
+        elif [ "${OK[bakthat_${mode}_backup]}" = 1 ]; then
+            OK[bakthat_${mode}_backup]=0
+            echo "!!! bakthat_${mode}_backup exited 0 but stored nothing in $d/store" >&2
+            FAILURES+=("bakthat_${mode}_backup stored nothing")
+        fi
+        fresh "$OUTDIR/out-bakthat"
+        measure "bakthat_${mode}_restore" "${envs[@]}" "$BAKTHAT" -c "$d/bakthat.yml" restore "$(basename "$CORPUS")" \
+            --to "$OUTDIR/out-bakthat"
+        verify "bakthat_${mode}_restore" "$OUTDIR/out-bakthat"
+    done
+
+    # restic (repository v2: zstd compression, AES-256-CTR + Poly1305)
+    export RESTIC_PASSWORD=$PW RESTIC_REPOSITORY=$BENCH_DIR/restic-repo RESTIC_CACHE_DIR=$BENCH_DIR/restic-cache
+    rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"
+    restic init -q >"$LOG/restic_init.log" 2>&1 || die "restic init failed: $(cat "$LOG/restic_init.log")"
+    measure restic_backup restic backup -q "$CORPUS"
+    SIZE[restic_backup]=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+    fresh "$OUTDIR/out-restic"
+    measure restic_restore restic restore latest --target "$OUTDIR/out-restic"
+    verify restic_restore "$OUTDIR/out-restic"
+
+    # borg (repokey: AES-256-CTR + HMAC-SHA256; lz4)
+    export BORG_PASSPHRASE=$PW BORG_BASE_DIR=$BENCH_DIR/borg-base BORG_DISPLAY_PASSPHRASE=no
+    BORG_REPO=$BENCH_DIR/borg-repo
+    rm -rf "$BORG_REPO" "$BORG_BASE_DIR"
+    borg init -e repokey "$BORG_REPO" >"$LOG/borg_init.log" 2>&1 || die "borg init failed: $(cat "$LOG/borg_init.log")"
+    measure borg_create borg create --compression lz4 "$BORG_REPO::b1" "$CORPUS"
+    SIZE[borg_create]=$(du -sb "$BORG_REPO" | cut -f1)
+    fresh "$OUTDIR/out-borg"
+    measure borg_extract bash -c 'cd "$1" && exec borg extract "$2"' _ "$OUTDIR/out-borg" "$BORG_REPO::b1"
+    verify borg_extract "$OUTDIR/out-borg"
+done # rounds
+
+for key in "${!WALLS[@]}"; do
+    WALL[$key]=$(printf '%s\n' ${WALLS[$key]} | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 done
-
-# restic (repository v2: zstd compression, AES-256-CTR + Poly1305)
-export RESTIC_PASSWORD=$PW RESTIC_REPOSITORY=$BENCH_DIR/restic-repo RESTIC_CACHE_DIR=$BENCH_DIR/restic-cache
-rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"
-restic init -q >"$LOG/restic_init.log" 2>&1 || die "restic init failed: $(cat "$LOG/restic_init.log")"
-measure restic_backup restic backup -q "$CORPUS"
-SIZE[restic_backup]=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
-fresh "$BENCH_DIR/out-restic"
-measure restic_restore restic restore latest --target "$BENCH_DIR/out-restic"
-verify restic_restore "$BENCH_DIR/out-restic"
-
-# borg (repokey: AES-256-CTR + HMAC-SHA256; lz4)
-export BORG_PASSPHRASE=$PW BORG_BASE_DIR=$BENCH_DIR/borg-base BORG_DISPLAY_PASSPHRASE=no
-BORG_REPO=$BENCH_DIR/borg-repo
-rm -rf "$BORG_REPO" "$BORG_BASE_DIR"
-borg init -e repokey "$BORG_REPO" >"$LOG/borg_init.log" 2>&1 || die "borg init failed: $(cat "$LOG/borg_init.log")"
-measure borg_create borg create --compression lz4 "$BORG_REPO::b1" "$CORPUS"
-SIZE[borg_create]=$(du -sb "$BORG_REPO" | cut -f1)
-fresh "$BENCH_DIR/out-borg"
-measure borg_extract bash -c 'cd "$1" && exec borg extract "$2"' _ "$BENCH_DIR/out-borg" "$BORG_REPO::b1"
-verify borg_extract "$BENCH_DIR/out-borg"
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -188,7 +205,15 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 calc() { awk "BEGIN { printf \"%.${1}f\", $2 }"; }
 mbs() { [ "${OK[$1]:-0}" = 1 ] && calc 0 "$CORPUS_BYTES / 1e6 / ${WALL[$1]}" || echo "n/a"; }
 rss() { [ "${OK[$1]:-0}" = 1 ] && calc 0 "${RSS[$1]} / 1024" || echo "n/a"; }
-wall() { [ "${OK[$1]:-0}" = 1 ] && echo "${WALL[$1]}" || echo "FAILED"; }
+wall() {
+    if [ "${OK[$1]:-0}" != 1 ]; then
+        echo FAILED
+    elif [ "$RUNS" -gt 1 ]; then
+        echo "${WALL[$1]} ($(printf '%s\n' ${WALLS[$1]} | sort -n | sed -n '1p;$p' | paste -sd-))"
+    else
+        echo "${WALL[$1]}"
+    fi
+}
 size() { [ -n "${SIZE[$1]:-}" ] && [ "${OK[$1]:-0}" = 1 ] && calc 1 "${SIZE[$1]} / 1e6" || echo ""; }
 ratio() { [ "${OK[$1]:-0}" = 1 ] && [ "${OK[$2]:-0}" = 1 ] && calc 2 "${WALL[$2]} / ${WALL[$1]}" || echo "n/a"; }
 size_ratio() { [ "${OK[$1]:-0}" = 1 ] && [ "${OK[$2]:-0}" = 1 ] && calc 3 "${SIZE[$1]} / ${SIZE[$2]}" || echo "n/a"; }
@@ -216,8 +241,11 @@ versions() {
 $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM. Load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Corpus: $CORPUS: $CORPUS_FILES files ($CORPUS_ENTRIES entries), $(calc 1 "$CORPUS_BYTES / 1e6") MB in regular \
 files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
+    echo "Stores and repositories in $BENCH_DIR ($(stat -f -c %T "$BENCH_DIR")); restores into $OUTDIR \
+($(stat -f -c %T "$OUTDIR"))."
     echo "Warm cache: the corpus was read once before the first run; page caches were not dropped between runs."
-    echo "One run per command; MB/s = corpus file bytes / wall seconds; output = du -sb of the archive/store/repo."
+    echo "$RUNS round(s), tools interleaved; wall s = median (min-max); MB/s = corpus file bytes / median wall s;"
+    echo "peak RSS = largest of the runs; output = du -sb of the archive/store/repo."
     echo
     versions
     echo
