@@ -213,7 +213,14 @@ fn corrupt_and_truncated_archives_are_refused() {
         let mut flipped = good.clone();
         let at = good.len() / 2;
         flipped[at] ^= 0x20;
-        for (what, bad) in [("flipped", flipped), ("truncated", good[..good.len() * 2 / 3].to_vec())] {
+        let mut bad_magic = good.clone();
+        bad_magic[0] ^= 0x01;
+        let mut cases = vec![("flipped", flipped), ("truncated", good[..good.len() * 2 / 3].to_vec())];
+        if pw.is_some() {
+            // Regression: a damaged header must not be taken for a bakthat 0.6 (beefish) file.
+            cases.push(("bad-magic", bad_magic));
+        }
+        for (what, bad) in cases {
             fs::write(&path, &bad).unwrap();
             let to = e.path().join(format!("out-{what}-{}", pw.is_some()));
             fs::create_dir(&to).unwrap();

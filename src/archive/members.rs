@@ -109,7 +109,8 @@ pub struct ParallelGunzip<R: Read> {
     inner: R,
     batch: usize,
     offset: u64,
-    out: Vec<u8>,
+    /// Inflated members not yet handed out, served in order without copying them together.
+    out: std::collections::VecDeque<Vec<u8>>,
     pos: usize,
     done: bool,
     observer: Option<MemberObserver>,
@@ -118,7 +119,8 @@ pub struct ParallelGunzip<R: Read> {
 impl<R: Read> ParallelGunzip<R> {
     /// Reads members from `inner`; `batch` members are inflated together (use a few per core).
     pub fn new(inner: R, batch: usize) -> Self {
-        ParallelGunzip { inner, batch: batch.max(1), offset: 0, out: Vec::new(), pos: 0, done: false, observer: None }
+        let out = std::collections::VecDeque::new();
+        ParallelGunzip { inner, batch: batch.max(1), offset: 0, out, pos: 0, done: false, observer: None }
     }
 
     /// Calls `f` for each member read, in order.
@@ -161,10 +163,7 @@ impl<R: Read> ParallelGunzip<R> {
             }
         }
         let inflated: Vec<Vec<u8>> = members.par_iter().map(|m| inflate_member(m)).collect::<io::Result<_>>()?;
-        self.out.clear();
-        for part in inflated {
-            self.out.extend_from_slice(&part);
-        }
+        self.out.extend(inflated.into_iter().filter(|p| !p.is_empty()));
         self.pos = 0;
         Ok(())
     }
@@ -172,16 +171,22 @@ impl<R: Read> ParallelGunzip<R> {
 
 impl<R: Read> Read for ParallelGunzip<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
+        loop {
+            if let Some(front) = self.out.front() {
+                let n = buf.len().min(front.len() - self.pos);
+                buf[..n].copy_from_slice(&front[self.pos..self.pos + n]);
+                self.pos += n;
+                if self.pos == front.len() {
+                    self.out.pop_front();
+                    self.pos = 0;
+                }
+                return Ok(n);
+            }
             if self.done {
                 return Ok(0);
             }
             self.refill()?;
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

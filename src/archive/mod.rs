@@ -238,6 +238,9 @@ pub struct Hints {
     pub legacy: LegacyCipher,
     /// Whether the payload is a gzipped tar.
     pub tgz: bool,
+    /// Whether the inventory says the object is in bakthat's own encrypted format (so a missing header is damage,
+    /// not a legacy file).
+    pub v1: bool,
 }
 
 impl Hints {
@@ -246,7 +249,7 @@ impl Hints {
         let legacy = LegacyCipher::from_object_name(key).unwrap_or(LegacyCipher::Blowfish);
         let encrypted = is_enc || key.ends_with(".enc") || key.ends_with(".ae");
         let base = key.strip_suffix(".enc").or_else(|| key.strip_suffix(".ae")).unwrap_or(key);
-        Hints { encrypted, legacy, tgz: base.ends_with(".tgz") }
+        Hints { encrypted, legacy, tgz: base.ends_with(".tgz"), v1: false }
     }
 }
 
@@ -274,6 +277,9 @@ pub fn decode<'a, R: Read + Send + 'a>(
         let reader = DecryptReader::new(chained, secret.keys())?;
         return Ok((Box::new(reader), Found::V1));
     }
+    if hints.v1 {
+        return Err(ArchiveError::Corrupt("the object does not start with bakthat's encryption header".into()));
+    }
     if hints.encrypted {
         let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
         let reader = hints.legacy.reader(chained, secret.bytes(), hints.tgz)?;
@@ -297,7 +303,58 @@ pub fn restore_archive<R: Read + Send>(
 ) -> Result<ExtractSummary, ArchiveError> {
     let (plain, _) = decode(r, hints, secret)?;
     let tar = gunzip_payload(plain)?;
-    Ok(extract::extract(tar, dest, opts)?)
+    // Decrypting and inflating run on their own thread while this one writes files.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        scope.spawn(move || pump(tar, tx));
+        Ok(extract::extract(ChannelReader { rx, buf: Vec::new(), pos: 0 }, dest, opts)?)
+    })
+}
+
+/// Reads `r` in blocks into `tx` until EOF, an error, or the receiver going away.
+fn pump(mut r: Box<dyn Read + Send + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        match members::read_full(&mut r, &mut block) {
+            Ok(0) => return,
+            Ok(n) => {
+                block.truncate(n);
+                if tx.send(Ok(block)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The reading end of [`pump`].
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.buf = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Reads a whole stored archive and checks it (every MAC, every gzip CRC, the tar structure) without writing

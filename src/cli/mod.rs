@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::archive::{ArchiveError, Secret};
+use crate::client::{Client, ClientError};
 use crate::config::{self, Config, Profile, RotationConfig};
 use crate::inventory::Inventory;
 use crate::model::{utc, BackupRecord};
@@ -242,7 +243,9 @@ pub fn main() -> i32 {
             if is_broken_pipe(&e) {
                 return EXIT_OK;
             }
-            let code = e.downcast_ref::<OpsError>().map(OpsError::exit_code).unwrap_or(EXIT_FAILURE);
+            let code = e.downcast_ref::<OpsError>().map(OpsError::exit_code);
+            let code = code.or_else(|| e.downcast_ref::<ClientError>().map(ClientError::exit_code));
+            let code = code.unwrap_or(EXIT_FAILURE);
             eprintln!("bakthat: error: {e:#}");
             code
         }
@@ -283,27 +286,30 @@ fn context(cli: &Cli) -> Result<Ctx> {
     Ok(ctx)
 }
 
+/// The library client: the actions run through it so that the profile's hooks and events apply.
+fn client(cli: &Cli) -> Result<Client> {
+    Ok(Client::from_ctx(context(cli)?)?)
+}
+
 fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Backup(a) => backup(&cli, a),
         Command::Restore(a) => restore(&cli, a),
         Command::Show(a) => show(&cli, a),
         Command::Delete(a) => {
-            let ctx = context(&cli)?;
-            let r = ops::delete(&ctx, &a.filename, a.destination.as_deref())?;
+            let r = client(&cli)?.delete(&a.filename, a.destination.as_deref())?;
             println!("deleted {}", r.stored_filename);
             Ok(EXIT_OK)
         }
         Command::DeleteOlderThan(a) => {
-            let ctx = context(&cli)?;
-            let done = ops::delete_older_than(&ctx, &a.filename, &a.interval, a.destination.as_deref(), a.dry_run)?;
+            let c = client(&cli)?;
+            let done = c.delete_older_than(&a.filename, &a.interval, a.destination.as_deref(), a.dry_run)?;
             print_plan(&done, a.dry_run);
             Ok(EXIT_OK)
         }
         Command::RotateBackups(a) => {
-            let ctx = context(&cli)?;
             let opts = ops::RotateOptions { destination: a.destination.clone(), dry_run: a.dry_run };
-            let plan = ops::rotate(&ctx, &a.filename, &opts)?;
+            let plan = client(&cli)?.rotate(&a.filename, &opts)?;
             print_plan(&plan, a.dry_run);
             Ok(EXIT_OK)
         }
@@ -366,12 +372,12 @@ fn read_password(ask: bool) -> Result<Option<Arc<Secret>>> {
     Ok(None)
 }
 
-fn needs_password(e: &OpsError) -> bool {
-    matches!(e, OpsError::Archive(ArchiveError::PasswordNeeded))
+fn needs_password(e: &ClientError) -> bool {
+    matches!(e.as_ops(), Some(OpsError::Archive(ArchiveError::PasswordNeeded)))
 }
 
 fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
-    let ctx = context(cli)?;
+    let client = client(cli)?;
     let source = match &a.filename {
         Some(p) => p.clone(),
         None => std::env::current_dir()?,
@@ -387,14 +393,14 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
         pack: None,
     };
-    let out = ops::backup(&ctx, &opts)?;
+    let out = match &a.key {
+        Some(key) => client.backup_monitored(&opts, key)?,
+        None => client.backup(&opts)?,
+    };
     if out.cleaned > 0 && !cli.quiet {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
     println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
-    if let Some(key) = &a.key {
-        tracing::info!("monitoring key {key} given; webhooks are configured with webhook_url");
-    }
     if !out.warnings.is_empty() {
         eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
         return Ok(EXIT_FAILURE);
@@ -403,7 +409,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
 }
 
 fn restore(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
-    let ctx = context(cli)?;
+    let client = client(cli)?;
     let mut opts = ops::RestoreOptions {
         name: a.filename.clone(),
         destination: a.destination.clone(),
@@ -411,10 +417,15 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         force: a.force,
         password: read_password(false)?,
     };
-    let out = match ops::restore(&ctx, &opts) {
+    // Ask before restoring rather than after a failed try, so that restore hooks run once.
+    let encrypted = client.inventory().newest(&a.filename, a.destination.as_deref())?.is_some_and(|r| r.is_enc());
+    if encrypted && opts.password.is_none() && io::stdin().is_terminal() {
+        opts.password = read_password(true)?;
+    }
+    let out = match client.restore(&opts) {
         Err(e) if needs_password(&e) && io::stdin().is_terminal() => {
             opts.password = read_password(true)?;
-            ops::restore(&ctx, &opts)?
+            client.restore(&opts)?
         }
         other => other?,
     };
@@ -426,12 +437,12 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
 }
 
 fn verify(cli: &Cli, a: &VerifyArgs) -> Result<i32> {
-    let ctx = context(cli)?;
+    let client = client(cli)?;
     let mut password = read_password(false)?;
-    let out = match ops::verify(&ctx, &a.filename, a.destination.as_deref(), password.as_deref()) {
+    let out = match client.verify(&a.filename, a.destination.as_deref(), password.as_deref()) {
         Err(e) if needs_password(&e) && io::stdin().is_terminal() => {
             password = read_password(true)?;
-            ops::verify(&ctx, &a.filename, a.destination.as_deref(), password.as_deref())?
+            client.verify(&a.filename, a.destination.as_deref(), password.as_deref())?
         }
         other => other?,
     };

@@ -164,7 +164,7 @@ fn finish(ctx: &Ctx, backend: &dyn Backend, record: &BackupRecord, sidecar: Opti
 /// The master key for new archives: one Argon2id run per process, with a salt kept in the inventory so that all of
 /// this inventory's archives share it (a mount then derives one key for all of them; each file still gets its own
 /// keys from its random file id).
-fn master_key(ctx: &Ctx, secret: &Secret) -> Result<Arc<MasterKey>, OpsError> {
+pub(crate) fn master_key(ctx: &Ctx, secret: &Secret) -> Result<Arc<MasterKey>, OpsError> {
     let salt = match ctx.inventory.get_config("kdf_salt")?.and_then(|v| v.as_str().map(str::to_string)) {
         Some(hex) if hex.len() == 32 => {
             let mut s = [0u8; 16];

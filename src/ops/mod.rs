@@ -18,14 +18,19 @@ use crate::interval::IntervalError;
 use crate::inventory::{Inventory, InventoryError};
 use crate::model::Epoch;
 use crate::rotation::RotationError;
+use crate::storage::glacier::{GlacierSettings, GlacierStore};
 use crate::storage::local::LocalStore;
+use crate::storage::s3::{S3Settings, S3Store};
+use crate::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
 use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
+mod catalog;
 mod manage;
 mod restore;
 
 pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use catalog::InventoryCatalog;
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
 
@@ -34,7 +39,8 @@ pub struct Ctx {
     pub config: Config,
     pub profile_name: String,
     pub profile: Profile,
-    pub inventory: Inventory,
+    /// Shared with the Glacier store, which keeps archive ids and retrieval jobs in it.
+    pub inventory: Arc<Inventory>,
     /// Host name recorded with each backup.
     pub host: String,
     /// Returns "now" in UTC epoch seconds; tests pass a fixed clock.
@@ -50,7 +56,7 @@ impl Ctx {
             config,
             profile_name: profile_name.to_string(),
             profile,
-            inventory,
+            inventory: Arc::new(inventory),
             host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             reporter: Arc::new(NoProgress),
@@ -76,9 +82,77 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
-            "s3" | "glacier" | "swift" => Err(OpsError::BackendUnavailable(destination.to_string())),
+            "s3" => {
+                let p = &self.profile;
+                Ok(Arc::new(S3Store::new(&S3Settings {
+                    bucket: p.s3_bucket.clone().unwrap_or_default(),
+                    region: p.region_name.clone(),
+                    endpoint_url: p.endpoint_url.clone(),
+                    access_key: p.access_key.clone(),
+                    secret_key: p.secret_key.clone(),
+                    storage_class: p.s3_storage_class.clone(),
+                    ..S3Settings::default()
+                })?))
+            }
+            "glacier" => {
+                let p = &self.profile;
+                let settings = GlacierSettings {
+                    vault: p.glacier_vault.clone().unwrap_or_default(),
+                    region: p.region_name.clone(),
+                    endpoint_url: p.endpoint_url.clone(),
+                    access_key: p.access_key.clone(),
+                    secret_key: p.secret_key.clone(),
+                    ..GlacierSettings::default()
+                };
+                Ok(Arc::new(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?))
+            }
+            "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
+    }
+
+    /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
+    /// container), `auth_version`, `region_name`, `swift_insecure`, and for Keystone v3 the extra keys
+    /// `user_domain_name` and `project_domain_name`.
+    pub fn swift_settings(&self) -> Result<SwiftSettings, OpsError> {
+        let p = &self.profile;
+        let invalid = |key: &str, message: String| {
+            OpsError::Config(ConfigError::Invalid {
+                path: self.config.path().to_path_buf(),
+                key: format!("{}.{key}", self.profile_name),
+                message,
+            })
+        };
+        let required = |value: &Option<String>, key: &str, what: &str| {
+            value.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "the swift destination needs {what}; set it with `bakthat configure -p {}`",
+                        self.profile_name
+                    ),
+                )
+            })
+        };
+        let auth_url = required(&p.auth_url, "auth_url", "auth_url (e.g. https://host/auth/v1.0)")?;
+        let user = required(&p.access_key, "access_key", "access_key (ACCOUNT:USER)")?;
+        let key = required(&p.secret_key, "secret_key", "secret_key (the Swift key or password)")?;
+        let container = required(&p.s3_bucket, "s3_bucket", "s3_bucket (the container name)")?;
+        let auth_version =
+            AuthVersion::from_setting(p.auth_version.as_deref(), &auth_url).map_err(|m| invalid("auth_version", m))?;
+        let extra = |k: &str| p.extra.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(SwiftSettings {
+            auth_url,
+            auth_version,
+            user,
+            key,
+            container,
+            region: p.region_name.clone(),
+            insecure: p.swift_insecure,
+            user_domain: extra("user_domain_name"),
+            project_domain: extra("project_domain_name"),
+            ..SwiftSettings::default()
+        })
     }
 
     /// The backend hash recorded with rows of a destination (0.6: sha512(access_key + container)).
@@ -208,10 +282,6 @@ pub enum OpsError {
     Exists { path: PathBuf },
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
-    #[error(
-        "the {0} destination is not available in this build yet; use the local store (default_destination: local)"
-    )]
-    BackendUnavailable(String),
     #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
     UnknownDestination(String),
     #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]

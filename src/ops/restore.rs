@@ -58,7 +58,9 @@ fn open(ctx: &Ctx, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpsError> 
 }
 
 fn hints(record: &BackupRecord) -> Hints {
-    Hints::from_name(record.stored_filename.as_str(), record.is_enc())
+    let mut h = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
+    h.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
+    h
 }
 
 /// Restores a backup.
@@ -140,10 +142,22 @@ pub fn verify(
             .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
         return Ok(VerifyOutcome { record, entries: 1, index_matches: None });
     }
-    let rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
+    let mut rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
     let index_matches = match ctx.inventory.get_index(&record.stored_filename)? {
         Some(bytes) => Some(archive::read_index_sidecar(&bytes, password)?.entries == rebuilt.entries),
-        None => None,
+        None => {
+            // A legacy (0.6) archive has no index: keep the one this full read built, encrypted like the archive.
+            rebuilt.stored_len = record.size;
+            let enc = match password {
+                Some(secret) if h.encrypted => Some(archive::Encryption {
+                    master: super::backup::master_key(ctx, secret)?,
+                    chunk_size: archive::crypto::DEFAULT_CHUNK_SIZE,
+                }),
+                _ => None,
+            };
+            ctx.inventory.put_index(&record.stored_filename, &archive::index_sidecar(&rebuilt, enc.as_ref()))?;
+            None
+        }
     };
     Ok(VerifyOutcome { record, entries: rebuilt.entries.len(), index_matches })
 }

@@ -1,5 +1,5 @@
-//! Stores: where archives live. The [`Backend`] trait and its implementations (a local directory today; S3,
-//! Glacier and Swift implement the same trait).
+//! Stores: where archives live. The [`Backend`] trait and its implementations: a local directory ([`local`]), S3
+//! ([`s3`]) and Glacier vaults ([`glacier`]); Swift implements the same trait.
 //!
 //! Backends are synchronous: each one hides its own runtime. Cold storage (Glacier vaults, S3 archive classes) is a
 //! normal state of an object ([`Retrieval`]), not an error. This module knows nothing about archives or the
@@ -9,7 +9,11 @@ use std::io::{self, Read, Write};
 
 use thiserror::Error;
 
+pub mod aws;
+pub mod glacier;
 pub mod local;
+pub mod s3;
+pub mod swift;
 
 /// What a store knows about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]

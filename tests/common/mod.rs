@@ -76,3 +76,4 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 pub mod backend;
+pub mod moto;

@@ -1,0 +1,168 @@
+//! The `bakthat` command end to end on S3 and Glacier, against moto (started by scripts/test.sh; a missing server
+//! fails these tests).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use bakthat::storage::s3::S3Store;
+use bakthat::storage::Backend;
+use common::moto;
+
+/// A scratch home with a config for one bucket and one vault on moto.
+struct Env {
+    dir: tempfile::TempDir,
+    bucket: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let endpoint = moto::endpoint();
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = moto::unique("cli");
+        let vault = moto::unique("cli");
+        let config = format!(
+            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
+             glacier_vault: {vault}\n  endpoint_url: {endpoint}\n  local_path: {}\n",
+            dir.path().join("local").display()
+        );
+        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
+        fs::create_dir_all(dir.path().join("home")).unwrap();
+        Env { dir, bucket }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("bakthat").unwrap();
+        c.env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
+            .env("BAKTHAT_DB", self.path("inventory.sqlite"))
+            .env("HOME", self.path("home"))
+            .env_remove("BAKTHAT_PASSWORD")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_ENDPOINT_URL")
+            .timeout(Duration::from_secs(120));
+        c
+    }
+
+    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
+        let mut c = self.cmd();
+        if let Some(pw) = password {
+            c.env("BAKTHAT_PASSWORD", pw);
+        }
+        c.args(args).output().unwrap()
+    }
+
+    fn s3(&self) -> S3Store {
+        S3Store::new(&moto::s3_settings(&moto::endpoint(), &self.bucket)).unwrap()
+    }
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stored name in `stored NAME (size) in dest`.
+fn stored_name(stdout: &str) -> String {
+    stdout.lines().find_map(|l| l.strip_prefix("stored ")).and_then(|r| r.split(' ').next()).unwrap().to_string()
+}
+
+fn source(root: &Path) -> PathBuf {
+    let src = root.join("src").join("project");
+    common::rich_tree(&src);
+    src
+}
+
+#[test]
+fn s3_backup_restore_delete() {
+    let env = Env::new();
+    let src = source(env.dir.path());
+    let s = env.path("src/project");
+    let s = s.to_str().unwrap();
+
+    // Encrypted, with the machine's AWS_CA_BUNDLE set; plain, with it unset: both work.
+    let mut c = env.cmd();
+    c.env("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt").env("BAKTHAT_PASSWORD", "secret words");
+    let out = c.args(["backup", s, "-d", "s3"]).output().unwrap();
+    let enc = stored_name(&ok(&out, "encrypted backup"));
+    assert!(enc.ends_with(".tgz.enc"), "{enc}");
+    let mut c = env.cmd();
+    c.env_remove("AWS_CA_BUNDLE");
+    let out =
+        c.args(["backup", s, "-d", "s3", "--prompt", "no", "--name", "plain", "--s3-reduced-redundancy"]).output();
+    let plain = stored_name(&ok(&out.unwrap(), "plain backup"));
+
+    let store = env.s3();
+    let keys: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+    assert!(keys.contains(&enc) && keys.contains(&plain), "{keys:?}");
+    let head = store.head(&plain).unwrap().unwrap();
+    assert_eq!(head.storage_class.as_deref(), Some("REDUCED_REDUNDANCY"), "--s3-reduced-redundancy");
+    assert_eq!(store.head(&enc).unwrap().unwrap().storage_class.as_deref(), Some("STANDARD"));
+
+    let to = env.path("out");
+    let out = env.run(&["restore", "project", "-d", "s3", "--to", to.to_str().unwrap()], Some("secret words"));
+    ok(&out, "restore");
+    assert_eq!(common::snapshot(&to.join("project")), common::snapshot(&src));
+    let to2 = env.path("out2");
+    ok(&env.run(&["restore", "plain", "-d", "s3", "--to", to2.to_str().unwrap()], None), "plain restore");
+    assert_eq!(common::snapshot(&to2.join("project")), common::snapshot(&src));
+
+    ok(&env.run(&["delete", "project", "-d", "s3"], None), "delete");
+    let keys: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+    assert!(!keys.iter().any(|k| k.starts_with("project")), "deleted objects remain: {keys:?}");
+    let out = env.run(&["restore", "project", "-d", "s3", "--to", env.path("out3").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn glacier_restore_is_pending_then_succeeds() {
+    let env = Env::new();
+    let src = source(env.dir.path());
+    let s = env.path("src/project");
+    let out = env.run(&["backup", s.to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None);
+    let stored = stored_name(&ok(&out, "glacier backup"));
+
+    let to = env.path("out");
+    let args = ["restore", "project", "-d", "glacier", "--to", to.to_str().unwrap()];
+    let first = env.run(&args, None);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(75), "the first restore starts a retrieval: {stderr}");
+    assert!(stderr.contains(&stored) && stderr.contains("again later"), "{stderr}");
+    assert!(!to.join("project").exists());
+
+    // Run again until the retrieval job completes (moto_fast completes jobs after GLACIER_JOB_DELAY seconds).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut runs = 1;
+    loop {
+        let out = env.run(&args, None);
+        runs += 1;
+        match out.status.code() {
+            Some(0) => break,
+            Some(75) => {
+                assert!(Instant::now() < deadline, "still pending after {runs} runs");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            code => panic!("restore exited {code:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+    assert_eq!(common::snapshot(&to.join("project")), common::snapshot(&src));
+
+    ok(&env.run(&["delete", "project", "-d", "glacier"], None), "delete");
+    let out = env.run(&args, None);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,172 @@
+//! The operations layer driven as a library with a controlled clock: rotation and delete_older_than over months
+//! of simulated backups, and the inventory/store invariant.
+
+use std::fs;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bakthat::config::{Config, Profile, RotationConfig};
+use bakthat::inventory::Inventory;
+use bakthat::ops::{self, BackupOptions, Ctx, RotateOptions};
+
+const DAY: i64 = 86_400;
+/// 2013-01-01 03:00 UTC, as in the grandfatherson example.
+const START: i64 = 1_357_009_200;
+
+fn ctx(dir: &std::path::Path, clock: Arc<AtomicI64>, rotation: Option<RotationConfig>) -> Ctx {
+    let mut config = Config::empty(&dir.join("bakthat.yml"));
+    let profile = Profile { local_path: Some(dir.join("store")), rotation, ..Profile::default() };
+    config.set_profile("default", profile);
+    let mut ctx = Ctx::new(config, "default", Inventory::open(dir.join("inv.sqlite")).unwrap()).unwrap();
+    ctx.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+    ctx
+}
+
+fn objects(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir.join("store")).unwrap().count()
+}
+
+#[test]
+fn rotation_keeps_the_grandfather_father_son_set_and_deletes_the_rest() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("db");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("dump.sql"), b"select 1;").unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let policy = RotationConfig {
+        days: Some(7),
+        weeks: Some(4),
+        months: Some(3),
+        first_week_day: Some(5),
+        ..RotationConfig::default()
+    };
+    let c = ctx(t.path(), clock.clone(), Some(policy));
+    for day in 0..200 {
+        clock.store(START + day * DAY, Ordering::SeqCst);
+        ops::backup(&c, &BackupOptions { source: src.clone(), ..BackupOptions::default() }).unwrap();
+    }
+    // Another set whose name starts the same must never be touched (0.6 matched substrings).
+    let other = t.path().join("db2");
+    fs::create_dir(&other).unwrap();
+    ops::backup(&c, &BackupOptions { source: other, ..BackupOptions::default() }).unwrap();
+    assert_eq!(objects(t.path()), 2 * 201);
+    // now = 2013-07-19 10:00, the reference example.
+    clock.store(START + 199 * DAY + 7 * 3600, Ordering::SeqCst);
+    let dry = ops::rotate(&c, "db", &RotateOptions { dry_run: true, ..RotateOptions::default() }).unwrap();
+    assert_eq!(dry.len(), 200);
+    assert_eq!(dry.iter().filter(|p| p.keep).count(), 13);
+    assert_eq!(objects(t.path()), 2 * 201, "a dry run deletes nothing");
+    assert!(dry[0].keep && dry[0].reasons.iter().any(|r| r.contains("newest")), "{:?}", dry[0]);
+    assert!(dry.iter().filter(|p| !p.keep).all(|p| p.reasons.len() == 1));
+    let done = ops::rotate(&c, "db", &RotateOptions::default()).unwrap();
+    let kept: Vec<String> = done.iter().filter(|p| p.keep).map(|p| p.record.stored_filename.to_string()).collect();
+    let dates: Vec<&str> = kept.iter().map(|k| &k[3..11]).collect();
+    assert_eq!(
+        dates,
+        [
+            "20130719", "20130718", "20130717", "20130716", "20130715", "20130714", "20130713", "20130706", "20130701",
+            "20130629", "20130622", "20130601", "20130501"
+        ]
+    );
+    assert_eq!(objects(t.path()), 2 * (13 + 1), "deleted archives and their index sidecars are gone");
+    let live = ops::show(&c, &ops::ShowQuery::default()).unwrap();
+    assert_eq!(live.len(), 14);
+    assert!(live.iter().any(|r| r.filename == "db2"));
+}
+
+#[test]
+fn delete_older_than_matches_the_name_exactly() {
+    let t = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), clock.clone(), None);
+    for name in ["foo", "foobar"] {
+        let d = t.path().join(name);
+        fs::create_dir(&d).unwrap();
+        for day in 0..10 {
+            clock.store(START + day * DAY, Ordering::SeqCst);
+            ops::backup(&c, &BackupOptions { source: d.clone(), ..BackupOptions::default() }).unwrap();
+        }
+    }
+    clock.store(START + 10 * DAY, Ordering::SeqCst);
+    let planned = ops::delete_older_than(&c, "foo", "5D", None, true).unwrap();
+    assert_eq!(planned.len(), 5, "backups of days 0-4 are older than 5 days");
+    assert!(planned.iter().all(|p| p.record.filename == "foo"));
+    let done = ops::delete_older_than(&c, "foo", "5D", None, false).unwrap();
+    assert_eq!(done.len(), 5);
+    let left = ops::show(&c, &ops::ShowQuery::default()).unwrap();
+    assert_eq!(left.iter().filter(|r| r.filename == "foo").count(), 5);
+    assert_eq!(left.iter().filter(|r| r.filename == "foobar").count(), 10);
+    assert!(ops::delete_older_than(&c, "foo", "", None, true).is_err(), "an empty interval is refused");
+}
+
+#[test]
+fn a_failed_upload_leaves_no_row_and_no_object() {
+    let t = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), clock, None);
+    let src = t.path().join("gone");
+    let err = ops::backup(&c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(ops::show(&c, &ops::ShowQuery::default()).unwrap().is_empty());
+}
+
+#[test]
+fn two_backups_in_one_second_get_distinct_names() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("x");
+    fs::create_dir(&src).unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), clock, None);
+    let a = ops::backup(&c, &BackupOptions { source: src.clone(), ..BackupOptions::default() }).unwrap();
+    let b = ops::backup(&c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap();
+    assert_ne!(a.record.stored_filename, b.record.stored_filename);
+    assert_eq!(b.record.backup_date, a.record.backup_date + 1);
+}
+
+#[test]
+fn verify_indexes_a_legacy_archive_on_its_first_full_read() {
+    use bakthat::model::{BackupRecord, StoredName};
+    let t = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), clock, None);
+    // A bakthat 0.6 archive: one gzip stream of a tar, then beefish Blowfish.
+    let src = t.path().join("old");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"from 2013").unwrap();
+    let mut tgz = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::new(9));
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all("old", &src).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let stored = StoredName::from_key("old.20130101000000.tgz.enc");
+    fs::create_dir_all(t.path().join("store")).unwrap();
+    let mut enc = Vec::new();
+    bakthat::archive::legacy::blowfish_encrypt(&tgz[..], &mut enc, b"pw").unwrap();
+    fs::write(t.path().join("store").join(stored.as_str()), &enc).unwrap();
+    let record = BackupRecord {
+        id: None,
+        backend: "local".into(),
+        backend_hash: None,
+        backup_date: START,
+        filename: "old".into(),
+        is_deleted: false,
+        last_updated: START,
+        metadata: serde_json::json!({"is_enc": true, "client": "old-host"}),
+        size: enc.len() as u64,
+        stored_filename: stored.clone(),
+        tags: String::new(),
+    };
+    c.inventory.insert(&record).unwrap();
+    assert!(c.inventory.get_index(&stored).unwrap().is_none());
+    let secret = bakthat::archive::Secret::new(b"pw");
+    let out = ops::verify(&c, "old", None, Some(&secret)).unwrap();
+    assert_eq!(out.entries, 2);
+    let bytes = c.inventory.get_index(&stored).unwrap().expect("index stored by the first full read");
+    assert!(bakthat::archive::crypto::is_v1(&bytes), "the index of an encrypted archive is stored encrypted");
+    let idx = bakthat::archive::read_index_sidecar(&bytes, Some(&secret)).unwrap();
+    assert!(!idx.seekable && idx.entry(b"old/a.txt").is_some());
+    // The second verify compares against it.
+    assert_eq!(ops::verify(&c, "old", None, Some(&secret)).unwrap().index_matches, Some(true));
+}

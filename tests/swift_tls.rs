@@ -1,0 +1,107 @@
+//! TLS of the Swift store against `openssl s_server` with a self-signed certificate: verified by default (against
+//! the system CA bundle, which `SSL_CERT_FILE` replaces), skipped only with `insecure`. Its own test binary because
+//! it sets `SSL_CERT_FILE` for the process. Needs the `openssl` command; a missing one is a failure.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
+use bakthat::storage::StorageError;
+
+/// `openssl s_server -www` on 127.0.0.1:0 (it answers any GET with a status page); kills it on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(cert: &Path, key: &Path) -> Server {
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run openssl s_server ({e}); install openssl (Debian package openssl)"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // It prints "ACCEPT 127.0.0.1:PORT" once it listens; the rest of its output is drained.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("ACCEPT ") {
+                    let _ = tx.send(addr.rsplit(':').next().unwrap_or("").parse::<u16>());
+                }
+            }
+        });
+        let port = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(Ok(port)) => port,
+            other => {
+                let _ = child.kill();
+                panic!("openssl s_server did not say which port it listens on: {other:?}");
+            }
+        };
+        Server { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+#[test]
+fn tls_is_verified_unless_insecure() {
+    let t = tempfile::tempdir().unwrap();
+    let (cert, key) = (t.path().join("cert.pem"), t.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install openssl (Debian package openssl)"));
+    assert!(status.success(), "openssl req failed");
+    let server = Server::start(&cert, &key);
+    let settings = |insecure| SwiftSettings {
+        auth_url: format!("https://127.0.0.1:{}/auth/v1.0", server.port),
+        auth_version: AuthVersion::V1,
+        user: "a:u".into(),
+        key: "k".into(),
+        container: "c".into(),
+        insecure,
+        ..SwiftSettings::default()
+    };
+
+    // Verified by default: a self-signed certificate is refused.
+    let err = SwiftStore::new(&settings(false)).expect_err("self-signed certificate accepted");
+    assert!(matches!(err, StorageError::Backend { .. }), "{err:?}");
+    let text = chain(&err);
+    assert!(text.contains("certificate") && text.contains("swift_insecure"), "{text}");
+
+    // insecure: the handshake succeeds and the (non-Swift) server's answer is what fails.
+    let err = SwiftStore::new(&settings(true)).expect_err("openssl is no Swift");
+    assert!(chain(&err).contains("without X-Storage-Url"), "{}", chain(&err));
+
+    // The CA bundle the system points at is honoured: trusting the certificate makes verification pass.
+    std::env::set_var("SSL_CERT_FILE", &cert);
+    let err = SwiftStore::new(&settings(false)).expect_err("openssl is no Swift");
+    assert!(chain(&err).contains("without X-Storage-Url"), "{}", chain(&err));
+}
