@@ -41,6 +41,8 @@ fi
 
 note "building deflate_compare (release) into $CARGO_TARGET_DIR"
 (cd "$ROOT" && cargo build --release --locked --example deflate_compare) >&2
+# A private copy: a shared target directory may be rebuilt from another tree while we measure.
+cp "$CARGO_TARGET_DIR/release/examples/deflate_compare" "$BENCH_DIR/deflate_compare"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 cat "$TAR" >/dev/null # warm the page cache
@@ -64,7 +66,7 @@ of the tar), compress ${gz_secs} s = $(awk "BEGIN { printf \"%.0f\", $TAR_BYTES 
 decompress ${gunz_secs} s = $(awk "BEGIN { printf \"%.0f\", $TAR_BYTES / 1e6 / $gunz_secs }") MB/s (single core)."
     echo
     echo '```'
-    "$CARGO_TARGET_DIR/release/examples/deflate_compare" "$TAR" "$GZIP6"
+    "$BENCH_DIR/deflate_compare" "$TAR" "$GZIP6"
     echo '```'
     echo
     echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -50,8 +50,11 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- build -------------------------------------------------------------------------------------------------------
 note "building bakthat (release) into $CARGO_TARGET_DIR"
 (cd "$ROOT" && cargo build --release --locked --bin bakthat --example fetch_cost) >&2
-BAKTHAT=$CARGO_TARGET_DIR/release/bakthat
-FETCH_COST=$CARGO_TARGET_DIR/release/examples/fetch_cost
+# Private copies: a shared target directory may be rebuilt from another tree while we measure.
+mkdir -p "$BENCH_DIR/bin"
+cp "$CARGO_TARGET_DIR/release/bakthat" "$CARGO_TARGET_DIR/release/examples/fetch_cost" "$BENCH_DIR/bin/"
+BAKTHAT=$BENCH_DIR/bin/bakthat
+FETCH_COST=$BENCH_DIR/bin/fetch_cost
 BAKTHAT_CLI=1
 if ! "$BAKTHAT" --help 2>&1 | grep -qw backup || ! "$BAKTHAT" --help 2>&1 | grep -qw restore; then
     BAKTHAT_CLI=0
