@@ -244,8 +244,8 @@ versions() {
 $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM. Load average before: $LOAD_BEFORE; after: $LOAD_AFTER."
     echo "Corpus: $CORPUS: $CORPUS_FILES files ($CORPUS_ENTRIES entries), $(calc 1 "$CORPUS_BYTES / 1e6") MB in regular \
 files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
-    echo "Stores and repositories in $BENCH_DIR ($(stat -f -c %T "$BENCH_DIR")); restores into $OUTDIR \
-($(stat -f -c %T "$OUTDIR"))."
+    echo "Stores and repositories in $BENCH_DIR ($(df --output=fstype "$BENCH_DIR" | tail -n1)); restores into $OUTDIR \
+($(df --output=fstype "$OUTDIR" | tail -n1))."
     echo "Warm cache: the corpus was read once before the first run; page caches were not dropped between runs."
     echo "$RUNS round(s), tools interleaved; wall s = median (min-max); MB/s = corpus file bytes / median wall s;"
     echo "peak RSS = largest of the runs; output = du -sb of the archive/store/repo."
