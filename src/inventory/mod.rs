@@ -461,7 +461,7 @@ impl Inventory {
             args.push(h);
             sql.push_str(&format!(" AND backend_hash = ?{}", args.len()));
         }
-        sql.push_str(" ORDER BY backup_date DESC, id DESC");
+        sql.push_str(" ORDER BY backup_date DESC, stored_filename DESC");
 
         // Tags: whole words, all of them (0.6 used only the last tag, as a substring). Done here rather than in SQL
         // because tags are split on any whitespace.
@@ -486,7 +486,7 @@ impl Inventory {
     pub fn newest(&self, name_or_stored: &str, backend: Option<&str>) -> Result<Option<BackupRecord>> {
         let conn = self.conn();
         let backend_clause = " AND is_deleted = 0 AND (?2 IS NULL OR backend = ?2)";
-        let order = " ORDER BY backup_date DESC, id DESC";
+        let order = " ORDER BY backup_date DESC, stored_filename DESC";
         let exact = conn
             .query_row(
                 &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE stored_filename = ?1{backend_clause}"),

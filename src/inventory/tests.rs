@@ -200,7 +200,7 @@ fn search_filters_backends_hash_age_and_orders_newest_first() {
         inv.insert(r).unwrap();
     }
     let all = inv.search(&Query::default()).unwrap();
-    // Same backup_date: the higher id first.
+    // Same backup_date: by stored name, descending (the same order on every host, whatever the local row ids).
     assert_eq!(
         names(&all),
         vec![
