@@ -166,3 +166,25 @@ fn glacier_restore_is_pending_then_succeeds() {
     let out = env.run(&args, None);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Regression: with `s3_storage_class: GLACIER`, only the archive goes cold. The index sidecar and the sync journal
+/// must stay readable at once (they are small objects that `sync`, `show` and the mount read without a restore).
+#[test]
+fn an_archive_storage_class_leaves_sidecars_and_the_journal_hot() {
+    let env = Env::new();
+    let mut config = fs::read_to_string(env.path("bakthat.yml")).unwrap();
+    config.push_str("  s3_storage_class: GLACIER\n");
+    fs::write(env.path("bakthat.yml"), config).unwrap();
+    let src = source(&env.path("cold"));
+    let out = ok(&env.run(&["backup", src.to_str().unwrap(), "-d", "s3", "--prompt", "no"], None), "backup");
+    let stored = stored_name(&out);
+    let s3 = env.s3();
+    let class = |key: &str| s3.head(key).unwrap().unwrap_or_else(|| panic!("{key} missing")).storage_class;
+    assert_eq!(class(&stored).as_deref(), Some("GLACIER"), "the archive takes the profile's class");
+    let hot = |c: Option<String>| c.is_none() || c.as_deref() == Some("STANDARD");
+    assert!(hot(class(&format!("{stored}.index"))), "the index sidecar stays hot");
+    for o in s3.list("bakthat-journal.").unwrap() {
+        assert!(hot(o.storage_class.clone()) && hot(class(&o.key)), "journal entry {} stays hot", o.key);
+    }
+    assert!(!s3.list("bakthat-journal.").unwrap().is_empty(), "the backup was journaled");
+}

@@ -184,7 +184,8 @@ fn finish(
                 }
             }
         } else {
-            backend.put_bytes(&key, bytes, &PutOptions::default())?;
+            // Beside the journal: for S3 that is the same bucket without the archives' (possibly cold) class.
+            journal.unwrap_or(backend).put_bytes(&key, bytes, &PutOptions::default())?;
         }
     }
     if let Some(j) = journal {

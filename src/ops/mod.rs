@@ -90,26 +90,35 @@ impl Ctx {
                 };
                 Ok(Arc::new(LocalStore::open(&dir)?))
             }
-            "s3" => Ok(Arc::new(self.s3_store()?)),
+            "s3" => {
+                // Archives take the profile's storage class; small objects use `s3_store` and stay hot.
+                let settings =
+                    S3Settings { storage_class: self.profile.s3_storage_class.clone(), ..self.s3_settings() };
+                Ok(Arc::new(S3Store::new(&settings)?))
+            }
             "glacier" => Ok(Arc::new(self.glacier_store()?)),
             "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
             other => Err(OpsError::UnknownDestination(other.to_string())),
         }
     }
 
-    /// The profile's S3 bucket (`s3_bucket`, `region_name`, `endpoint_url`, keys, `s3_storage_class`), as an
-    /// [`S3Store`] for what only S3 does (presigned URLs, KeyValue, the Glacier inventory backup).
+    /// The profile's S3 bucket (`s3_bucket`, `region_name`, `endpoint_url`, keys) for small objects that must stay
+    /// readable at once (KeyValue, index sidecars, the sync journal, the Glacier inventory copy) and for what only S3
+    /// does (presigned URLs). It never applies `s3_storage_class`: that is for archives, see [`Ctx::backend`].
     pub fn s3_store(&self) -> Result<S3Store, OpsError> {
+        Ok(S3Store::new(&self.s3_settings())?)
+    }
+
+    fn s3_settings(&self) -> S3Settings {
         let p = &self.profile;
-        Ok(S3Store::new(&S3Settings {
+        S3Settings {
             bucket: p.s3_bucket.clone().unwrap_or_default(),
             region: p.region_name.clone(),
             endpoint_url: p.endpoint_url.clone(),
             access_key: p.access_key.clone(),
             secret_key: p.secret_key.clone(),
-            storage_class: p.s3_storage_class.clone(),
             ..S3Settings::default()
-        })?)
+        }
     }
 
     /// The profile's Glacier vault (`glacier_vault`), with the inventory as its catalog of archive ids.

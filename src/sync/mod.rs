@@ -33,7 +33,6 @@ use crate::archive::Secret;
 use crate::inventory::{InventoryError, UpsertOutcome};
 use crate::model::{BackupRecord, Epoch, StoredName};
 use crate::ops::{Ctx, OpsError};
-use crate::storage::s3::{S3Settings, S3Store};
 use crate::storage::{Backend, PutOptions, StorageError};
 
 /// The key prefix of journal entries.
@@ -124,28 +123,24 @@ impl SyncReport {
     }
 }
 
-/// The store holding the journal for backups in `destination`: the store itself, except for Glacier, whose journal
-/// sits in the profile's S3 bucket (`None` when the profile has none or it cannot be opened: Glacier backups are
-/// then not journaled).
+/// The store holding the journal (and index sidecars) for backups in `destination`: the store itself, except for
+/// S3, where it is the same bucket without the profile's archive storage class (journal entries must stay readable),
+/// and Glacier, whose journal sits in the profile's S3 bucket (`None` when the profile has none or it cannot be
+/// opened: Glacier backups are then not journaled).
 pub fn journal_for(
     ctx: &Ctx,
     destination: &str,
     backend: &Arc<dyn Backend>,
 ) -> Result<Option<Arc<dyn Backend>>, OpsError> {
-    if destination != "glacier" {
-        return Ok(Some(backend.clone()));
+    match destination {
+        "s3" => return Ok(Some(Arc::new(ctx.s3_store()?))),
+        "glacier" => {}
+        _ => return Ok(Some(backend.clone())),
     }
-    let p = &ctx.profile;
-    let Some(bucket) = p.s3_bucket.clone().filter(|b| !b.is_empty()) else { return Ok(None) };
-    let store = S3Store::new(&S3Settings {
-        bucket,
-        region: p.region_name.clone(),
-        endpoint_url: p.endpoint_url.clone(),
-        access_key: p.access_key.clone(),
-        secret_key: p.secret_key.clone(),
-        ..S3Settings::default()
-    });
-    match store {
+    if ctx.profile.s3_bucket.as_deref().unwrap_or_default().is_empty() {
+        return Ok(None);
+    }
+    match ctx.s3_store() {
         Ok(s) => Ok(Some(Arc::new(s))),
         // Glacier works without S3; its backups then go unjournaled.
         Err(e) => {
