@@ -199,7 +199,10 @@ fn ls_find_stat_cat_and_drag_and_drop_restore() {
     let base = format!("by-name/docs/{ts}/docs");
     let st = run(Command::new("stat").args(["-c", "%s %a %F"]).arg(m.p(&format!("{base}/sub/big.bin"))));
     assert_eq!(st.trim(), "5000000 644 regular file");
+    // The mount's own meter: ls -lR, find and stat reached no store.
+    assert_eq!(xattr(&m.mp, "user.bakthat.store_requests").as_deref(), Some("0"));
     assert_eq!(run(Command::new("cat").arg(m.p(&format!("{base}/small.txt")))), "hello world\n");
+    assert_ne!(xattr(&m.mp, "user.bakthat.store_requests").as_deref(), Some("0"), "reads are counted");
     assert_eq!(fs::read_link(m.p("by-name/docs/latest")).unwrap(), Path::new(&ts));
     // The drag-and-drop restore: copy the backup directory out of the mount, compare with the source.
     let out = e.path().join("restored");

@@ -5,9 +5,11 @@
 # numbers and the ratios:
 #   - cold and warm read throughput of a large file (page cache dropped and bakthat's block cache emptied for cold);
 #   - time to first byte of a small file (cold);
-#   - `ls -lR` over 10,000 backups (bakthat only: rows and small indexes made through the library);
-#   - bytes the mount process read from its store for a 4 KiB read in the middle of a multi-GB backup
-#     (rchar of /proc/PID/io, i.e. what it pulled from the local store);
+#   - the same cold and warm reads of an encrypted bakthat backup (restic and borg always encrypt);
+#   - `ls -lR` over 10,000 backups (bakthat only: rows and small indexes made through the library), and the store
+#     requests it made (the mount's own meter, its root's `user.bakthat.store_requests` attribute);
+#   - bytes the mount read from its store for a 4 KiB read in the middle of a multi-GB backup (the root's
+#     `user.bakthat.store_bytes_read` attribute);
 #   - the peak RSS (VmHWM) of each mount process.
 # Run as root (drop_caches). Needs restic, borg (python3-llfuse), fusermount3 (scripts/install-test-deps.sh).
 # Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
@@ -26,7 +28,7 @@ TARGET=${CARGO_TARGET_DIR:-${ROOT}/target}
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-mount: error: %s\n' "$*" >&2; exit 1; }
 [[ ${EUID} -eq 0 ]] || die "run as root (the cold runs drop the page cache)"
-for t in restic borg fusermount3; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
+for t in restic borg fusermount3 getfattr; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
 
 log "building bakthat (${PROFILE})"
 flags=(--quiet --bin bakthat --example bench_inventory)
@@ -66,9 +68,13 @@ mkdir -p data
 head -c $((BIG_MB * 1048576 / 2)) /dev/urandom > data/big.bin
 { yes "the quick brown fox jumps over the lazy dog $(date)" || true; } | head -c $((BIG_MB * 1048576 / 2)) >> data/big.bin
 echo "small file" > data/small.txt
+cp -r data edata
 
 log "backing up with bakthat, restic and borg"
 t=$(now); "$B" backup data --prompt no -q > /dev/null; T_BK=$(elapsed "$t")
+export BAKTHAT_PASSWORD=bench
+t=$(now); "$B" backup edata -q > /dev/null; T_BKE=$(elapsed "$t")
+rm -rf edata
 restic init -q > /dev/null; t=$(now); restic backup -q data > /dev/null; T_RS=$(elapsed "$t")
 borg init -e repokey > /dev/null 2>&1; t=$(now); borg create --compression lz4 ::bench data; T_BG=$(elapsed "$t")
 
@@ -77,9 +83,11 @@ mkdir -p m-bk m-rs m-bg
 restic mount m-rs > rs.log 2>&1 & PIDS+=($!); RS_PID=$!; MOUNTS+=("${WORK}/m-rs")
 borg mount -f :: m-bg > bg.log 2>&1 & PIDS+=($!); BG_PID=$!; MOUNTS+=("${WORK}/m-bg")
 wait_path m-bk/by-name/data/latest/data/big.bin
+wait_path m-bk/by-name/edata/latest/edata/big.bin
 wait_path m-rs/snapshots/latest
 wait_path m-bg/bench
 F_BK=$(readlink -f m-bk/by-name/data/latest)/data
+F_BKE=$(readlink -f m-bk/by-name/edata/latest)/edata
 F_RS=$(dirname "$(find m-rs/snapshots/latest/ -name big.bin | head -1)")
 F_BG=$(dirname "$(find m-bg/bench -name big.bin | head -1)")
 [[ -f "${F_RS}/big.bin" && -f "${F_BG}/big.bin" ]] || die "restic or borg mount shows no big.bin"
@@ -88,7 +96,7 @@ read_time() { local t; t=$(now); cat "$1" > /dev/null; elapsed "$t"; }
 ttfb() { local t; t=$(now); head -c 1 "$1" > /dev/null; elapsed "$t"; }
 
 declare -A COLD WARM TTFB
-for tool in bk rs bg; do
+for tool in bk bke rs bg; do
     dir_var=F_${tool^^}
     dir=${!dir_var}
     rm -rf "${WORK}/cache"/b-* "${WORK}/cache"/w-* 2>/dev/null || true
@@ -107,6 +115,8 @@ mkdir -p m-many
 wait_path m-many/by-name
 t=$(now); ENTRIES=$(ls -lR m-many/by-name | wc -l); T_LS=$(elapsed "$t")
 t=$(now); ls -lR m-many > /dev/null; T_LS_ALL=$(elapsed "$t")
+attr() { getfattr --only-values -n "user.bakthat.$2" "$1"; }
+LS_REQUESTS=$(attr m-many store_requests)
 
 log "a 4 KiB read in the middle of a ${HUGE_MB} MiB backup"
 export BAKTHAT_DB=${WORK}/inventory.sqlite
@@ -118,26 +128,30 @@ rm -rf huge
 mkdir -p m-huge
 "$B" mount m-huge --cache-dir "${WORK}/cache-huge" > huge.log 2>&1 & PIDS+=($!); HUGE_PID=$!; MOUNTS+=("${WORK}/m-huge")
 wait_path m-huge/by-name/huge/latest/huge/huge.bin
-before=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
+before=$(attr m-huge store_bytes_read)
 dd if=m-huge/by-name/huge/latest/huge/huge.bin of=/dev/null bs=4096 count=1 skip=$((HUGE_MB * 256 / 4)) iflag=direct status=none
-after=$(awk '/^rchar/ {print $2}' /proc/${HUGE_PID}/io)
-FETCHED=$((after - before))
+FETCHED=$(( $(attr m-huge store_bytes_read) - before ))
 
 rss() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 R_BK=$(rss "${BK_PID}"); R_RS=$(rss "${RS_PID}"); R_BG=$(rss "${BG_PID}")
 
 printf '\n%-34s %12s %12s %12s %14s %14s\n' "" bakthat restic borg "bakthat/restic" "bakthat/borg"
 printf '%-34s %12.1f %12.1f %12.1f\n' "backup of ${BIG_MB} MiB (s)" "${T_BK}" "${T_RS}" "${T_BG}"
-c_bk=$(mbps $SIZE "${COLD[bk]}"); c_rs=$(mbps $SIZE "${COLD[rs]}"); c_bg=$(mbps $SIZE "${COLD[bg]}")
-w_bk=$(mbps $SIZE "${WARM[bk]}"); w_rs=$(mbps $SIZE "${WARM[rs]}"); w_bg=$(mbps $SIZE "${WARM[bg]}")
-printf '%-34s %12s %12s %12s %14s %14s\n' "cold read (MiB/s)" "$c_bk" "$c_rs" "$c_bg" "$(ratio "$c_bk" "$c_rs")" "$(ratio "$c_bk" "$c_bg")"
-printf '%-34s %12s %12s %12s %14s %14s\n' "warm re-read (MiB/s)" "$w_bk" "$w_rs" "$w_bg" "$(ratio "$w_bk" "$w_rs")" "$(ratio "$w_bk" "$w_bg")"
+printf '%-34s %12.1f\n' "  encrypted (s)" "${T_BKE}"
+c_rs=$(mbps $SIZE "${COLD[rs]}"); c_bg=$(mbps $SIZE "${COLD[bg]}")
+w_rs=$(mbps $SIZE "${WARM[rs]}"); w_bg=$(mbps $SIZE "${WARM[bg]}")
+for v in bk bke; do
+    label="bakthat"; [[ $v == bke ]] && label="bakthat encrypted"
+    c=$(mbps $SIZE "${COLD[$v]}"); w=$(mbps $SIZE "${WARM[$v]}")
+    printf '%-34s %12s %12s %12s %14s %14s\n' "cold read, ${label} (MiB/s)" "$c" "$c_rs" "$c_bg" "$(ratio "$c" "$c_rs")" "$(ratio "$c" "$c_bg")"
+    printf '%-34s %12s %12s %12s %14s %14s\n' "warm re-read, ${label} (MiB/s)" "$w" "$w_rs" "$w_bg" "$(ratio "$w" "$w_rs")" "$(ratio "$w" "$w_bg")"
+done
 printf '%-34s %12.4f %12.4f %12.4f %14s %14s\n' "time to first byte, small (s)" "${TTFB[bk]}" "${TTFB[rs]}" "${TTFB[bg]}" \
     "$(ratio "${TTFB[bk]}" "${TTFB[rs]}")" "$(ratio "${TTFB[bk]}" "${TTFB[bg]}")"
 printf '%-34s %12s %12s %12s %14s %14s\n' "peak RSS (MiB)" "$((R_BK / 1024))" "$((R_RS / 1024))" "$((R_BG / 1024))" \
     "$(ratio "$R_BK" "$R_RS")" "$(ratio "$R_BK" "$R_BG")"
-printf '\nls -lR /by-name over %s backups: %.3f s (%s lines); ls -lR of the whole mount: %.3f s\n' \
-    "${BACKUPS}" "${T_LS}" "${ENTRIES}" "${T_LS_ALL}"
+printf '\nls -lR /by-name over %s backups: %.3f s (%s lines); ls -lR of the whole mount: %.3f s; store requests: %s\n' \
+    "${BACKUPS}" "${T_LS}" "${ENTRIES}" "${T_LS_ALL}" "${LS_REQUESTS}"
 printf 'bytes read from the store for a 4 KiB read in a %s MiB backup: %s (%.2f MiB)\n' "${HUGE_MB}" "${FETCHED}" \
     "$(echo "${FETCHED} / 1048576" | bc -l)"
 printf 'bakthat mount peak RSS after the huge read: %s MiB\n' "$(( $(rss "${HUGE_PID}") / 1024 ))"

@@ -21,7 +21,7 @@ BASE_PYTHON=${BAKTHAT_BASE_PYTHON:-python3}
 APT_PACKAGES=(
     fuse3 pkg-config restic borgbackup python3-llfuse rsync libglib2.0-bin
     memcached swift swift-proxy swift-object swift-account swift-container python3-swiftclient
-    curl procps openssl time
+    curl procps openssl time attr
 )
 # Bump the requirement list and the venv is updated on the next run (the stamp file records what was installed).
 PIP_REQUIREMENTS=("moto[s3]>=5.1,<6" "flask" "flask-cors" "cryptography>=44" "boto3")

@@ -760,10 +760,13 @@ fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
     let fs = crate::fs::Fs::new(ctx, open, secret, opts).context("preparing the mount")?;
     let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
     let mp = a.mountpoint.display().to_string();
+    let meter = fs.clone();
     crate::fuse::serve(fs, &a.mountpoint, &cfg, ops::interrupt_flag(), || {
         eprintln!("bakthat: mounted on {mp}; Ctrl-C or `bakthat umount {mp}` to unmount");
     })
     .with_context(|| format!("mounting on {mp} (is it an empty directory, and is /dev/fuse usable?)"))?;
+    let totals = meter.store_totals();
+    tracing::info!(requests = totals.requests, bytes_read = totals.bytes_read, "unmounted {mp}");
     Ok(EXIT_OK)
 }
 

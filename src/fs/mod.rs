@@ -37,6 +37,7 @@ use crate::archive::{self, ArchiveError, Hints, Secret};
 use crate::inventory::{InventoryError, Job, JobKind, JobStatus, Query};
 use crate::model::{BackupRecord, Epoch};
 use crate::ops::{Ctx, OpsError};
+use crate::storage::metered::{Meter, Metered, Totals};
 use crate::storage::{Backend, Retrieval, StorageError};
 use cache::BlockCache;
 
@@ -249,6 +250,8 @@ struct Inner {
     ctx: Arc<Ctx>,
     open_backend: OpenBackend,
     backends: Mutex<HashMap<String, Arc<dyn Backend>>>,
+    /// Every request the mount makes to a store, and the bytes it read.
+    meter: Arc<Meter>,
     secret: Option<Arc<Secret>>,
     opts: MountOptions,
     cache: BlockCache,
@@ -469,6 +472,7 @@ impl Fs {
             ctx,
             open_backend,
             backends: Mutex::new(HashMap::new()),
+            meter: Meter::new(),
             secret,
             opts,
             cache,
@@ -530,6 +534,12 @@ impl Fs {
     /// The block cache (for tests and status).
     pub fn cache(&self) -> &BlockCache {
         &self.inner.cache
+    }
+
+    /// Requests made to stores since the mount started, and the bytes read from them (also the root's
+    /// `user.bakthat.store_requests` and `user.bakthat.store_bytes_read` attributes).
+    pub fn store_totals(&self) -> Totals {
+        self.inner.meter.totals()
     }
 
     /// Looks `name` up in directory `parent`.
@@ -1188,6 +1198,7 @@ impl Inner {
         }
         let b = (self.open_backend)(&record.backend)
             .map_err(|e| FsError::Open { stored: record.stored_filename.to_string(), source: Box::new(e) })?;
+        let b: Arc<dyn Backend> = Arc::new(Metered::new(b, self.meter.clone()));
         lock(&self.backends).insert(record.backend.clone(), b.clone());
         Ok(b)
     }
@@ -1614,6 +1625,15 @@ impl Inner {
                     vec![("user.bakthat.state".into(), "failed".into()), ("user.bakthat.error".into(), e)]
                 }
             });
+        }
+        if ino == ROOT {
+            let totals = self.meter.totals();
+            return Ok(vec![
+                ("user.bakthat.store_requests".into(), totals.requests.to_string()),
+                ("user.bakthat.store_bytes_read".into(), totals.bytes_read.to_string()),
+                ("user.bakthat.cache_bytes".into(), self.cache.used().to_string()),
+                ("user.bakthat.cache_cap".into(), self.cache.cap().to_string()),
+            ]);
         }
         let t = self.tree();
         let slot = match &t.node(ino)?.kind {

@@ -280,6 +280,7 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     walk(&fs, ROOT, "", &mut all);
     assert!(all.len() > 30, "{all:?}");
     assert_eq!(counting.requests(), 0, "listing and stat make zero store requests");
+    assert_eq!(fs.getxattr(ROOT, b"user.bakthat.store_requests", 64).unwrap(), XattrReply::Data(b"0".to_vec()));
     assert!(matches!(fs.lookup(ROOT, b"nope"), Err(FsError::NotFound)));
     assert!(matches!(fs.open(big.ino, true), Err(FsError::ReadOnly)));
     assert!(matches!(fs.modify(ROOT), Err(FsError::ReadOnly)));
@@ -319,6 +320,11 @@ fn reads_are_exact_and_a_second_read_of_a_block_makes_no_request() {
     let o = fs.open(ino, false).unwrap();
     assert!(fs.read(ino, o.fh, 3_000_000, 10).unwrap().is_empty());
     assert!(fs.cache().used() <= fs.cache().cap());
+    // The mount's own meter (the root's xattrs) agrees with the store's count.
+    assert_eq!(fs.store_totals().requests, counting.requests());
+    assert!(fs.store_totals().bytes_read > 0);
+    let XattrReply::Data(n) = fs.getxattr(ROOT, b"user.bakthat.store_requests", 64).unwrap() else { panic!() };
+    assert_eq!(String::from_utf8(n).unwrap(), counting.requests().to_string());
     // A remount (a new Fs over the same cache directory) still has the blocks.
     drop(fs);
     let fs = env.fs(counting.clone(), None).unwrap();

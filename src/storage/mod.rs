@@ -12,6 +12,7 @@ use thiserror::Error;
 pub mod aws;
 pub mod glacier;
 pub mod local;
+pub mod metered;
 pub mod s3;
 pub mod swift;
 
