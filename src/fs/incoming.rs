@@ -108,7 +108,15 @@ impl Incoming {
         };
         for e in fs::read_dir(root)?.flatten() {
             let rel = PathBuf::from(e.file_name());
-            inc.touch(&rel);
+            let tag_dir = rel.to_string_lossy().starts_with('@') && e.file_type().is_ok_and(|t| t.is_dir());
+            if tag_dir {
+                // The units of an `@tags` directory are its entries.
+                for sub in fs::read_dir(e.path())?.flatten() {
+                    inc.touch(&rel.join(sub.file_name()));
+                }
+            } else {
+                inc.touch(&rel);
+            }
         }
         Ok(inc)
     }

@@ -177,6 +177,18 @@ impl Env {
     }
 }
 
+impl Env {
+    /// A filesystem whose /incoming backs up at once (no settle period, inventory checked on every call).
+    fn incoming_fs(&self, counting: &Arc<Counting>) -> Fs {
+        let mut opts = MountOptions::new(self.path().join("cache"));
+        opts.refresh_interval = Duration::ZERO;
+        opts.settle = Duration::ZERO;
+        let b = counting.clone();
+        let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
+        Fs::new(self.ctx.clone(), open, None, opts).unwrap()
+    }
+}
+
 fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
     let mut ino = ROOT;
     for c in path.split('/').filter(|c| !c.is_empty()) {
@@ -558,12 +570,7 @@ fn put_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
 fn incoming_files_and_directories_become_backups() {
     let env = Env::new();
     let counting = Counting::new(env.store(), false);
-    let mut opts = MountOptions::new(env.path().join("cache"));
-    opts.refresh_interval = Duration::ZERO;
-    opts.settle = Duration::ZERO;
-    let b = counting.clone();
-    let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
-    let fs = Fs::new(env.ctx.clone(), open, None, opts).unwrap();
+    let fs = env.incoming_fs(&counting);
     let inc = resolve(&fs, "/incoming").unwrap();
     // A file: staged on disk while written, backed up on its last close.
     let data = bytes(5, 1_000_000);
@@ -596,6 +603,25 @@ fn incoming_files_and_directories_become_backups() {
     assert!(matches!(fs.mkdir(by_name, b"x", 0o755), Err(FsError::ReadOnly)));
     assert!(matches!(fs.remove(by_name, b"dump", true), Err(FsError::ReadOnly)));
     assert_eq!(counting.ranges.load(Ordering::SeqCst), 3, "only the three reads above reached the store");
+}
+
+#[test]
+fn units_left_in_incoming_by_an_earlier_mount_are_backed_up_with_their_tags() {
+    let env = Env::new();
+    let staging = env.path().join("cache/incoming");
+    std::fs::create_dir_all(staging.join("@weekly,db/dump/sub")).unwrap();
+    std::fs::write(staging.join("@weekly,db/dump/sub/a.sql"), b"select 1;\n").unwrap();
+    std::fs::write(staging.join("notes.txt"), b"left over\n").unwrap();
+    let counting = Counting::new(env.store(), false);
+    let fs = env.incoming_fs(&counting);
+    assert_eq!(names(&fs, "/incoming"), ["@weekly,db", "notes.txt"]);
+    fs.incoming_tick();
+    assert_eq!(names(&fs, "/by-name"), ["dump", "notes.txt"]);
+    assert_eq!(names(&fs, "/by-tag"), ["db", "weekly"]);
+    let ts = &names(&fs, "/by-tag/weekly/dump")[0];
+    assert_eq!(cat(&fs, &format!("/by-name/dump/{ts}/dump/sub/a.sql")).unwrap(), b"select 1;\n");
+    assert!(names(&fs, "/incoming/@weekly,db").is_empty());
+    assert!(!staging.join("notes.txt").exists());
 }
 
 #[test]
