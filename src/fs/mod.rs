@@ -45,6 +45,8 @@ use cache::BlockCache;
 pub type Ino = u64;
 /// The root directory's inode.
 pub const ROOT: Ino = 1;
+/// Every extended attribute the mount shows starts with this.
+pub const XATTR_PREFIX: &str = "user.bakthat.";
 /// Name of the status file in each backup directory.
 pub const STATUS_FILE: &[u8] = b".bakthat-status";
 
@@ -67,6 +69,8 @@ pub enum FsError {
     NoXattr,
     #[error("the extended attribute is larger than the buffer")]
     XattrTooSmall,
+    #[error("this extended attribute namespace is not supported (no security labels or POSIX ACLs)")]
+    XattrNamespace,
     #[error("{stored} is in cold storage; its retrieval is {state}, reads work once it completes")]
     RetrievalPending { stored: String, state: String },
     #[error("{stored} is encrypted; mount with its password (BAKTHAT_PASSWORD or --password-file)")]
@@ -113,6 +117,7 @@ impl FsError {
             | FsError::BadHandle(_)
             | FsError::NoXattr
             | FsError::XattrTooSmall
+            | FsError::XattrNamespace
             | FsError::Exists
             | FsError::NotEmpty => false,
             FsError::RetrievalPending { .. }
@@ -595,22 +600,6 @@ impl Fs {
         }
     }
 
-    /// Opens a directory (never touches a store).
-    pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        if self.inner.staged(ino).is_some() {
-            return match self.getattr(ino)?.attr.kind {
-                Kind::Dir => Ok(0),
-                _ => Err(FsError::NotADirectory),
-            };
-        }
-        let t = self.inner.tree();
-        match t.node(ino)?.children {
-            Some(_) => Ok(0),
-            None if matches!(t.node(ino)?.kind, NodeKind::Backup(_)) => Ok(0),
-            None => Err(FsError::NotADirectory),
-        }
-    }
-
     /// Entries of a directory after `offset` (0 for the start), `.` and `..` included.
     pub fn readdir(&self, ino: Ino, offset: u64) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
@@ -646,6 +635,13 @@ impl Fs {
             }
         }
         Ok(out)
+    }
+
+    /// [`Fs::readdir`] with each entry's attributes (the kernel's READDIRPLUS): one round trip gives `ls -l`
+    /// everything, instead of a lookup per entry. Children that vanished meanwhile are left out.
+    pub fn readdirplus(&self, ino: Ino, offset: u64) -> Result<Vec<(DirEntry, Entry)>> {
+        let entries = self.readdir(ino, offset)?;
+        Ok(entries.into_iter().filter_map(|d| self.getattr(d.ino).ok().map(|e| (d, e))).collect())
     }
 
     /// Opens a file for reading.
@@ -775,6 +771,15 @@ impl Fs {
 
     /// One extended attribute of a node.
     pub fn getxattr(&self, ino: Ino, name: &[u8], size: u32) -> Result<XattrReply> {
+        // `ls -l` asks every file for `security.selinux` and the POSIX ACLs. "Not supported" (rather than "no such
+        // attribute") is the truth, and lets ls and file managers stop asking for the rest of the mount: one round
+        // trip per file less for each.
+        if !name.starts_with(b"user.") {
+            return Err(FsError::XattrNamespace);
+        }
+        if !name.starts_with(XATTR_PREFIX.as_bytes()) {
+            return Err(FsError::NoXattr);
+        }
         let attrs = self.inner.xattrs(ino)?;
         let value = attrs.into_iter().find(|(n, _)| n.as_bytes() == name).ok_or(FsError::NoXattr)?.1;
         sized(value.into_bytes(), size)
@@ -1646,7 +1651,7 @@ impl Inner {
         };
         let record = t.slots[slot].record.clone();
         drop(t);
-        Ok(self.state_of(&record).into_iter().map(|(k, v)| (format!("user.bakthat.{k}"), v)).collect())
+        Ok(self.state_of(&record).into_iter().map(|(k, v)| (format!("{XATTR_PREFIX}{k}"), v)).collect())
     }
 }
 

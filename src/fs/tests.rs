@@ -1,4 +1,4 @@
-//! The filesystem driven in kernel order (lookup, getattr, opendir, readdir, open, read, release) without a kernel,
+//! The filesystem driven in kernel order (lookup, getattr, readdirplus, open, read, release) without a kernel,
 //! over stores that count their requests.
 
 use std::collections::BTreeMap;
@@ -199,7 +199,6 @@ fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
 
 fn names(fs: &Fs, path: &str) -> Vec<String> {
     let ino = resolve(fs, path).unwrap();
-    fs.opendir(ino).unwrap();
     fs.readdir(ino, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect()
 }
 
@@ -220,10 +219,9 @@ fn cat(fs: &Fs, path: &str) -> Result<Vec<u8>> {
 
 /// Walks everything like `ls -lR` + `readlink` + `getfattr`: returns path -> (kind, size, perm).
 fn walk(fs: &Fs, ino: Ino, prefix: &str, out: &mut BTreeMap<String, (Kind, u64, u16)>) {
-    fs.opendir(ino).unwrap();
     let mut offset = 0;
     loop {
-        let entries = fs.readdir(ino, offset).unwrap();
+        let entries: Vec<DirEntry> = fs.readdirplus(ino, offset).unwrap().into_iter().map(|(d, _)| d).collect();
         if entries.is_empty() {
             break;
         }
@@ -293,6 +291,16 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     assert!(all.len() > 30, "{all:?}");
     assert_eq!(counting.requests(), 0, "listing and stat make zero store requests");
     assert_eq!(fs.getxattr(ROOT, b"user.bakthat.store_requests", 64).unwrap(), XattrReply::Data(b"0".to_vec()));
+    // Security labels and ACLs are "not supported" (ls stops asking), other user attributes simply absent.
+    assert!(matches!(fs.getxattr(big.ino, b"security.selinux", 255), Err(FsError::XattrNamespace)));
+    assert!(matches!(fs.getxattr(big.ino, b"system.posix_acl_access", 0), Err(FsError::XattrNamespace)));
+    assert!(matches!(fs.getxattr(big.ino, b"user.other", 0), Err(FsError::NoXattr)));
+    assert!(matches!(fs.getxattr(big.ino, b"user.bakthat.state", 64), Ok(XattrReply::Data(_))));
+    // READDIRPLUS gives the same entries as readdir, each with its attributes.
+    let sub = resolve(&fs, &format!("{dir}/mydir/sub")).unwrap();
+    let plus = fs.readdirplus(sub, 0).unwrap();
+    assert_eq!(plus.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(), fs.readdir(sub, 0).unwrap());
+    assert!(plus.iter().all(|(d, e)| d.ino == e.attr.ino && d.kind == e.attr.kind));
     assert!(matches!(fs.lookup(ROOT, b"nope"), Err(FsError::NotFound)));
     assert!(matches!(fs.open(big.ino, true), Err(FsError::ReadOnly)));
     assert!(matches!(fs.modify(ROOT), Err(FsError::ReadOnly)));

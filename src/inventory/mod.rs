@@ -301,12 +301,9 @@ fn insert_row(conn: &Connection, record: &BackupRecord, profile: Option<&str>) -
 }
 
 fn get_row(conn: &Connection, stored: &str) -> rusqlite::Result<Option<BackupRecord>> {
-    conn.query_row(
-        &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE stored_filename = ?1"),
-        [stored],
-        record_from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE stored_filename = ?1"))?
+        .query_row([stored], record_from_row)
+        .optional()
 }
 
 impl Inventory {
@@ -527,10 +524,9 @@ impl Inventory {
     pub fn change_stamp(&self) -> Result<(i64, i64, i64, i64)> {
         let conn = self.conn();
         let dv: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
-        let (n, id, last): (i64, Option<i64>, Option<i64>) =
-            conn.query_row("SELECT count(*), max(id), max(last_updated) FROM backups WHERE is_deleted = 0", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
+        let (n, id, last): (i64, Option<i64>, Option<i64>) = conn
+            .prepare_cached("SELECT count(*), max(id), max(last_updated) FROM backups WHERE is_deleted = 0")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok((dv, n, id.unwrap_or(0), last.unwrap_or(0)))
     }
 
@@ -591,7 +587,8 @@ impl Inventory {
     pub fn get_index(&self, stored: &StoredName) -> Result<Option<Vec<u8>>> {
         let conn = self.conn();
         let data = conn
-            .query_row("SELECT data FROM entry_index WHERE stored_filename = ?1", [stored.as_str()], |r| r.get(0))
+            .prepare_cached("SELECT data FROM entry_index WHERE stored_filename = ?1")?
+            .query_row([stored.as_str()], |r| r.get(0))
             .optional()?;
         Ok(data)
     }
@@ -681,12 +678,10 @@ impl Inventory {
     /// The job of this kind for a target.
     pub fn job(&self, target: &str, kind: JobKind) -> Result<Option<Job>> {
         let conn = self.conn();
+        // Asked for every backup a mount lists (its status file): a cached statement, parsed once.
         let job = conn
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE filename = ?1 AND kind = ?2"),
-                params![target, kind],
-                job_from_row,
-            )
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE filename = ?1 AND kind = ?2"))?
+            .query_row(params![target, kind], job_from_row)
             .optional()?;
         Ok(job)
     }
