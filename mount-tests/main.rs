@@ -208,6 +208,12 @@ fn ls_find_stat_cat_and_drag_and_drop_restore() {
     let out = e.path().join("restored");
     run(Command::new("cp").arg("-r").arg(m.p(&format!("by-name/docs/{ts}"))).arg(&out));
     run(Command::new("diff").arg("-r").arg(&src).arg(out.join("docs")));
+    // cp -a reads xattrs and ACLs too ("not supported" for ACLs must not make it fail).
+    let out_a = e.path().join("archived");
+    let cp = Command::new("cp").arg("-a").arg(m.p(&format!("by-name/docs/{ts}"))).arg(&out_a).output().unwrap();
+    assert!(cp.status.success() && cp.stderr.is_empty(), "{}", text(&cp));
+    run(Command::new("diff").arg("-r").arg(&src).arg(out_a.join("docs")));
+    assert_eq!(xattr(&out_a.join("docs/small.txt"), "user.bakthat.state"), None, "restored files carry no state");
     // rsync -a keeps modes and times.
     let out2 = e.path().join("rsynced");
     run(Command::new("rsync").arg("-a").arg(m.p(&format!("{base}/"))).arg(&out2));

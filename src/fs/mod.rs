@@ -759,7 +759,19 @@ impl Fs {
     }
 
     /// Names of the extended attributes of a node (`user.bakthat.*` on backup content).
+    ///
+    /// The archive's own files and directories answer `getxattr` by name but list none, so that `cp -a`, `rsync -X`
+    /// and file managers do not copy bakthat's state onto restored files; backup directories, status files, the
+    /// root and `/incoming` entries list theirs (`getfattr -d`).
     pub fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
+        let content = ino < incoming::BASE
+            && matches!(
+                self.inner.tree().node(ino)?.kind,
+                NodeKind::Entry(..) | NodeKind::ImpliedDir(_) | NodeKind::Raw(_)
+            );
+        if content {
+            return sized(Vec::new(), size);
+        }
         let names = self.inner.xattrs(ino)?;
         let mut data = Vec::new();
         for (n, _) in names {

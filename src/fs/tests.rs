@@ -296,6 +296,10 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     assert!(matches!(fs.getxattr(big.ino, b"system.posix_acl_access", 0), Err(FsError::XattrNamespace)));
     assert!(matches!(fs.getxattr(big.ino, b"user.other", 0), Err(FsError::NoXattr)));
     assert!(matches!(fs.getxattr(big.ino, b"user.bakthat.state", 64), Ok(XattrReply::Data(_))));
+    // Only the backup directory lists its state; the archive's files answer by name but list nothing.
+    assert_eq!(fs.listxattr(big.ino, 1024).unwrap(), XattrReply::Data(Vec::new()));
+    let XattrReply::Data(listed) = fs.listxattr(resolve(&fs, &dir).unwrap(), 1024).unwrap() else { panic!() };
+    assert!(String::from_utf8(listed).unwrap().contains("user.bakthat.state\0"));
     // READDIRPLUS gives the same entries as readdir, each with its attributes.
     let sub = resolve(&fs, &format!("{dir}/mydir/sub")).unwrap();
     let plus = fs.readdirplus(sub, 0).unwrap();
