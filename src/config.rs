@@ -218,6 +218,9 @@ pub struct Profile {
     /// New: sync after each backup for this profile, over `sync.auto`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_auto: Option<bool>,
+    /// New: deflate level 1 (fastest) to 12 (smallest); the default is the archive format's (see the README).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<u8>,
     /// Keys this version does not know, written back unchanged.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -259,6 +262,7 @@ impl Default for Profile {
             webhook_url: None,
             kdf: None,
             sync_auto: None,
+            compression_level: None,
             extra: BTreeMap::new(),
         }
     }
@@ -324,6 +328,11 @@ impl Profile {
             webhook_url: e.text("webhook_url")?,
             kdf: e.take("kdf"),
             sync_auto: e.flag("sync_auto")?,
+            compression_level: match e.count("compression_level")? {
+                None => None,
+                Some(n @ 1..=12) => Some(n as u8),
+                Some(n) => return Err(Bad::new("compression_level", format!("must be 1 to 12, got {n}"))),
+            },
             extra: e.rest(),
         })
     }
@@ -375,6 +384,7 @@ impl fmt::Debug for Profile {
             .field("webhook_url", &self.webhook_url)
             .field("kdf", &self.kdf)
             .field("sync_auto", &self.sync_auto)
+            .field("compression_level", &self.compression_level)
             .field("extra", &self.extra)
             .finish()
     }
@@ -1330,6 +1340,8 @@ sync:
             ("default:\n  access_key: true\n", "default.access_key"),
             ("sync: [a]\n", "sync"),
             ("sync:\n  auto: sometimes\n", "sync.auto"),
+            ("default:\n  compression_level: 13\n", "default.compression_level"),
+            ("default:\n  compression_level: 0\n", "default.compression_level"),
         ];
         for (text, expected) in cases {
             match Config::load(&write(dir.path(), "c.yml", text)) {
@@ -1341,6 +1353,12 @@ sync:
         }
         let err = Config::load(&write(dir.path(), "c.yml", "w:\n  rotation:\n    days: seven\n")).unwrap_err();
         assert!(err.to_string().ends_with("`w.rotation.days`: expected a whole number, got \"seven\""), "{err}");
+    }
+
+    #[test]
+    fn compression_level_is_read_and_kept() {
+        let config = Config::from_yaml(Path::new("c.yml"), "default:\n  compression_level: '4'\n").unwrap();
+        assert_eq!(config.profile("default").unwrap().compression_level, Some(4));
     }
 
     #[test]

@@ -105,7 +105,10 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
         (None, n, w)
     } else {
-        let mut pack = opts.pack.clone().unwrap_or_default();
+        let mut pack = opts.pack.clone().unwrap_or_else(|| PackOptions {
+            level: ctx.profile.compression_level.map(i32::from).unwrap_or(crate::archive::pack::DEFAULT_LEVEL),
+            ..PackOptions::default()
+        });
         pack.filter = opts.filter.clone();
         let meter: Arc<dyn super::Meter> = Arc::from(meter);
         let m2 = meter.clone();
