@@ -190,6 +190,40 @@ impl<R: Read> Read for ParallelGunzip<R> {
     }
 }
 
+/// A decoded stream handed out as owned blocks, so a consumer on another thread gets the inflater's buffers
+/// themselves rather than copies of them.
+pub trait Blocks: Send {
+    /// The next block (never empty), or `None` at the end.
+    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>>;
+}
+
+impl<R: Read + Send> Blocks for ParallelGunzip<R> {
+    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(front) = self.out.pop_front() {
+                let pos = std::mem::take(&mut self.pos);
+                return Ok(Some(if pos == 0 { front } else { front[pos..].to_vec() }));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.refill()?;
+        }
+    }
+}
+
+/// Any reader, in blocks of 1 MiB.
+struct ReadBlocks<R>(R);
+
+impl<R: Read + Send> Blocks for ReadBlocks<R> {
+    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut block = vec![0u8; 1 << 20];
+        let n = read_full(&mut self.0, &mut block)?;
+        block.truncate(n);
+        Ok((n > 0).then_some(block))
+    }
+}
+
 /// Reads until `buf` is full or EOF; returns the bytes read.
 pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -206,7 +240,29 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
 
 /// Opens a gzip stream: bakthat members are inflated in parallel, any other gzip (bakthat 0.6's single member, or a
 /// `.tar.gz` stored as is) streams through flate2.
-pub fn gunzip<'a, R: Read + Send + 'a>(mut inner: R, batch: usize) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn gunzip<'a, R: Read + Send + 'a>(inner: R, batch: usize) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match sniff(inner, batch)? {
+        Gunzip::Members(g) => Box::new(g),
+        Gunzip::Other(d) => Box::new(d),
+    })
+}
+
+/// [`gunzip`] as [`Blocks`]: bakthat members are handed out as inflated, without a copy.
+pub fn gunzip_blocks<'a, R: Read + Send + 'a>(inner: R, batch: usize) -> io::Result<Box<dyn Blocks + 'a>> {
+    Ok(match sniff(inner, batch)? {
+        Gunzip::Members(g) => Box::new(g),
+        Gunzip::Other(d) => Box::new(ReadBlocks(d)),
+    })
+}
+
+type Chained<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+enum Gunzip<R: Read> {
+    Members(ParallelGunzip<Chained<R>>),
+    Other(Box<flate2::read::MultiGzDecoder<Chained<R>>>),
+}
+
+fn sniff<R: Read>(mut inner: R, batch: usize) -> io::Result<Gunzip<R>> {
     let mut head = [0u8; HEADER_LEN];
     let got = read_full(&mut inner, &mut head)?;
     let chained = io::Cursor::new(head[..got].to_vec()).chain(inner);
@@ -214,9 +270,9 @@ pub fn gunzip<'a, R: Read + Send + 'a>(mut inner: R, batch: usize) -> io::Result
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a gzip stream (wrong password, or not a .tgz)"));
     }
     if parse_header(&head[..got]).is_some() {
-        Ok(Box::new(ParallelGunzip::new(chained, batch)))
+        Ok(Gunzip::Members(ParallelGunzip::new(chained, batch)))
     } else {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(chained)))
+        Ok(Gunzip::Other(Box::new(flate2::read::MultiGzDecoder::new(chained))))
     }
 }
 
@@ -284,5 +340,36 @@ mod tests {
         gunzip(&gz[..], 4).unwrap().read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
         assert!(gunzip(&b"not gzip at all"[..], 4).is_err());
+    }
+
+    fn all_blocks(mut b: Box<dyn Blocks + '_>) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(block) = b.next_block()? {
+            assert!(!block.is_empty());
+            out.extend_from_slice(&block);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn blocks_give_the_same_bytes_as_reading() {
+        // bakthat members (one of them empty), handed out whole.
+        let parts: Vec<Vec<u8>> = [10_000, 0, 70_000, 3].iter().map(|&n| sample(n)).collect();
+        let stream: Vec<u8> = parts.iter().flat_map(|p| compress_member(p, 4)).collect();
+        assert_eq!(all_blocks(gunzip_blocks(&stream[..], 2).unwrap()).unwrap(), parts.concat());
+        // A partly read member continues where the reader stopped.
+        let mut g = ParallelGunzip::new(&stream[..], 2);
+        let mut head = [0u8; 100];
+        g.read_exact(&mut head).unwrap();
+        let mut rest = head.to_vec();
+        rest.extend(all_blocks(Box::new(g)).unwrap());
+        assert_eq!(rest, parts.concat());
+        // Foreign gzip, in 1 MiB blocks; a truncated stream is an error.
+        let data = sample(2_500_000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+        std::io::Write::write_all(&mut enc, &data).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(all_blocks(gunzip_blocks(&gz[..], 2).unwrap()).unwrap(), data);
+        assert!(all_blocks(gunzip_blocks(&stream[..stream.len() - 5], 2).unwrap()).is_err());
     }
 }

@@ -302,8 +302,9 @@ pub fn restore_archive<R: Read + Send>(
     opts: &ExtractOptions,
 ) -> Result<ExtractSummary, ArchiveError> {
     let (plain, _) = decode(r, hints, secret)?;
-    let tar = gunzip_payload(plain)?;
-    // Decrypting and inflating run on their own thread while this one writes files.
+    let tar = members::gunzip_blocks(plain, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)?;
+    // Decrypting and inflating run on their own thread while this one writes files; inflated members travel as
+    // they are (no re-blocking copy).
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
         scope.spawn(move || pump(tar, tx));
@@ -311,22 +312,16 @@ pub fn restore_archive<R: Read + Send>(
     })
 }
 
-/// Reads `r` in blocks into `tx` until EOF, an error, or the receiver going away.
-fn pump(mut r: Box<dyn Read + Send + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+/// Sends the blocks of `r` into `tx` until the end, an error, or the receiver going away.
+fn pump(mut r: Box<dyn members::Blocks + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
     loop {
-        let mut block = vec![0u8; 1 << 20];
-        match members::read_full(&mut r, &mut block) {
-            Ok(0) => return,
-            Ok(n) => {
-                block.truncate(n);
-                if tx.send(Ok(block)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
+        let (block, last) = match r.next_block() {
+            Ok(Some(b)) => (Ok(b), false),
+            Ok(None) => return,
+            Err(e) => (Err(e), true),
+        };
+        if tx.send(block).is_err() || last {
+            return;
         }
     }
 }
