@@ -1560,9 +1560,12 @@ impl Inner {
         }
     }
 
-    /// The plaintext size of a raw backup: exact once cached, else the stored size (an upper bound for encrypted
-    /// ones).
+    /// The plaintext size of a raw backup: recorded at backup time, or exact once cached; for rows written before
+    /// bakthat recorded it, the stored size (an upper bound for encrypted ones).
     fn raw_size(&self, record: &BackupRecord) -> u64 {
+        if let Some(n) = record.metadata.get("plain_size").and_then(|v| v.as_u64()) {
+            return n;
+        }
         self.cache.open_file(&whole_key(record.stored_filename.as_str())).map(|f| f.len()).unwrap_or(record.size)
     }
 

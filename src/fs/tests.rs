@@ -437,6 +437,28 @@ fn encrypted_backups_need_the_right_password_at_mount_time() {
 }
 
 #[test]
+fn an_encrypted_raw_backup_shows_its_plaintext_size_before_any_read() {
+    let mut env = Env::new();
+    // compress: false stores a single file as it is: a raw backup, here encrypted.
+    let mut config = Config::empty(&env.path().join("bakthat.yml"));
+    let profile = Profile { local_path: Some(env.path().join("store")), compress: false, ..Profile::default() };
+    config.set_profile("default", profile);
+    let inv = Inventory::open(env.path().join("raw.sqlite")).unwrap();
+    env.ctx = Arc::new(Ctx::new(config, "default", inv).unwrap());
+    let file = env.path().join("dump.sql");
+    std::fs::write(&file, bytes(3, 100_003)).unwrap();
+    let r = env.backup(&file, &[], Some("hunter2"));
+    assert!(r.size > 100_003, "the stored object is larger than the plaintext");
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), Some("hunter2")).unwrap();
+    let path = format!("/by-name/dump.sql/{}/dump.sql", ts(&r));
+    let ino = resolve(&fs, &path).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().attr.size, 100_003);
+    assert_eq!(counting.requests(), 0);
+    assert_eq!(cat(&fs, &path).unwrap(), bytes(3, 100_003));
+}
+
+#[test]
 fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
     let env = Env::new();
     let src = env.source("dmg");

@@ -1,6 +1,7 @@
 //! `backup`: pack a file or directory, upload it and its index sidecar, record it.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,11 +99,15 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let total = if raw { Some(meta.len()) } else { Some(tree_size(&source)) };
     let meter = ctx.reporter.start(&format!("backing up {}", source.display()), total);
     let mut warnings = Vec::new();
+    // A raw backup has no index: its plaintext size goes into the row (the mount shows it before any read).
+    let mut plain_size = None;
     let (index, size, upload) = if raw {
         let file = fs::File::open(&source)
             .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
-        let input = Watched { inner: file, meter: Some(meter) };
+        let mut counted = Counted { inner: file, n: 0 };
+        let input = Watched { inner: &mut counted, meter: Some(meter) };
         let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
+        plain_size = Some(counted.n);
         (None, n, w)
     } else {
         let mut pack = opts.pack.clone().unwrap_or_else(|| PackOptions {
@@ -123,6 +128,15 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     };
     let info = upload.commit()?;
     let sidecar = index.as_ref().map(|i| archive::index_sidecar(i, enc.as_ref()));
+    let mut metadata = json!({
+        "is_enc": enc.is_some(),
+        "client": ctx.host,
+        "format": if raw { "raw" } else { "bakthat-1" },
+        "enc": enc.as_ref().map(|_| "v1"),
+    });
+    if let Some(p) = plain_size {
+        metadata["plain_size"] = json!(p);
+    }
     let record = BackupRecord {
         id: None,
         backend: destination.clone(),
@@ -131,12 +145,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         filename: if raw && ctx.profile.compress() { arcname.clone() } else { name.clone() },
         is_deleted: false,
         last_updated: now,
-        metadata: json!({
-            "is_enc": enc.is_some(),
-            "client": ctx.host,
-            "format": if raw { "raw" } else { "bakthat-1" },
-            "enc": enc.as_ref().map(|_| "v1"),
-        }),
+        metadata,
         size: info.size.max(size),
         stored_filename: stored.clone(),
         tags: opts.tags.iter().flat_map(|t| t.split_whitespace()).collect::<Vec<_>>().join(" "),
@@ -242,6 +251,20 @@ fn tree_size(path: &Path) -> u64 {
         return 0;
     }
     fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
 }
 
 #[cfg(test)]
