@@ -320,9 +320,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn init_logs(verbose: u8) {
+    // The S3 SDK warns on every GET of a multipart object that its part-level checksum cannot be checked; bakthat
+    // checks what it reads itself (gzip CRCs, HMACs), so that warning is noise unless debugging.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,aws_sdk_s3::http_response_checksum=error",
+        1 => "info,aws_sdk_s3::http_response_checksum=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BAKTHAT_LOG").unwrap_or_else(|_| level.into());
