@@ -42,6 +42,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::Exists => Errno::EEXIST,
         FsError::NotEmpty => Errno::ENOTEMPTY,
         FsError::Staging(_) => Errno::EIO,
+        FsError::NoSpace { .. } => Errno::ENOSPC,
     }
 }
 

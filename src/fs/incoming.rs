@@ -67,6 +67,7 @@ fn io_err(e: io::Error) -> FsError {
         io::ErrorKind::DirectoryNotEmpty => FsError::NotEmpty,
         io::ErrorKind::IsADirectory => FsError::IsADirectory,
         io::ErrorKind::NotADirectory => FsError::NotADirectory,
+        _ if super::is_full(&e) => FsError::NoSpace { what: "/incoming staging area", source: e },
         _ => FsError::Staging(e),
     }
 }

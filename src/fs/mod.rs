@@ -103,6 +103,26 @@ pub enum FsError {
     NotEmpty,
     #[error("the /incoming staging area failed")]
     Staging(#[source] io::Error),
+    #[error("no space left for the {what}; free some space (the cache and /incoming staging live in --cache-dir)")]
+    NoSpace {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Whether an I/O error means the disk (or a quota) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// A block cache I/O failure: ENOSPC when its disk is full, EIO otherwise.
+fn cache_io(e: io::Error) -> FsError {
+    if is_full(&e) {
+        FsError::NoSpace { what: "block cache", source: e }
+    } else {
+        FsError::Cache(e)
+    }
 }
 
 impl FsError {
@@ -129,6 +149,7 @@ impl FsError {
             | FsError::Open { .. }
             | FsError::Inventory(_)
             | FsError::Cache(_)
+            | FsError::NoSpace { .. }
             | FsError::Staging(_) => true,
         }
     }
@@ -265,6 +286,8 @@ struct Inner {
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     next_fh: AtomicU64,
     prefetching: AtomicU64,
+    /// Whether a failed cache write was already reported.
+    cache_warned: std::sync::atomic::AtomicBool,
     cold: Mutex<HashMap<String, Cold>>,
     mounted_at: Epoch,
     incoming: incoming::Incoming,
@@ -486,6 +509,7 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             prefetching: AtomicU64::new(0),
+            cache_warned: std::sync::atomic::AtomicBool::new(false),
             cold: Mutex::new(HashMap::new()),
             mounted_at,
             incoming,
@@ -1186,7 +1210,7 @@ impl Inner {
             let mut reader = WholeReader { file: &whole, pos: 0 };
             let index = Index::from_tar_stream(&mut reader)
                 .map_err(|e| FsError::Integrity { stored: stored.into(), detail: e.to_string() })?;
-            self.cache.insert(&index_key(stored), &index.to_bytes()).map_err(FsError::Cache)?;
+            self.cache_put(&index_key(stored), &index.to_bytes());
             Loaded::new(index, Content::Whole)
         };
         let loaded = Arc::new(loaded);
@@ -1343,14 +1367,14 @@ impl Inner {
             .cache
             .insert_stream(&key, |f| {
                 io::copy(&mut reader, f).map_err(|e| {
-                    if e.to_string() == "larger than the cache" {
+                    if e.to_string() == "larger than the cache" || is_full(&e) {
                         return e;
                     }
                     failure = Some(archive_error(stored, ArchiveError::from_io(e)));
                     io::Error::other("decoding failed")
                 })
             })
-            .map_err(|e| failure.take().unwrap_or(FsError::Cache(e)))?;
+            .map_err(|e| failure.take().unwrap_or_else(|| cache_io(e)))?;
         if !stored_ok {
             return Err(FsError::TooLarge { stored: stored.into(), detail: "the decoded backup".into() });
         }
@@ -1406,9 +1430,9 @@ impl Inner {
                         }
                         let mut parts = self.fetch_members(record, loaded, m..end)?.into_iter();
                         let first = parts.next().unwrap_or_default();
-                        self.cache.insert(&key, &first).map_err(FsError::Cache)?;
+                        self.cache_put(&key, &first);
                         for (i, p) in parts.enumerate() {
-                            self.cache.insert(&block_key(stored, m + 1 + i), &p).map_err(FsError::Cache)?;
+                            self.cache_put(&block_key(stored, m + 1 + i), &p);
                         }
                         first
                     }
@@ -1418,6 +1442,16 @@ impl Inner {
         let data = Arc::new(data);
         h.last = Some((m, data.clone()));
         Ok(data)
+    }
+
+    /// Keeps a decoded block for later reads. Best effort: the data in hand is served whatever happens, so a full
+    /// or failing cache disk costs refetches, never a failed read (warned about once).
+    fn cache_put(&self, key: &str, data: &[u8]) {
+        if let Err(e) = self.cache.insert(key, data) {
+            if !self.cache_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!("cannot keep decoded blocks in the cache ({e}); reads go on, fetching again as needed");
+            }
+        }
     }
 
     fn read(self: &Arc<Inner>, h: &mut Handle, offset: u64, size: u64) -> Result<Vec<u8>> {

@@ -458,6 +458,58 @@ fn an_encrypted_raw_backup_shows_its_plaintext_size_before_any_read() {
     assert_eq!(cat(&fs, &path).unwrap(), bytes(3, 100_003));
 }
 
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop (the tests run as root; a missing privilege fails loudly).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a small tmpfs needs root (the test suite runs as root)");
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_cache_disk_costs_refetches_not_reads_and_a_full_staging_disk_gives_enospc() {
+    let env = Env::new();
+    let src = env.source("data");
+    let r = env.backup(&src, &[], None);
+    // The cache directory sits on a 1 MiB disk, far below the cache's own 64 MiB cap.
+    let _disk = SmallDisk::mount(&env.path().join("cache"), "1m");
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let path = format!("/by-name/data/{}/data/sub/big.bin", ts(&r));
+    assert_eq!(cat(&fs, &path).unwrap(), bytes(7, 3_000_000), "reads succeed although blocks cannot be kept");
+    wait_prefetch(&fs);
+    let before = counting.requests();
+    assert_eq!(cat(&fs, &path).unwrap(), bytes(7, 3_000_000));
+    assert!(counting.requests() > before, "what could not be cached is fetched again");
+    // /incoming stages on the same full disk: the write says ENOSPC (not EIO), and nothing is backed up.
+    let inc = resolve(&fs, "/incoming").unwrap();
+    let (e, o) = fs.create(inc, b"big.iso", 0o644).unwrap();
+    let chunk = vec![7u8; 256 << 10];
+    let mut failed = None;
+    for i in 0..16u64 {
+        if let Err(err) = fs.write(e.attr.ino, o.fh, i * chunk.len() as u64, &chunk) {
+            failed = Some(err);
+            break;
+        }
+    }
+    assert!(matches!(failed, Some(FsError::NoSpace { .. })), "{failed:?}");
+    assert_eq!(crate::fuse::errno(&failed.unwrap()), fuser::Errno::ENOSPC);
+}
+
 #[test]
 fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
     let env = Env::new();
