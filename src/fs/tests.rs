@@ -511,6 +511,25 @@ fn a_full_cache_disk_costs_refetches_not_reads_and_a_full_staging_disk_gives_eno
 }
 
 #[test]
+fn a_store_failure_is_eio_with_its_cause_and_listing_still_works() {
+    let env = Env::new();
+    let src = env.source("data");
+    let r = env.backup(&src, &[], None);
+    // The archive disappears from the store behind the inventory's back.
+    std::fs::remove_file(env.path().join("store").join(r.stored_filename.as_str())).unwrap();
+    let counting = Counting::new(env.store(), false);
+    let fs = env.fs(counting.clone(), None).unwrap();
+    let base = format!("/by-name/data/{}/data", ts(&r));
+    assert_eq!(names(&fs, &base), ["hard.txt", "small.txt", "sub"], "listing needs no store");
+    let err = cat(&fs, &format!("{base}/small.txt")).unwrap_err();
+    assert!(matches!(err, FsError::Backend { .. }), "{err:?}");
+    assert_eq!(crate::fuse::errno(&err), fuser::Errno::EIO);
+    assert!(err.is_noteworthy(), "a store failure is logged");
+    let chain = std::error::Error::source(&err).map(|c| c.to_string()).unwrap_or_default();
+    assert!(chain.contains(r.stored_filename.as_str()), "the log line carries the cause: {chain}");
+}
+
+#[test]
 fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
     let env = Env::new();
     let src = env.source("dmg");
