@@ -87,7 +87,7 @@ fn a_missing_bucket_is_created_in_its_region_and_reads_say_so() {
     let endpoint = moto::endpoint();
     let bucket = moto::unique("region");
     let mut settings = moto::s3_settings(&endpoint, &bucket);
-    settings.region = Some("eu-west-1".into());
+    settings.access.region = Some("eu-west-1".into());
     let s = S3Store::new(&settings).unwrap();
     // Reading a bucket that does not exist is a clear error, not "not found".
     let e = s.list("").unwrap_err().to_string();

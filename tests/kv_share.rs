@@ -17,6 +17,7 @@ use bakthat::inventory::Inventory;
 use bakthat::kv::{KeyValue, KvError, META_ENC, META_FORMAT, META_GZIP};
 use bakthat::model::StoredName;
 use bakthat::ops::Ctx;
+use bakthat::storage::aws::AwsAccess;
 use bakthat::storage::s3::{S3Settings, S3Store};
 use bakthat::storage::{Backend, PutOptions};
 use common::moto;
@@ -166,8 +167,11 @@ fn s3api_settings(bucket: &str, secret: &str) -> S3Settings {
         ),
     };
     S3Settings {
-        access_key: Some("test:tester".into()),
-        secret_key: Some(secret.into()),
+        access: AwsAccess {
+            access_key: Some("test:tester".into()),
+            secret_key: Some(secret.into()),
+            ..moto::access(&endpoint)
+        },
         ..moto::s3_settings(&endpoint, bucket)
     }
 }

@@ -18,6 +18,7 @@ use crate::interval::IntervalError;
 use crate::inventory::{Inventory, InventoryError};
 use crate::model::Epoch;
 use crate::rotation::RotationError;
+use crate::storage::aws::AwsAccess;
 use crate::storage::glacier::{GlacierSettings, GlacierStore};
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{S3Settings, S3Store};
@@ -109,14 +110,22 @@ impl Ctx {
         Ok(S3Store::new(&self.s3_settings())?)
     }
 
-    fn s3_settings(&self) -> S3Settings {
+    /// The profile's `region_name`, `endpoint_url` and keys, as the S3 and Glacier stores take them.
+    fn aws_access(&self) -> AwsAccess {
         let p = &self.profile;
-        S3Settings {
-            bucket: p.s3_bucket.clone().unwrap_or_default(),
+        AwsAccess {
             region: p.region_name.clone(),
             endpoint_url: p.endpoint_url.clone(),
             access_key: p.access_key.clone(),
             secret_key: p.secret_key.clone(),
+        }
+    }
+
+    fn s3_settings(&self) -> S3Settings {
+        let p = &self.profile;
+        S3Settings {
+            bucket: p.s3_bucket.clone().unwrap_or_default(),
+            access: self.aws_access(),
             ..S3Settings::default()
         }
     }
@@ -126,10 +135,7 @@ impl Ctx {
         let p = &self.profile;
         let settings = GlacierSettings {
             vault: p.glacier_vault.clone().unwrap_or_default(),
-            region: p.region_name.clone(),
-            endpoint_url: p.endpoint_url.clone(),
-            access_key: p.access_key.clone(),
-            secret_key: p.secret_key.clone(),
+            access: self.aws_access(),
             ..GlacierSettings::default()
         };
         Ok(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?)

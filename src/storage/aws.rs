@@ -1,10 +1,12 @@
-//! Plumbing shared by the AWS stores (S3 and Glacier): the tokio runtime each store owns, the SDK configuration
-//! (credentials, region, endpoint, retries, timeouts), the classification of SDK errors into [`StorageError`]s, and a
-//! blocking reader fed by a download task that resumes after a broken connection.
+//! Plumbing shared by the AWS stores (S3 and Glacier): the tokio runtime each store owns, where and as whom to connect
+//! ([`AwsAccess`]) and the SDK configuration built from it (credentials, region, endpoint, retries, timeouts), the
+//! classification of SDK errors into [`StorageError`]s, and a blocking reader fed by a download task that resumes
+//! after a broken connection.
 //!
 //! This module is not a store; it knows nothing about buckets, vaults or keys beyond the text of messages.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -55,13 +57,44 @@ impl Default for AwsTuning {
     }
 }
 
-/// Where and as whom to connect.
-pub(crate) struct Connection<'a> {
-    pub region: Option<&'a str>,
-    pub endpoint_url: Option<&'a str>,
-    pub access_key: Option<&'a str>,
-    pub secret_key: Option<&'a str>,
-    pub tuning: &'a AwsTuning,
+/// Where and as whom to reach AWS or a compatible service: the part of the settings the S3 and Glacier stores share
+/// (the profile's `region_name`, `endpoint_url`, `access_key` and `secret_key`). Its `Debug` shows `Some("***")` for a
+/// secret key that is set.
+#[derive(Clone, Default)]
+pub struct AwsAccess {
+    /// The region; when `None`, the AWS environment's or `us-east-1`.
+    pub region: Option<String>,
+    /// An S3- or Glacier-compatible endpoint (MinIO, moto...); S3 requests to it use path-style addressing.
+    pub endpoint_url: Option<String>,
+    /// Static credentials; when either is `None`, the standard AWS chain (environment, `~/.aws`, `AWS_PROFILE`).
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl AwsAccess {
+    /// The endpoint URL when one is set and not empty.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// `place` (e.g. `s3 bucket NAME`), followed by ` at URL` when an endpoint is set: how errors name the store.
+    pub(crate) fn describe(&self, place: String) -> String {
+        match self.endpoint() {
+            Some(url) => format!("{place} at {url}"),
+            None => place,
+        }
+    }
+}
+
+impl fmt::Debug for AwsAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsAccess")
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// A multi-thread runtime for one store.
@@ -81,25 +114,25 @@ pub(crate) fn runtime(name: &str, tuning: &AwsTuning, store: &str) -> Result<Run
 /// Loads the SDK configuration: the profile's keys if both are set, else the standard AWS chain (environment,
 /// `~/.aws/credentials`, `AWS_PROFILE`, instance roles); the profile's region, else the environment's or
 /// `~/.aws/config`'s, else [`DEFAULT_REGION`].
-pub(crate) fn sdk_config(rt: &Runtime, conn: &Connection<'_>) -> SdkConfig {
-    let t = conn.tuning;
-    let region =
-        RegionProviderChain::first_try(conn.region.filter(|r| !r.is_empty()).map(|r| Region::new(r.to_string())))
-            .or_else(aws_config::environment::EnvironmentVariableRegionProvider::new())
-            .or_else(aws_config::profile::ProfileFileRegionProvider::new())
-            .or_else(Region::from_static(DEFAULT_REGION));
+pub(crate) fn sdk_config(rt: &Runtime, access: &AwsAccess, tuning: &AwsTuning) -> SdkConfig {
+    let region = RegionProviderChain::first_try(
+        access.region.as_deref().filter(|r| !r.is_empty()).map(|r| Region::new(r.to_string())),
+    )
+    .or_else(aws_config::environment::EnvironmentVariableRegionProvider::new())
+    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+    .or_else(Region::from_static(DEFAULT_REGION));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .retry_config(
             RetryConfig::standard()
-                .with_max_attempts(t.max_attempts.max(1))
-                .with_initial_backoff(t.initial_backoff)
-                .with_max_backoff(t.max_backoff),
+                .with_max_attempts(tuning.max_attempts.max(1))
+                .with_initial_backoff(tuning.initial_backoff)
+                .with_max_backoff(tuning.max_backoff),
         )
         .timeout_config(
-            TimeoutConfig::builder().connect_timeout(t.connect_timeout).read_timeout(t.read_timeout).build(),
+            TimeoutConfig::builder().connect_timeout(tuning.connect_timeout).read_timeout(tuning.read_timeout).build(),
         );
-    if let (Some(ak), Some(sk)) = (conn.access_key, conn.secret_key) {
+    if let (Some(ak), Some(sk)) = (access.access_key.as_deref(), access.secret_key.as_deref()) {
         if !ak.is_empty() && !sk.is_empty() {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 ak,
@@ -110,7 +143,7 @@ pub(crate) fn sdk_config(rt: &Runtime, conn: &Connection<'_>) -> SdkConfig {
             ));
         }
     }
-    if let Some(url) = conn.endpoint_url.filter(|u| !u.is_empty()) {
+    if let Some(url) = access.endpoint() {
         loader = loader.endpoint_url(url);
     }
     rt.block_on(loader.load())
@@ -419,6 +452,26 @@ pub(crate) fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_secret_key() {
+        let access = AwsAccess {
+            access_key: Some("AKIDEXAMPLE".into()),
+            secret_key: Some("hush-hush".into()),
+            ..AwsAccess::default()
+        };
+        let shown = format!("{access:?}");
+        assert!(shown.contains("AKIDEXAMPLE") && shown.contains("\"***\"") && !shown.contains("hush"), "{shown}");
+    }
+
+    #[test]
+    fn an_empty_endpoint_is_no_endpoint() {
+        let mut access = AwsAccess { endpoint_url: Some(String::new()), ..AwsAccess::default() };
+        assert_eq!(access.endpoint(), None);
+        assert_eq!(access.describe("s3 bucket b".into()), "s3 bucket b");
+        access.endpoint_url = Some("http://127.0.0.1:9000".into());
+        assert_eq!(access.describe("s3 bucket b".into()), "s3 bucket b at http://127.0.0.1:9000");
+    }
 
     #[test]
     fn errors_are_classified_by_code_then_status() {

@@ -18,7 +18,6 @@
 //! Not here: SNS notifications, provisioned capacity.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -33,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use super::aws::{self, AwsTuning, Class, Connection, Failure, StreamReader};
+use super::aws::{self, AwsAccess, AwsTuning, Class, Failure, StreamReader};
 use super::{check_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// One mebibyte: the leaf size of tree hashes and the alignment of ranged retrievals.
@@ -91,17 +90,12 @@ pub trait GlacierCatalog: Send + Sync {
 }
 
 /// How to reach a vault.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GlacierSettings {
     /// The vault (the profile's `glacier_vault`).
     pub vault: String,
-    /// The region; when `None`, the AWS environment's or `us-east-1`.
-    pub region: Option<String>,
-    /// A Glacier-compatible endpoint (moto in tests).
-    pub endpoint_url: Option<String>,
-    /// Static credentials; when either is `None`, the standard AWS chain.
-    pub access_key: Option<String>,
-    pub secret_key: Option<String>,
+    /// The region, endpoint and credentials.
+    pub access: AwsAccess,
     /// Archives up to this size are sent in one request; larger ones in a multipart upload.
     pub single_upload_limit: u64,
     /// Part size of multipart uploads: 1 MiB times a power of two (Glacier's rule).
@@ -119,10 +113,7 @@ impl Default for GlacierSettings {
     fn default() -> Self {
         GlacierSettings {
             vault: String::new(),
-            region: None,
-            endpoint_url: None,
-            access_key: None,
-            secret_key: None,
+            access: AwsAccess::default(),
             single_upload_limit: 8 * MIB,
             part_size: 8 * MIB,
             max_in_flight: 4,
@@ -130,21 +121,6 @@ impl Default for GlacierSettings {
             stale_upload_age: Duration::from_secs(24 * 3600),
             tuning: AwsTuning::default(),
         }
-    }
-}
-
-impl fmt::Debug for GlacierSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlacierSettings")
-            .field("vault", &self.vault)
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
-            .field("single_upload_limit", &self.single_upload_limit)
-            .field("part_size", &self.part_size)
-            .field("tier", &self.tier)
-            .finish_non_exhaustive()
     }
 }
 
@@ -404,10 +380,7 @@ impl GlacierStore {
     /// Prepares a client for the vault; nothing is sent until the first operation. A missing vault is created by
     /// the first upload.
     pub fn new(settings: &GlacierSettings, catalog: Arc<dyn GlacierCatalog>) -> Result<GlacierStore, StorageError> {
-        let describe = match &settings.endpoint_url {
-            Some(url) if !url.is_empty() => format!("glacier vault {} at {url}", settings.vault),
-            _ => format!("glacier vault {}", settings.vault),
-        };
+        let describe = settings.access.describe(format!("glacier vault {}", settings.vault));
         let bad = |message: String| StorageError::Backend { store: describe.clone(), message, source: None };
         if settings.vault.is_empty() {
             return Err(bad("no vault configured; set glacier_vault in the profile".into()));
@@ -420,16 +393,7 @@ impl GlacierStore {
             return Err(bad(format!("unknown retrieval tier {:?}; use Expedited, Standard or Bulk", settings.tier)));
         }
         let rt = aws::runtime("bakthat-glacier", &settings.tuning, &describe)?;
-        let sdk = aws::sdk_config(
-            &rt,
-            &Connection {
-                region: settings.region.as_deref(),
-                endpoint_url: settings.endpoint_url.as_deref(),
-                access_key: settings.access_key.as_deref(),
-                secret_key: settings.secret_key.as_deref(),
-                tuning: &settings.tuning,
-            },
-        );
+        let sdk = aws::sdk_config(&rt, &settings.access, &settings.tuning);
         let client = Client::new(&sdk);
         Ok(GlacierStore {
             inner: Arc::new(Inner {

@@ -13,7 +13,6 @@
 //! Not here: the KeyValue encoding itself ([`crate::kv`]), bucket policies or lifecycle rules.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use aws_sdk_s3::Client;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use super::aws::{self, AwsTuning, Class, Connection, Failure, StreamReader};
+use super::aws::{self, AwsAccess, AwsTuning, Class, Failure, StreamReader};
 use super::{check_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// The storage classes an upload may ask for.
@@ -59,17 +58,12 @@ pub type UserMetadata = std::collections::HashMap<String, String>;
 pub const MAX_PRESIGN: Duration = Duration::from_secs(7 * 86400);
 
 /// How to reach a bucket.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct S3Settings {
     /// The bucket (the profile's `s3_bucket`); objects live at its root, as in 0.6.
     pub bucket: String,
-    /// The region; when `None`, the AWS environment's or `us-east-1`.
-    pub region: Option<String>,
-    /// An S3-compatible endpoint; when set, requests use path-style addressing.
-    pub endpoint_url: Option<String>,
-    /// Static credentials; when either is `None`, the standard AWS chain (environment, `~/.aws`, `AWS_PROFILE`).
-    pub access_key: Option<String>,
-    pub secret_key: Option<String>,
+    /// The region, endpoint and credentials.
+    pub access: AwsAccess,
     /// The profile's `s3_storage_class`, used when [`PutOptions::storage_class`] is `None`.
     pub storage_class: Option<String>,
     /// Bytes per uploaded part (at least 5 MiB); grows for very large objects to stay under 10,000 parts.
@@ -85,31 +79,13 @@ impl Default for S3Settings {
     fn default() -> Self {
         S3Settings {
             bucket: String::new(),
-            region: None,
-            endpoint_url: None,
-            access_key: None,
-            secret_key: None,
+            access: AwsAccess::default(),
             storage_class: None,
             part_size: 8 << 20,
             max_in_flight: 4,
             stale_upload_age: Duration::from_secs(3600),
             tuning: AwsTuning::default(),
         }
-    }
-}
-
-impl fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
-            .field("storage_class", &self.storage_class)
-            .field("part_size", &self.part_size)
-            .field("max_in_flight", &self.max_in_flight)
-            .finish_non_exhaustive()
     }
 }
 
@@ -187,10 +163,7 @@ impl S3Store {
     /// Prepares a client for the bucket; no request is made until the first operation. A missing bucket is
     /// created by the first upload.
     pub fn new(settings: &S3Settings) -> Result<S3Store, StorageError> {
-        let describe = match &settings.endpoint_url {
-            Some(url) if !url.is_empty() => format!("s3 bucket {} at {url}", settings.bucket),
-            _ => format!("s3 bucket {}", settings.bucket),
-        };
+        let describe = settings.access.describe(format!("s3 bucket {}", settings.bucket));
         if settings.bucket.is_empty() {
             return Err(StorageError::Backend {
                 store: describe,
@@ -200,18 +173,9 @@ impl S3Store {
         }
         let storage_class = settings.storage_class.as_deref().map(|c| storage_class(c, &describe)).transpose()?;
         let rt = aws::runtime("bakthat-s3", &settings.tuning, &describe)?;
-        let sdk = aws::sdk_config(
-            &rt,
-            &Connection {
-                region: settings.region.as_deref(),
-                endpoint_url: settings.endpoint_url.as_deref(),
-                access_key: settings.access_key.as_deref(),
-                secret_key: settings.secret_key.as_deref(),
-                tuning: &settings.tuning,
-            },
-        );
+        let sdk = aws::sdk_config(&rt, &settings.access, &settings.tuning);
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| aws::DEFAULT_REGION.to_string());
-        let path_style = settings.endpoint_url.as_deref().is_some_and(|u| !u.is_empty());
+        let path_style = settings.access.endpoint().is_some();
         let client = Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build());
         Ok(S3Store {
             inner: Arc::new(Inner {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bakthat::storage::aws::AwsTuning;
+use bakthat::storage::aws::{AwsAccess, AwsTuning};
 use bakthat::storage::glacier::GlacierSettings;
 use bakthat::storage::s3::S3Settings;
 
@@ -38,27 +38,26 @@ pub fn fast_tuning() -> AwsTuning {
     }
 }
 
-/// Settings for a bucket on `endpoint`.
-pub fn s3_settings(endpoint: &str, bucket: &str) -> S3Settings {
-    S3Settings {
-        bucket: bucket.to_string(),
+/// How to reach moto at `endpoint` (it takes any credentials).
+pub fn access(endpoint: &str) -> AwsAccess {
+    AwsAccess {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.to_string()),
         access_key: Some("test".into()),
         secret_key: Some("test".into()),
-        tuning: fast_tuning(),
-        ..S3Settings::default()
     }
+}
+
+/// Settings for a bucket on `endpoint`.
+pub fn s3_settings(endpoint: &str, bucket: &str) -> S3Settings {
+    S3Settings { bucket: bucket.to_string(), access: access(endpoint), tuning: fast_tuning(), ..S3Settings::default() }
 }
 
 /// Settings for a vault on `endpoint`.
 pub fn glacier_settings(endpoint: &str, vault: &str) -> GlacierSettings {
     GlacierSettings {
         vault: vault.to_string(),
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint.to_string()),
-        access_key: Some("test".into()),
-        secret_key: Some("test".into()),
+        access: access(endpoint),
         tuning: fast_tuning(),
         ..GlacierSettings::default()
     }
