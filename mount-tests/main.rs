@@ -321,6 +321,10 @@ fn kill_9_leaves_no_stale_mount() {
     tree(&src);
     e.backup(&src, &[]);
     let mut m = e.mount(&[]);
+    // A mount that was used: its root was opened and listed (file managers and indexers do this at once).
+    // fusermount3 decides to unmount by opening the mount point after the kill; that must fail (ENOTCONN), which
+    // it did not when OPENDIR was answered with ENOSYS.
+    assert_eq!(fs::read_dir(&m.mp).unwrap().count(), 4);
     let child = m.child.as_mut().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();

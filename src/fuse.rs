@@ -322,10 +322,14 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // Directories need no open state: ENOSYS tells the kernel (5.1+) to stop sending OPENDIR and RELEASEDIR,
-        // two round trips less per directory listed.
-        reply.error(Errno::ENOSYS)
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Answering ENOSYS would save a round trip per directory (the kernel then stops sending OPENDIR), but it
+        // breaks AutoUnmount: after a kill -9, fusermount3 only unmounts if opening the mount point fails with
+        // ENOTCONN, and with no OPENDIR the open succeeds without asking anyone. So directories are really opened.
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", &e)),
+        }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

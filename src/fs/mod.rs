@@ -624,6 +624,22 @@ impl Fs {
         }
     }
 
+    /// Opens a directory (never touches a store).
+    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        if self.inner.staged(ino).is_some() {
+            return match self.getattr(ino)?.attr.kind {
+                Kind::Dir => Ok(0),
+                _ => Err(FsError::NotADirectory),
+            };
+        }
+        let t = self.inner.tree();
+        match t.node(ino)?.children {
+            Some(_) => Ok(0),
+            None if matches!(t.node(ino)?.kind, NodeKind::Backup(_)) => Ok(0),
+            None => Err(FsError::NotADirectory),
+        }
+    }
+
     /// Entries of a directory after `offset` (0 for the start), `.` and `..` included.
     pub fn readdir(&self, ino: Ino, offset: u64) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
