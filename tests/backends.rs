@@ -39,35 +39,14 @@ fn glacier_conforms() {
 mod swift {
     use std::io::{Read, Write};
 
-    use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
+    use bakthat::storage::swift::{SwiftSettings, SwiftStore};
     use bakthat::storage::{Backend, PutOptions, StorageError};
 
-    /// `BAKTHAT_TEST_SWIFT_*`, or a failure that says how to get them.
-    pub fn env(name: &str) -> String {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: the Swift tests need the Swift all-in-one. Run scripts/test.sh, or \
-                 `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` before cargo test"
-            )
-        })
-    }
+    pub use crate::common::swift::{env, unique};
 
-    /// A container name no other test or run uses.
-    pub fn unique(name: &str) -> String {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        format!("bk-{}-{nanos}-{name}", std::process::id())
-    }
-
+    /// The all-in-one's settings for `container`, with 4 MiB segments so the segmented path runs.
     pub fn settings(container: &str) -> SwiftSettings {
-        SwiftSettings {
-            auth_url: env("BAKTHAT_TEST_SWIFT_AUTH"),
-            auth_version: AuthVersion::V1,
-            user: env("BAKTHAT_TEST_SWIFT_USER"),
-            key: env("BAKTHAT_TEST_SWIFT_KEY"),
-            container: container.to_string(),
-            segment_size: 4 << 20,
-            ..SwiftSettings::default()
-        }
+        SwiftSettings { segment_size: 4 << 20, ..crate::common::swift::settings(container) }
     }
 
     /// A raw v1 session (storage URL, token) for checks behind the store's back.

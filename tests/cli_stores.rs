@@ -5,81 +5,25 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use bakthat::storage::s3::S3Store;
 use bakthat::storage::Backend;
+use common::cli::{ok, stored_name, Home};
 use common::moto;
 
-/// A scratch home with a config for one bucket and one vault on moto.
-struct Env {
-    dir: tempfile::TempDir,
-    bucket: String,
+/// A scratch home with a config for one bucket and one vault on moto; returns it and the bucket.
+fn scratch_home() -> (Home, String) {
+    let bucket = moto::unique("cli");
+    let vault = moto::unique("cli");
+    let profile = moto::profile_yaml(&bucket);
+    let home = Home::new(|dir| {
+        format!("default:\n{profile}  glacier_vault: {vault}\n  local_path: {}\n", dir.join("local").display())
+    });
+    (home, bucket)
 }
 
-impl Env {
-    fn new() -> Env {
-        let endpoint = moto::endpoint();
-        let dir = tempfile::tempdir().unwrap();
-        let bucket = moto::unique("cli");
-        let vault = moto::unique("cli");
-        let config = format!(
-            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-             glacier_vault: {vault}\n  endpoint_url: {endpoint}\n  local_path: {}\n",
-            dir.path().join("local").display()
-        );
-        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
-        fs::create_dir_all(dir.path().join("home")).unwrap();
-        Env { dir, bucket }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("bakthat").unwrap();
-        c.env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
-            .env("BAKTHAT_DB", self.path("inventory.sqlite"))
-            .env("HOME", self.path("home"))
-            .env_remove("BAKTHAT_PASSWORD")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_ENDPOINT_URL")
-            .timeout(Duration::from_secs(120));
-        c
-    }
-
-    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
-        let mut c = self.cmd();
-        if let Some(pw) = password {
-            c.env("BAKTHAT_PASSWORD", pw);
-        }
-        c.args(args).output().unwrap()
-    }
-
-    fn s3(&self) -> S3Store {
-        S3Store::new(&moto::s3_settings(&moto::endpoint(), &self.bucket)).unwrap()
-    }
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}): {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The stored name in `stored NAME (size) in dest`.
-fn stored_name(stdout: &str) -> String {
-    stdout.lines().find_map(|l| l.strip_prefix("stored ")).and_then(|r| r.split(' ').next()).unwrap().to_string()
+fn s3(bucket: &str) -> S3Store {
+    S3Store::new(&moto::s3_settings(&moto::endpoint(), bucket)).unwrap()
 }
 
 fn source(root: &Path) -> PathBuf {
@@ -90,7 +34,7 @@ fn source(root: &Path) -> PathBuf {
 
 #[test]
 fn s3_backup_restore_delete() {
-    let env = Env::new();
+    let (env, bucket) = scratch_home();
     let src = source(env.dir.path());
     let s = env.path("src/project");
     let s = s.to_str().unwrap();
@@ -107,7 +51,7 @@ fn s3_backup_restore_delete() {
         c.args(["backup", s, "-d", "s3", "--prompt", "no", "--name", "plain", "--s3-reduced-redundancy"]).output();
     let plain = stored_name(&ok(&out.unwrap(), "plain backup"));
 
-    let store = env.s3();
+    let store = s3(&bucket);
     let keys: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
     assert!(keys.contains(&enc) && keys.contains(&plain), "{keys:?}");
     let head = store.head(&plain).unwrap().unwrap();
@@ -131,7 +75,7 @@ fn s3_backup_restore_delete() {
 
 #[test]
 fn glacier_restore_is_pending_then_succeeds() {
-    let env = Env::new();
+    let (env, _) = scratch_home();
     let src = source(env.dir.path());
     let s = env.path("src/project");
     let out = env.run(&["backup", s.to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None);
@@ -146,20 +90,7 @@ fn glacier_restore_is_pending_then_succeeds() {
     assert!(!to.join("project").exists());
 
     // Run again until the retrieval job completes (moto_fast completes jobs after GLACIER_JOB_DELAY seconds).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut runs = 1;
-    loop {
-        let out = env.run(&args, None);
-        runs += 1;
-        match out.status.code() {
-            Some(0) => break,
-            Some(75) => {
-                assert!(Instant::now() < deadline, "still pending after {runs} runs");
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            code => panic!("restore exited {code:?}: {}", String::from_utf8_lossy(&out.stderr)),
-        }
-    }
+    env.until_ready("inventory.sqlite", &args);
     assert_eq!(common::snapshot(&to.join("project")), common::snapshot(&src));
 
     ok(&env.run(&["delete", "project", "-d", "glacier"], None), "delete");
@@ -171,14 +102,14 @@ fn glacier_restore_is_pending_then_succeeds() {
 /// must stay readable at once (they are small objects that `sync`, `show` and the mount read without a restore).
 #[test]
 fn an_archive_storage_class_leaves_sidecars_and_the_journal_hot() {
-    let env = Env::new();
+    let (env, bucket) = scratch_home();
     let mut config = fs::read_to_string(env.path("bakthat.yml")).unwrap();
     config.push_str("  s3_storage_class: GLACIER\n");
     fs::write(env.path("bakthat.yml"), config).unwrap();
     let src = source(&env.path("cold"));
     let out = ok(&env.run(&["backup", src.to_str().unwrap(), "-d", "s3", "--prompt", "no"], None), "backup");
     let stored = stored_name(&out);
-    let s3 = env.s3();
+    let s3 = s3(&bucket);
     let class = |key: &str| s3.head(key).unwrap().unwrap_or_else(|| panic!("{key} missing")).storage_class;
     assert_eq!(class(&stored).as_deref(), Some("GLACIER"), "the archive takes the profile's class");
     let hot = |c: Option<String>| c.is_none() || c.as_deref() == Some("STANDARD");

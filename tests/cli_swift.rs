@@ -8,22 +8,9 @@ use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
-use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
+use bakthat::storage::swift::SwiftStore;
 use bakthat::storage::Backend;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: the Swift tests need the Swift all-in-one. Run scripts/test.sh, or \
-             `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` before cargo test"
-        )
-    })
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("bk-{}-{nanos}-{name}", std::process::id())
-}
+use common::swift::{self, env, unique};
 
 fn write_config(path: &Path, container: &str, key: &str) {
     let text = format!(
@@ -67,15 +54,7 @@ fn backup_restore_delete_through_swift() {
 
     let out = ok(bakthat(t.path(), &config, &["backup", src_arg, "-d", "swift", "--prompt", "no"]));
     assert!(out.contains("swift"), "{out}");
-    let store = SwiftStore::new(&SwiftSettings {
-        auth_url: env("BAKTHAT_TEST_SWIFT_AUTH"),
-        auth_version: AuthVersion::V1,
-        user: env("BAKTHAT_TEST_SWIFT_USER"),
-        key: env("BAKTHAT_TEST_SWIFT_KEY"),
-        container: container.clone(),
-        ..SwiftSettings::default()
-    })
-    .unwrap();
+    let store = SwiftStore::new(&swift::settings(&container)).unwrap();
     let stored: Vec<String> = store.list("data.").unwrap().into_iter().map(|o| o.key).collect();
     assert!(stored.iter().any(|k| k.ends_with(".tgz.enc")), "{stored:?}");
 

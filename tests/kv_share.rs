@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use bakthat::archive::legacy::blowfish_encrypt;
 use bakthat::archive::Secret;
 use bakthat::config::{Config, Profile};
@@ -20,6 +19,7 @@ use bakthat::ops::Ctx;
 use bakthat::storage::aws::AwsAccess;
 use bakthat::storage::s3::{S3Settings, S3Store};
 use bakthat::storage::{Backend, PutOptions};
+use common::cli::{ok, Home};
 use common::moto;
 use serde_json::json;
 
@@ -159,13 +159,7 @@ fn kv_urls_return_the_stored_bytes_and_carry_their_expiry() {
 
 /// The Swift all-in-one's s3api: an S3 server that checks signatures.
 fn s3api_settings(bucket: &str, secret: &str) -> S3Settings {
-    let endpoint = match std::env::var("BAKTHAT_TEST_SWIFT_S3_ENDPOINT") {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "BAKTHAT_TEST_SWIFT_S3_ENDPOINT is not set: run the tests with scripts/test.sh, or run \
-             `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` first"
-        ),
-    };
+    let endpoint = common::swift::s3_endpoint();
     S3Settings {
         access: AwsAccess {
             access_key: Some("test:tester".into()),
@@ -199,54 +193,16 @@ fn s3api_presigned_urls_expire() {
 
 // ---- the command line ----
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(bucket: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-             glacier_vault: {bucket}\n  endpoint_url: {}\n  local_path: {}\n\
-             cold:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-             endpoint_url: {}\n  s3_storage_class: GLACIER\n",
-            moto::endpoint(),
-            dir.path().join("local").display(),
-            moto::endpoint(),
-        );
-        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
-        fs::create_dir_all(dir.path().join("home")).unwrap();
-        Env { dir }
-    }
-
-    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
-        let mut c = Command::cargo_bin("bakthat").unwrap();
-        c.env("BAKTHAT_CONFIG", self.dir.path().join("bakthat.yml"))
-            .env("BAKTHAT_DB", self.dir.path().join("inventory.sqlite"))
-            .env("HOME", self.dir.path().join("home"))
-            .env_remove("BAKTHAT_PASSWORD")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_ENDPOINT_URL")
-            .timeout(Duration::from_secs(120));
-        if let Some(pw) = password {
-            c.env("BAKTHAT_PASSWORD", pw);
-        }
-        c.args(args).output().unwrap()
-    }
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}): {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A home whose default profile has `bucket` and a vault of the same name on moto, and whose `cold` profile puts
+/// archives of the same bucket in the GLACIER storage class.
+fn cli_home(bucket: &str) -> Home {
+    let profile = moto::profile_yaml(bucket);
+    Home::new(|dir| {
+        format!(
+            "default:\n{profile}  glacier_vault: {bucket}\n  local_path: {}\ncold:\n{profile}  s3_storage_class: GLACIER\n",
+            dir.join("local").display()
+        )
+    })
 }
 
 fn stderr(out: &Output) -> String {
@@ -255,7 +211,7 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn cli_kv_set_get_url_delete() {
-    let env = Env::new(&moto::unique("clikv"));
+    let env = cli_home(&moto::unique("clikv"));
     ok(&env.run(&["kv", "set", "conf", r#"{"a": [1, 2]}"#], None), "kv set");
     assert_eq!(ok(&env.run(&["kv", "get", "conf"], None), "kv get").trim(), r#"{"a":[1,2]}"#);
     ok(&env.run(&["kv", "set", "secret", r#""hidden""#], Some("pw")), "encrypted kv set");
@@ -305,7 +261,7 @@ fn tar_list(tgz: &[u8]) -> String {
 
 #[test]
 fn cli_share_gives_a_url_that_tar_can_list() {
-    let env = Env::new(&moto::unique("share"));
+    let env = cli_home(&moto::unique("share"));
     let src = env.dir.path().join("src/project");
     common::rich_tree(&src);
     let s = src.to_str().unwrap();
@@ -387,7 +343,7 @@ fn s3api_checks_credentials() {
     let bad = S3Store::new(&s3api_settings(&bucket, "not the key")).unwrap();
     for e in [bad.get("small").err().unwrap(), bad.put_bytes("x", b"x", &PutOptions::default()).unwrap_err()] {
         assert!(matches!(e, bakthat::storage::StorageError::Auth { .. }), "{e:?}");
-        let msg = anyhow_like(&e);
+        let msg = common::error_chain(&e);
         assert!(msg.contains("refused the credentials") && msg.contains("secret_key"), "{msg}");
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
@@ -395,38 +351,17 @@ fn s3api_checks_credentials() {
     good.delete("small").unwrap();
 
     // The command line: one line on stderr, exit 1.
-    let t = tempfile::tempdir().unwrap();
-    let endpoint = std::env::var("BAKTHAT_TEST_SWIFT_S3_ENDPOINT").unwrap();
-    let config = format!(
-        "default:\n  access_key: \"test:tester\"\n  secret_key: wrong\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-         endpoint_url: {endpoint}\n"
-    );
-    fs::write(t.path().join("bakthat.yml"), config).unwrap();
-    fs::write(t.path().join("file.txt"), b"data").unwrap();
-    let out = Command::cargo_bin("bakthat")
-        .unwrap()
-        .env("BAKTHAT_CONFIG", t.path().join("bakthat.yml"))
-        .env("BAKTHAT_DB", t.path().join("inv.sqlite"))
-        .env("HOME", t.path())
-        .env_remove("BAKTHAT_PASSWORD")
-        .args(["backup", t.path().join("file.txt").to_str().unwrap(), "-d", "s3", "--prompt", "no"])
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
+    let endpoint = common::swift::s3_endpoint();
+    let home = Home::new(|_| {
+        format!(
+            "default:\n  access_key: \"test:tester\"\n  secret_key: wrong\n  region_name: us-east-1\n  \
+             s3_bucket: {bucket}\n  endpoint_url: {endpoint}\n"
+        )
+    });
+    fs::write(home.path("file.txt"), b"data").unwrap();
+    let out = home.run(&["backup", home.path("file.txt").to_str().unwrap(), "-d", "s3", "--prompt", "no"], None);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("refused the credentials") && err.contains("SignatureDoesNotMatch"), "{err}");
-}
-
-/// The error and its sources on one line, as the CLI prints them.
-fn anyhow_like(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -2,12 +2,15 @@
 //! the system CA bundle, which `SSL_CERT_FILE` replaces), skipped only with `insecure`. Its own test binary because
 //! it sets `SSL_CERT_FILE` for the process. Needs the `openssl` command; a missing one is a failure.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
 use bakthat::storage::StorageError;
+use common::error_chain;
 
 /// `openssl s_server -www` on 127.0.0.1:0 (it answers any GET with a status page); kills it on drop.
 struct Server {
@@ -54,31 +57,10 @@ impl Drop for Server {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!(": {c}"));
-        cur = c.source();
-    }
-    s
-}
-
 #[test]
 fn tls_is_verified_unless_insecure() {
     let t = tempfile::tempdir().unwrap();
-    let (cert, key) = (t.path().join("cert.pem"), t.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install openssl (Debian package openssl)"));
-    assert!(status.success(), "openssl req failed");
+    let (cert, key) = common::tls::self_signed_cert(t.path());
     let server = Server::start(&cert, &key);
     let settings = |insecure| SwiftSettings {
         auth_url: format!("https://127.0.0.1:{}/auth/v1.0", server.port),
@@ -93,15 +75,15 @@ fn tls_is_verified_unless_insecure() {
     // Verified by default: a self-signed certificate is refused.
     let err = SwiftStore::new(&settings(false)).expect_err("self-signed certificate accepted");
     assert!(matches!(err, StorageError::Backend { .. }), "{err:?}");
-    let text = chain(&err);
+    let text = error_chain(&err);
     assert!(text.contains("certificate") && text.contains("swift_insecure"), "{text}");
 
     // insecure: the handshake succeeds and the (non-Swift) server's answer is what fails.
     let err = SwiftStore::new(&settings(true)).expect_err("openssl is no Swift");
-    assert!(chain(&err).contains("without X-Storage-Url"), "{}", chain(&err));
+    assert!(error_chain(&err).contains("without X-Storage-Url"), "{}", error_chain(&err));
 
     // The CA bundle the system points at is honoured: trusting the certificate makes verification pass.
     std::env::set_var("SSL_CERT_FILE", &cert);
     let err = SwiftStore::new(&settings(false)).expect_err("openssl is no Swift");
-    assert!(chain(&err).contains("without X-Storage-Url"), "{}", chain(&err));
+    assert!(error_chain(&err).contains("without X-Storage-Url"), "{}", error_chain(&err));
 }

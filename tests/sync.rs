@@ -6,8 +6,7 @@ mod common;
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +20,7 @@ use bakthat::storage::local::LocalStore;
 use bakthat::storage::s3::S3Store;
 use bakthat::storage::{Backend, ObjectInfo, PutOptions, StorageError, Upload};
 use bakthat::sync::{self, SyncReport};
+use common::cli::Home;
 use common::moto;
 use serde_json::{json, Value};
 
@@ -255,57 +255,10 @@ fn entries_of_encrypted_backups_are_encrypted() {
 
 // ---- the CLI: two homes sharing one moto bucket ----
 
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new(bucket: &str, extra: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-             endpoint_url: {}\n  default_destination: s3\n{extra}",
-            moto::endpoint()
-        );
-        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
-        Home { dir }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("XDG_DATA_HOME", self.path("data"))
-            .env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
-            .env("BAKTHAT_DB", self.path("inventory.sqlite"))
-            .stdin(Stdio::null());
-        if let Some(pw) = password {
-            c.env("BAKTHAT_PASSWORD", pw);
-        }
-        c.args(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str], password: Option<&str>) -> String {
-        let o = self.run(args, password);
-        assert!(
-            o.status.success(),
-            "bakthat {args:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    /// `show --json [--deleted]` without the local row ids.
-    fn show(&self, deleted: bool) -> Vec<Value> {
-        let args: &[&str] = if deleted { &["show", "--json", "--deleted"] } else { &["show", "--json"] };
-        let mut rows: Vec<Value> = serde_json::from_str(&self.ok(args, None)).unwrap();
-        for r in &mut rows {
-            r.as_object_mut().unwrap().remove("id");
-        }
-        rows
-    }
+/// A home whose default profile is the moto bucket `bucket` (destination s3), with `extra` lines of YAML.
+fn home(bucket: &str, extra: &str) -> Home {
+    let profile = moto::profile_yaml(bucket);
+    Home::new(|_| format!("default:\n{profile}  default_destination: s3\n{extra}"))
 }
 
 fn names(rows: &[Value]) -> Vec<String> {
@@ -321,8 +274,8 @@ fn stored(stdout: &str) -> String {
 #[test]
 fn two_hosts_share_one_bucket() {
     let bucket = moto::unique("sync");
-    let a = Home::new(&bucket, "");
-    let b = Home::new(&bucket, "");
+    let a = home(&bucket, "");
+    let b = home(&bucket, "");
     let src = a.path("project");
     common::rich_tree(&src);
     fs::write(a.path("notes.txt"), b"notes").unwrap();
@@ -359,33 +312,17 @@ fn two_hosts_share_one_bucket() {
     assert_eq!(b.show(false), a.show(false));
 
     // sync.auto: a third host syncs by itself after its own backup.
-    let c = Home::new(&bucket, "  sync_auto: true\n");
+    let c = home(&bucket, "  sync_auto: true\n");
     c.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "--prompt", "no", "--name", "c-notes"], Some("pw"));
     let c_rows = names(&c.show(false));
     assert_eq!(c_rows.len(), 2, "{c_rows:?}");
     assert!(c_rows.contains(&enc));
 }
 
-fn swift_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: the Swift tests need the Swift all-in-one. Run scripts/test.sh, or \
-             `scripts/swift-aio.sh start && eval \"$(scripts/swift-aio.sh env)\"` before cargo test"
-        )
-    })
-}
-
 #[test]
 fn a_sync_that_finds_nothing_new_lists_once_on_swift() {
-    use bakthat::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
-    let settings = SwiftSettings {
-        auth_url: swift_env("BAKTHAT_TEST_SWIFT_AUTH"),
-        auth_version: AuthVersion::V1,
-        user: swift_env("BAKTHAT_TEST_SWIFT_USER"),
-        key: swift_env("BAKTHAT_TEST_SWIFT_KEY"),
-        container: moto::unique("sync"),
-        ..SwiftSettings::default()
-    };
+    use bakthat::storage::swift::SwiftStore;
+    let settings = common::swift::settings(&moto::unique("sync"));
     let store = Counting::new(Arc::new(SwiftStore::new(&settings).unwrap()));
     let t = tempfile::tempdir().unwrap();
     let b = host(t.path(), "b", &t.path().join("unused"));
@@ -405,8 +342,8 @@ fn a_sync_that_finds_nothing_new_lists_once_on_swift() {
 fn glacier_records_sit_in_the_s3_bucket() {
     let bucket = moto::unique("syncgl");
     let vault = format!("  glacier_vault: {}\n", moto::unique("syncgl"));
-    let a = Home::new(&bucket, &vault);
-    let b = Home::new(&bucket, &vault);
+    let a = home(&bucket, &vault);
+    let b = home(&bucket, &vault);
     fs::write(a.path("notes.txt"), b"notes").unwrap();
     let name =
         stored(&a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None));

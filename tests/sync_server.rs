@@ -7,12 +7,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bakthat::sync::server::{serve, serve_tls, tls_config, ServerDb};
+use common::cli::Home;
 use common::moto;
 use serde_json::{json, Value};
 
@@ -211,93 +211,48 @@ fn replay_of_0_6_client_requests() {
 
 // ---- this bakthat, two homes, one server ----
 
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new(bucket: &str, url: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "default:\n  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  \
-             endpoint_url: {}\n  default_destination: s3\nsync:\n  url: {url}\n  username: alice\n  password: s3cret\n",
-            moto::endpoint()
-        );
-        fs::write(dir.path().join("bakthat.yml"), config).unwrap();
-        Home { dir }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
-        c.env_clear();
-        if self.path("ca.pem").exists() {
-            c.env("SSL_CERT_FILE", self.path("ca.pem"));
-        }
-        c.env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("XDG_DATA_HOME", self.path("data"))
-            .env("BAKTHAT_CONFIG", self.path("bakthat.yml"))
-            .env("BAKTHAT_DB", self.path("inventory.sqlite"))
-            .stdin(Stdio::null())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "bakthat {args:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn show(&self, deleted: bool) -> Vec<Value> {
-        let args: &[&str] = if deleted { &["show", "--json", "--deleted"] } else { &["show", "--json"] };
-        let mut rows: Vec<Value> = serde_json::from_str(&self.ok(args)).unwrap();
-        for r in &mut rows {
-            r.as_object_mut().unwrap().remove("id");
-        }
-        rows
-    }
+/// A home whose default profile is the moto bucket `bucket` (destination s3), syncing as alice with the server at
+/// `url`.
+fn home(bucket: &str, url: &str) -> Home {
+    let profile = moto::profile_yaml(bucket);
+    Home::new(|_| {
+        format!("default:\n{profile}  default_destination: s3\nsync:\n  url: {url}\n  username: alice\n  password: s3cret\n")
+    })
 }
 
 #[test]
 fn two_homes_round_trip_through_the_server() {
     let srv = Server::start();
     let bucket = moto::unique("syncsrv");
-    let a = Home::new(&bucket, &srv.url());
-    let b = Home::new(&bucket, &srv.url());
+    let a = home(&bucket, &srv.url());
+    let b = home(&bucket, &srv.url());
     fs::write(a.path("notes.txt"), b"notes").unwrap();
-    a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "--prompt", "no", "--tags", "x y"]);
-    a.ok(&["sync"]);
-    let out = b.ok(&["sync"]);
+    a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "--prompt", "no", "--tags", "x y"], None);
+    a.ok(&["sync"], None);
+    let out = b.ok(&["sync"], None);
     assert!(out.contains("1 new"), "{out}");
     assert_eq!(b.show(false), a.show(false));
     let to = b.path("out");
-    b.ok(&["restore", "notes.txt", "--to", to.to_str().unwrap()]);
+    b.ok(&["restore", "notes.txt", "--to", to.to_str().unwrap()], None);
     assert_eq!(fs::read(to.join("notes.txt")).unwrap(), b"notes");
 
     // A delete on B reaches A through the server.
-    b.ok(&["delete", "notes.txt"]);
-    b.ok(&["sync"]);
-    a.ok(&["sync"]);
+    b.ok(&["delete", "notes.txt"], None);
+    b.ok(&["sync"], None);
+    a.ok(&["sync"], None);
     assert!(a.show(false).is_empty());
     assert_eq!(a.show(true), b.show(true));
 
     // reset_sync: the next sync registers again and sends everything; nothing changes.
-    b.ok(&["reset_sync"]);
-    b.ok(&["sync"]);
+    b.ok(&["reset_sync"], None);
+    b.ok(&["sync"], None);
     assert_eq!(b.show(true), a.show(true));
 
     // Wrong credentials are reported.
-    let bad = Home::new(&bucket, &srv.url());
+    let bad = home(&bucket, &srv.url());
     let cfg = fs::read_to_string(bad.path("bakthat.yml")).unwrap().replace("s3cret", "nope");
     fs::write(bad.path("bakthat.yml"), cfg).unwrap();
-    let o = bad.run(&["sync"]);
+    let o = bad.run(&["sync"], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("refused the credentials"),
@@ -309,29 +264,18 @@ fn two_homes_round_trip_through_the_server() {
 #[test]
 fn https_with_a_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install openssl (Debian package openssl)"));
-    assert!(status.success());
+    let (cert, key) = common::tls::self_signed_cert(certs.path());
     let srv = Server::start_with(Some((cert.clone(), key)));
     let url = format!("https://{}", srv.addr);
     let bucket = moto::unique("synctls");
-    let a = Home::new(&bucket, &url);
+    let a = home(&bucket, &url);
     // Without trusting the certificate the client refuses the server; with it, the sync works.
-    let o = a.run(&["sync"]);
+    let o = a.run(&["sync"], None);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     fs::copy(&cert, a.path("ca.pem")).unwrap();
-    let out = a.ok(&["sync"]);
+    let out = a.ok(&["sync"], None);
     assert!(out.contains("synced"), "{out}");
     // Plain HTTP to the HTTPS port gets nothing usable.
-    let plain = Home::new(&bucket, &srv.url());
-    assert_eq!(plain.run(&["sync"]).status.code(), Some(1));
+    let plain = home(&bucket, &srv.url());
+    assert_eq!(plain.run(&["sync"], None).status.code(), Some(1));
 }

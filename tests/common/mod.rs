@@ -75,5 +75,16 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An error and its sources on one line, `a: b: c`, as the CLI prints them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let chain: Vec<String> = std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
+    chain.join(": ")
+}
+
 pub mod backend;
+pub mod cli;
+pub mod client;
 pub mod moto;
+pub mod swift;
+pub mod tls;

@@ -62,3 +62,11 @@ pub fn glacier_settings(endpoint: &str, vault: &str) -> GlacierSettings {
         ..GlacierSettings::default()
     }
 }
+
+/// The YAML lines of a profile on moto for `bucket` (test credentials, us-east-1), to put under a profile name.
+pub fn profile_yaml(bucket: &str) -> String {
+    format!(
+        "  access_key: test\n  secret_key: test\n  region_name: us-east-1\n  s3_bucket: {bucket}\n  endpoint_url: {}\n",
+        endpoint()
+    )
+}
