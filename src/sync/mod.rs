@@ -150,9 +150,15 @@ pub fn journal_for(
     }
 }
 
-/// A new journal key: `bakthat-journal.<13-digit epoch ms>.<16 random hex digits>`.
+/// A new journal key: `bakthat-journal.<13-digit epoch ms>.<16 random hex digits>`. The milliseconds never repeat
+/// or go back within a process, so one host's entries sort in the order it wrote them (two in the same millisecond
+/// used to be ordered by their random part: a delete could be replayed before the backup it followed).
 fn new_key() -> String {
-    let ms = chrono::Utc::now().timestamp_millis().max(0);
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_millis().max(0);
+    let prev = LAST.fetch_max(now, Ordering::SeqCst);
+    let ms = if now > prev { now } else { LAST.fetch_add(1, Ordering::SeqCst) + 1 };
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("{JOURNAL_PREFIX}{ms:013}.{}", &rand[..16])
 }
@@ -368,4 +374,19 @@ pub fn apply(ctx: &Ctx, entry: &Entry) -> Result<UpsertOutcome, SyncError> {
         inv.put_index(stored, &entry.index)?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_keys_of_one_process_sort_in_the_order_they_were_made() {
+        let keys: Vec<String> = (0..2000).map(|_| new_key()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys made in a burst must sort in order");
+        let ms: Vec<i64> = keys.iter().map(|k| key_ms(k).unwrap()).collect();
+        assert!(ms.windows(2).all(|w| w[0] < w[1]));
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(ms[0] <= now && now - ms[0] < 60_000, "keys stay close to the clock");
+    }
 }
