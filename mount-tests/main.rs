@@ -30,7 +30,12 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bakthat"));
+        self.command(env!("CARGO_BIN_EXE_bakthat"))
+    }
+
+    /// `program` with this home's environment (and nothing else from the caller's).
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path())
@@ -373,6 +378,45 @@ fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
     fs::write(&pwfile, "pw\n").unwrap();
     let m = e.mount(&["--password-file", pwfile.to_str().unwrap()]);
     assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
+}
+
+#[test]
+fn daemon_mode_prompts_on_the_terminal_hands_the_password_over_and_logs_to_the_cache_dir() {
+    let e = Env::new();
+    let sec = e.path().join("sec");
+    fs::create_dir_all(&sec).unwrap();
+    fs::write(sec.join("s.txt"), b"secret\n").unwrap();
+    let o = e.cmd().env("BAKTHAT_PASSWORD", "pw").args(["backup", sec.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mp = e.path().join("mnt-daemon");
+    fs::create_dir_all(&mp).unwrap();
+    let cache = e.path().join("cache");
+    // `script` gives bakthat a real terminal, so it prompts; the password is typed on it.
+    let line =
+        format!("{} mount {} --cache-dir {} --daemon", env!("CARGO_BIN_EXE_bakthat"), mp.display(), cache.display());
+    let mut run = e
+        .command("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs a command on a pseudo-terminal");
+    std::io::Write::write_all(run.stdin.as_mut().unwrap(), b"pw\n").unwrap();
+    let out = run.wait_with_output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success() && shown.contains("Password:") && shown.contains("mounted on"), "{shown}");
+    assert!(mounted(&mp), "{shown}");
+    let m = Mount { mp: mp.clone(), cache: cache.clone(), child: None };
+    assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n", "the daemon got the password");
+    // The daemon logs to the cache directory (not to the terminal it left).
+    assert!(cache.join("mount.log").exists());
+    e.ok(&["umount", mp.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mounted(&mp) {
+        assert!(Instant::now() < deadline, "bakthat umount did not unmount the daemon within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -238,6 +238,10 @@ struct MountArgs {
     /// Read the password of encrypted backups from this file (first line)
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// (internal) read the password from the first line of standard input: how --daemon hands over a password it
+    /// prompted for
+    #[arg(long, hide = true)]
+    password_stdin: bool,
     /// FUSE worker threads
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -732,27 +736,30 @@ fn parse_size(s: &str) -> Result<u64> {
 }
 
 fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
-    if a.daemon {
-        return daemonize(a);
-    }
     let ctx = Arc::new(context(cli)?);
+    let first_line = |text: &[u8]| {
+        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
+    };
     let secret = match &a.password_file {
         Some(f) => {
             let text = std::fs::read(f).with_context(|| format!("reading the password file {}", f.display()))?;
-            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-            Some(Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line))))
+            Some(first_line(&text))
+        }
+        None if a.password_stdin => {
+            let mut text = Vec::new();
+            io::Read::read_to_end(&mut io::stdin(), &mut text).context("reading the password from stdin")?;
+            Some(first_line(&text))
         }
         None => {
             let any_enc = ctx.inventory.search(&Default::default())?.iter().any(|r| r.is_enc());
             read_password(any_enc)?
         }
     };
-    let cache_dir = match &a.cache_dir {
-        Some(d) => d.clone(),
-        None => dirs::cache_dir()
-            .ok_or_else(|| anyhow!("no cache directory known; pass --cache-dir"))?
-            .join("bakthat/mount"),
-    };
+    let cache_dir = mount_cache_dir(a)?;
+    if a.daemon {
+        return daemonize(a, &cache_dir, secret.as_deref());
+    }
     let mut opts = crate::fs::MountOptions::new(cache_dir);
     opts.cache_size = parse_size(&a.cache_size)?;
     opts.poll_interval = std::time::Duration::from_secs_f64(a.poll_interval.max(0.1));
@@ -772,13 +779,42 @@ fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Starts the same command without --daemon in a new session and returns once the mount is up.
-fn daemonize(a: &MountArgs) -> Result<i32> {
+/// Where the mount keeps its cache, /incoming staging and (with --daemon) its log.
+fn mount_cache_dir(a: &MountArgs) -> Result<PathBuf> {
+    match &a.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(dirs::cache_dir()
+            .ok_or_else(|| anyhow!("no cache directory known; pass --cache-dir"))?
+            .join("bakthat/mount")),
+    }
+}
+
+/// Starts the same command without --daemon in a new session and returns once the mount is up. A password asked
+/// for here (the prompt needs the terminal) goes to the child through a pipe, never its arguments or environment;
+/// the child's log goes to `<cache-dir>/mount.log`.
+fn daemonize(a: &MountArgs, cache_dir: &std::path::Path, secret: Option<&Secret>) -> Result<i32> {
+    use std::os::unix::fs::DirBuilderExt;
     use std::os::unix::process::CommandExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    let log_path = cache_dir.join("mount.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening the log {}", log_path.display()))?;
     let exe = std::env::current_exe()?;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|x| x != "--daemon").collect();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|x| x != "--daemon").collect();
+    let hand_over = secret.is_some() && a.password_file.is_none() && std::env::var_os("BAKTHAT_PASSWORD").is_none();
+    if hand_over {
+        args.push("--password-stdin".into());
+    }
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.args(args).stdout(std::process::Stdio::null()).stderr(log);
+    cmd.stdin(if hand_over { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's session.
     unsafe {
         cmd.pre_exec(|| {
@@ -787,15 +823,21 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
         });
     }
     let mut child = cmd.spawn()?;
+    if let (true, Some(secret), Some(mut stdin)) = (hand_over, secret, child.stdin.take()) {
+        io::Write::write_all(&mut stdin, secret.bytes()).context("handing the password to the mount process")?;
+        io::Write::write_all(&mut stdin, b"\n")?;
+    }
     let mp = std::fs::canonicalize(&a.mountpoint)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         if is_mounted(&mp) {
-            println!("mounted on {} (pid {})", mp.display(), child.id());
+            println!("mounted on {} (pid {}, log {})", mp.display(), child.id(), log_path.display());
             return Ok(EXIT_OK);
         }
         if let Some(st) = child.try_wait()? {
-            bail!("the mount process exited ({st}) before mounting; run without --daemon to see why");
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+            bail!("the mount process exited ({st}) before mounting: {last} (log: {})", log_path.display());
         }
         if std::time::Instant::now() > deadline {
             bail!("the mount did not come up within 30 s");
