@@ -14,7 +14,8 @@
 # Run as root (drop_caches). Needs restic, borg (python3-llfuse), fusermount3 (scripts/install-test-deps.sh).
 # Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
 #              BENCH_PROFILE (release, or debug for a quick smoke run),
-#              BENCH_BACKUPS (default 10000), CARGO_TARGET_DIR (release build location).
+#              BENCH_BACKUPS (default 10000), BENCH_ROUNDS (reads per tool, median kept; default 3),
+#              CARGO_TARGET_DIR (release build location).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +24,7 @@ BIG_MB=${BENCH_BIG_MB:-512}
 HUGE_MB=${BENCH_HUGE_MB:-3072}
 PROFILE=${BENCH_PROFILE:-release}
 BACKUPS=${BENCH_BACKUPS:-10000}
+ROUNDS=${BENCH_ROUNDS:-3}
 TARGET=${CARGO_TARGET_DIR:-${ROOT}/target}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -95,15 +97,24 @@ F_BG=$(dirname "$(find m-bg/bench -name big.bin | head -1)")
 read_time() { local t; t=$(now); cat "$1" > /dev/null; elapsed "$t"; }
 ttfb() { local t; t=$(now); head -c 1 "$1" > /dev/null; elapsed "$t"; }
 
+# Each measurement is taken ROUNDS times, tools interleaved, and the median kept (a 2-core VM is noisy).
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A COLD WARM TTFB
+declare -A C_ALL W_ALL T_ALL
+for round in $(seq 1 "${ROUNDS}"); do
+    for tool in bk bke rs bg; do
+        dir_var=F_${tool^^}
+        dir=${!dir_var}
+        rm -rf "${WORK}/cache"/b-* "${WORK}/cache"/w-* 2>/dev/null || true
+        drop
+        T_ALL[$tool]+=" $(ttfb "${dir}/small.txt")"
+        C_ALL[$tool]+=" $(read_time "${dir}/big.bin")"
+        W_ALL[$tool]+=" $(read_time "${dir}/big.bin")"
+    done
+done
 for tool in bk bke rs bg; do
-    dir_var=F_${tool^^}
-    dir=${!dir_var}
-    rm -rf "${WORK}/cache"/b-* "${WORK}/cache"/w-* 2>/dev/null || true
-    drop
-    TTFB[$tool]=$(ttfb "${dir}/small.txt")
-    COLD[$tool]=$(read_time "${dir}/big.bin")
-    WARM[$tool]=$(read_time "${dir}/big.bin")
+    # shellcheck disable=SC2086 # the lists are space-separated numbers
+    TTFB[$tool]=$(median ${T_ALL[$tool]}); COLD[$tool]=$(median ${C_ALL[$tool]}); WARM[$tool]=$(median ${W_ALL[$tool]})
 done
 SIZE=$((BIG_MB * 1048576))
 

@@ -326,8 +326,12 @@ impl Filesystem for FuseFs {
         // Answering ENOSYS would save a round trip per directory (the kernel then stops sending OPENDIR), but it
         // breaks AutoUnmount: after a kill -9, fusermount3 only unmounts if opening the mount point fails with
         // ENOTCONN, and with no OPENDIR the open succeeds without asking anyone. So directories are really opened.
+        // A backup's own directories never change: the kernel may keep their listings across opens.
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(o) if o.keep_cache => {
+                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
             Err(e) => reply.error(fail("opendir", &e)),
         }
     }

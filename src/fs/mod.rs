@@ -624,18 +624,22 @@ impl Fs {
         }
     }
 
-    /// Opens a directory (never touches a store).
-    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+    /// Opens a directory (never touches a store). `keep_cache` says its listing never changes (a backup's own
+    /// directories), so the kernel may cache it across opens; the virtual directories and /incoming change.
+    pub fn opendir(&self, ino: Ino) -> Result<Opened> {
+        let open = |keep_cache| Opened { fh: 0, keep_cache, direct_io: false };
         if self.inner.staged(ino).is_some() {
             return match self.getattr(ino)?.attr.kind {
-                Kind::Dir => Ok(0),
+                Kind::Dir => Ok(open(false)),
                 _ => Err(FsError::NotADirectory),
             };
         }
         let t = self.inner.tree();
-        match t.node(ino)?.children {
-            Some(_) => Ok(0),
-            None if matches!(t.node(ino)?.kind, NodeKind::Backup(_)) => Ok(0),
+        let node = t.node(ino)?;
+        let immutable = matches!(node.kind, NodeKind::Backup(_) | NodeKind::Entry(..) | NodeKind::ImpliedDir(_));
+        match node.children {
+            Some(_) => Ok(open(immutable)),
+            None if matches!(node.kind, NodeKind::Backup(_)) => Ok(open(true)),
             None => Err(FsError::NotADirectory),
         }
     }

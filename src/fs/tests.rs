@@ -300,6 +300,13 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     assert_eq!(fs.listxattr(big.ino, 1024).unwrap(), XattrReply::Data(Vec::new()));
     let XattrReply::Data(listed) = fs.listxattr(resolve(&fs, &dir).unwrap(), 1024).unwrap() else { panic!() };
     assert!(String::from_utf8(listed).unwrap().contains("user.bakthat.state\0"));
+    // A backup's own directories may be cached by the kernel across opens; the virtual ones change.
+    assert!(fs.opendir(resolve(&fs, &dir).unwrap()).unwrap().keep_cache);
+    assert!(fs.opendir(resolve(&fs, &format!("{dir}/mydir/sub")).unwrap()).unwrap().keep_cache);
+    for virtual_dir in ["/", "/by-name", "/by-name/mydir", "/by-tag/db", "/incoming"] {
+        assert!(!fs.opendir(resolve(&fs, virtual_dir).unwrap()).unwrap().keep_cache, "{virtual_dir}");
+    }
+    assert!(matches!(fs.opendir(big.ino), Err(FsError::NotADirectory)));
     // READDIRPLUS gives the same entries as readdir, each with its attributes.
     let sub = resolve(&fs, &format!("{dir}/mydir/sub")).unwrap();
     let plus = fs.readdirplus(sub, 0).unwrap();
