@@ -102,6 +102,12 @@ fn kv_round_trips_and_a_fresh_client_decodes_from_the_object_alone() {
     let e = kv2.get_key("enc", Some(&Secret::new(b"wrong"))).unwrap_err();
     assert!(matches!(e, KvError::WrongPassword { .. }), "{e}");
 
+    // Keys with '/' work, as they did in 0.6 (S3 keys are not file names).
+    kv.set_key("app/config.json", &value, true, Some(&secret)).unwrap();
+    assert_eq!(kv2.get_key("app/config.json", Some(&secret)).unwrap(), Some(value.clone()));
+    assert!(kv.delete_key("app/config.json").unwrap());
+    assert!(kv.set_key("app//x", &value, false, None).is_err(), "an empty segment is refused");
+
     // Overwrite, then delete.
     kv.set_key("gz", &json!("v2"), true, None).unwrap();
     assert_eq!(kv2.get_key("gz", None).unwrap(), Some(json!("v2")));

@@ -156,6 +156,26 @@ impl StorageError {
     }
 }
 
+/// Checks a key for an object store (S3): like [`check_key`], but `/` may separate non-empty segments, as in
+/// bakthat 0.6's KeyValue keys (`app/config`). No leading or trailing `/`, no empty, `.` or `..` segment, so a key
+/// still maps to one unambiguous relative path.
+pub fn check_object_key(key: &str) -> Result<(), StorageError> {
+    if !key.contains('/') {
+        return check_key(key);
+    }
+    let bad = |reason| Err(StorageError::BadKey { key: key.to_string(), reason });
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.contains('\0') {
+        return bad("contains NUL");
+    }
+    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return bad("has an empty, '.' or '..' part between '/'");
+    }
+    Ok(())
+}
+
 /// Checks that a key is a plain object name (no path separators or dot names), as every store accepts.
 pub fn check_key(key: &str) -> Result<(), StorageError> {
     let bad = |reason| Err(StorageError::BadKey { key: key.to_string(), reason });
@@ -172,4 +192,20 @@ pub fn check_key(key: &str) -> Result<(), StorageError> {
         return bad("longer than 1024 bytes");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_may_have_slashes_between_real_segments() {
+        for ok in ["a", "app/config", "a/b/c.json", "x.y/z"] {
+            assert!(check_object_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "a/./b", "../a", "a/..", "a\0/b", ".."] {
+            assert!(matches!(check_object_key(bad), Err(StorageError::BadKey { .. })), "{bad:?}");
+        }
+        assert!(check_key("app/config").is_err(), "flat stores still refuse '/'");
+    }
 }

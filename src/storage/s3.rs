@@ -28,7 +28,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use super::aws::{self, AwsAccess, AwsTuning, Class, Failure, StreamReader};
-use super::{check_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
+use super::{check_object_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// The storage classes an upload may ask for.
 pub const STORAGE_CLASSES: [&str; 8] = [
@@ -207,7 +207,7 @@ impl S3Store {
     /// A presigned (SigV4, query-string) GET URL of `key`, valid for `expires` (1 second to [`MAX_PRESIGN`]).
     /// Signing happens locally: the object is not checked.
     pub fn presign_get(&self, key: &str, expires: Duration) -> Result<String, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         let bad = |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| StorageError::Backend {
             store: inner.describe.clone(),
@@ -233,7 +233,7 @@ impl S3Store {
     /// A whole (small) object and its user metadata (names without the `x-amz-meta-` prefix, lower case), or
     /// `None` if there is no such object.
     pub fn get_with_metadata(&self, key: &str) -> Result<Option<(Vec<u8>, UserMetadata)>, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         let res = inner.rt.block_on(async {
             let out = inner.client.get_object().bucket(&inner.bucket).key(key).send().await.map_err(Failure::of)?;
@@ -517,7 +517,7 @@ impl Backend for S3Store {
     }
 
     fn create(&self, key: &str, opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let class = self.inner.class_for(opts)?;
         self.inner.ensure_bucket()?;
         let base_part = base_part_size(self.inner.part_size, opts.size_hint);
@@ -539,7 +539,7 @@ impl Backend for S3Store {
     }
 
     fn get(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         let out = match inner.rt.block_on(inner.client.get_object().bucket(&inner.bucket).key(key).send()) {
             Ok(out) => out,
@@ -581,7 +581,7 @@ impl Backend for S3Store {
     }
 
     fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         if len == 0 {
             return match inner.head_raw(key)? {
@@ -623,7 +623,7 @@ impl Backend for S3Store {
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         Ok(self.inner.head_raw(key)?.map(|out| ObjectInfo {
             key: key.to_string(),
             size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
@@ -668,7 +668,7 @@ impl Backend for S3Store {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         match inner.rt.block_on(inner.client.delete_object().bucket(&inner.bucket).key(key).send()).map_err(Failure::of)
         {
@@ -679,7 +679,7 @@ impl Backend for S3Store {
     }
 
     fn retrieval_state(&self, key: &str) -> Result<Retrieval, StorageError> {
-        check_key(key)?;
+        check_object_key(key)?;
         let inner = &self.inner;
         let out = inner
             .head_raw(key)?
