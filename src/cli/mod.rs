@@ -472,6 +472,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         filter,
         storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
         pack: None,
+        progress: None,
     };
     let out = match &a.key {
         Some(key) => client.backup_monitored(&opts, key)?,

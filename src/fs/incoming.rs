@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ struct Unit {
     last_change: Instant,
     state: UnitState,
     is_file: bool,
+    /// While backing up: source bytes read so far, and the unit's size.
+    progress: Option<(Arc<AtomicU64>, u64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +222,7 @@ impl Incoming {
             last_change: Instant::now(),
             state: UnitState::Staged,
             is_file,
+            progress: None,
         });
         u.last_change = Instant::now();
         u.is_file = is_file;
@@ -387,6 +391,14 @@ impl Incoming {
         lock(&self.units).get(&unit).map(|u| u.state.clone())
     }
 
+    /// While the unit of `rel` is being backed up: (source bytes read so far, its size).
+    pub fn progress(&self, rel: &Path) -> Option<(u64, u64)> {
+        let (unit, _) = unit_of(rel)?;
+        let units = lock(&self.units);
+        let (done, total) = units.get(&unit)?.progress.as_ref()?;
+        Some((done.load(Ordering::Relaxed), *total))
+    }
+
     /// Units that are due: directories quiet for the settle period (and files nobody writes any more).
     pub fn due(&self) -> Vec<(PathBuf, Vec<String>)> {
         let units = lock(&self.units);
@@ -410,11 +422,18 @@ impl Incoming {
         }
         let real = self.real(unit);
         let name = unit.file_name().map(|n| n.to_string_lossy().into_owned());
+        let done = Arc::new(AtomicU64::new(0));
+        if let Some(u) = lock(&self.units).get_mut(unit) {
+            u.progress = Some((done.clone(), crate::ops::tree_size(&real)));
+        }
         let opts = BackupOptions {
             source: real.clone(),
             tags: tags.to_vec(),
             name,
             password: secret.cloned(),
+            progress: Some(Arc::new(move |n| {
+                done.fetch_add(n, Ordering::Relaxed);
+            })),
             ..BackupOptions::default()
         };
         tracing::info!(unit = %unit.display(), "backing up from /incoming");
@@ -440,6 +459,7 @@ impl Incoming {
                 tracing::warn!("backing up {} from /incoming failed (it stays there): {msg}", unit.display());
                 if let Some(u) = units.get_mut(unit) {
                     u.state = UnitState::Failed(msg);
+                    u.progress = None;
                 }
             }
         }

@@ -1694,7 +1694,14 @@ impl Inner {
             return Ok(match self.incoming.state(&rel) {
                 None => Vec::new(),
                 Some(incoming::UnitState::Staged) => vec![("user.bakthat.state".into(), "staged".into())],
-                Some(incoming::UnitState::BackingUp) => vec![("user.bakthat.state".into(), "backing-up".into())],
+                Some(incoming::UnitState::BackingUp) => {
+                    let mut v = vec![("user.bakthat.state".into(), "backing-up".into())];
+                    if let Some((done, total)) = self.incoming.progress(&rel) {
+                        let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+                        v.push(("user.bakthat.progress".into(), format!("{done}/{total} bytes ({pct}%)")));
+                    }
+                    v
+                }
                 Some(incoming::UnitState::Failed(e)) => {
                     vec![("user.bakthat.state".into(), "failed".into()), ("user.bakthat.error".into(), e)]
                 }

@@ -736,6 +736,69 @@ fn units_left_in_incoming_by_an_earlier_mount_are_backed_up_with_their_tags() {
     assert!(!staging.join("notes.txt").exists());
 }
 
+type Signal = (std::sync::mpsc::SyncSender<()>, std::sync::mpsc::Receiver<()>);
+
+/// A reporter whose first meter stops at its first tick until the test lets it go: a backup caught in the middle
+/// (the progress callback has already counted those bytes).
+struct Gate(Arc<std::sync::Mutex<Option<Signal>>>);
+
+struct GateMeter(Arc<std::sync::Mutex<Option<Signal>>>);
+
+impl crate::ops::Reporter for Gate {
+    fn start(&self, _: &str, _: Option<u64>) -> Box<dyn crate::ops::Meter> {
+        Box::new(GateMeter(self.0.clone()))
+    }
+    fn warn(&self, _: &str) {}
+}
+
+impl crate::ops::Meter for GateMeter {
+    fn inc(&self, _: u64) {
+        let signal = self.0.lock().unwrap().take();
+        if let Some((reached, go)) = signal {
+            reached.send(()).unwrap();
+            go.recv().unwrap();
+        }
+    }
+    fn finish(&self) {}
+}
+
+#[test]
+fn an_incoming_backup_shows_its_progress_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+    config.set_profile("default", Profile { local_path: Some(dir.path().join("store")), ..Profile::default() });
+    let mut ctx = Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap();
+    let (reached_tx, reached) = std::sync::mpsc::sync_channel(1);
+    let (go, go_rx) = std::sync::mpsc::sync_channel(1);
+    ctx.reporter = Arc::new(Gate(Arc::new(std::sync::Mutex::new(Some((reached_tx, go_rx))))));
+    let env = Env { dir, ctx: Arc::new(ctx) };
+    let counting = Counting::new(env.store(), false);
+    let fs = env.incoming_fs(&counting);
+    let inc = resolve(&fs, "/incoming").unwrap();
+    put_file(&fs, inc, "disk.img", &bytes(11, 32 << 20));
+    let staged = resolve(&fs, "/incoming/disk.img").unwrap();
+    std::thread::scope(|scope| {
+        // Owned here, so that a failing assertion drops it and releases the worker instead of deadlocking.
+        let go = go;
+        let worker = scope.spawn(|| fs.incoming_tick());
+        reached.recv_timeout(Duration::from_secs(120)).expect("the /incoming backup never reported progress");
+        let attr = |name: &[u8]| match fs.getxattr(staged, name, 256).unwrap() {
+            XattrReply::Data(d) => String::from_utf8(d).unwrap(),
+            XattrReply::Size(_) => unreachable!(),
+        };
+        assert_eq!(attr(b"user.bakthat.state"), "backing-up");
+        let progress = attr(b"user.bakthat.progress");
+        let (done, rest) = progress.split_once('/').unwrap();
+        let done: u64 = done.parse().unwrap();
+        assert!(rest.starts_with(&format!("{} bytes (", 32 << 20)), "{progress}");
+        assert!(done > 0 && done < 32 << 20, "{progress}");
+        go.send(()).unwrap();
+        worker.join().unwrap();
+    });
+    assert!(names(&fs, "/incoming").is_empty(), "the backup finished and left /incoming");
+    assert_eq!(names(&fs, "/by-name"), ["disk.img"]);
+}
+
 #[test]
 fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
     let dir = tempfile::tempdir().unwrap();

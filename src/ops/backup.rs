@@ -34,6 +34,9 @@ pub struct BackupOptions {
     pub storage_class: Option<String>,
     /// Overrides the pack defaults (span, level, threads) when set.
     pub pack: Option<PackOptions>,
+    /// Called with the number of source bytes just read, besides the context's reporter (the mount shows it as
+    /// the progress of an /incoming backup).
+    pub progress: Option<crate::archive::pack::Progress>,
 }
 
 /// What a backup stored.
@@ -97,7 +100,10 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let put = PutOptions { storage_class: opts.storage_class.clone(), ..PutOptions::default() };
     let upload = backend.create(stored.as_str(), &put)?;
     let total = if raw { Some(meta.len()) } else { Some(tree_size(&source)) };
-    let meter = ctx.reporter.start(&format!("backing up {}", source.display()), total);
+    let meter: Box<dyn super::Meter> = Box::new(AlsoTell {
+        inner: ctx.reporter.start(&format!("backing up {}", source.display()), total),
+        also: opts.progress.clone(),
+    });
     let mut warnings = Vec::new();
     // A raw backup has no index: its plaintext size goes into the row (the mount shows it before any read).
     let mut plain_size = None;
@@ -242,7 +248,7 @@ pub(crate) fn master_key(ctx: &Ctx, secret: &Secret) -> Result<Arc<MasterKey>, O
 }
 
 /// Bytes of regular files below `path` (for the progress bar's total; errors count as 0).
-fn tree_size(path: &Path) -> u64 {
+pub(crate) fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
     if meta.is_file() {
         return meta.len();
@@ -251,6 +257,25 @@ fn tree_size(path: &Path) -> u64 {
         return 0;
     }
     fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
+}
+
+/// A reporter's meter that also passes progress to a caller's callback.
+struct AlsoTell {
+    inner: Box<dyn super::Meter>,
+    also: Option<crate::archive::pack::Progress>,
+}
+
+impl super::Meter for AlsoTell {
+    fn inc(&self, n: u64) {
+        if let Some(f) = &self.also {
+            f(n);
+        }
+        self.inner.inc(n);
+    }
+
+    fn finish(&self) {
+        self.inner.finish();
+    }
 }
 
 /// Counts the bytes read through it.

@@ -33,6 +33,7 @@ mod restore;
 mod share;
 
 pub(crate) use backup::master_key;
+pub(crate) use backup::tree_size;
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use catalog::InventoryCatalog;
 pub use glacier_inventory::{
