@@ -420,6 +420,34 @@ fn daemon_mode_prompts_on_the_terminal_hands_the_password_over_and_logs_to_the_c
 }
 
 #[test]
+fn bad_mount_points_are_refused_with_one_line_that_says_what_to_do() {
+    let e = Env::new();
+    let src = e.path().join("b");
+    tree(&src);
+    e.backup(&src, &[]);
+    let full = e.path().join("full");
+    fs::create_dir_all(&full).unwrap();
+    fs::write(full.join("keep.txt"), b"mine").unwrap();
+    let file = e.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let m = e.mount(&[]);
+    let cases = [
+        (e.path().join("missing"), "does not exist; create it"),
+        (file, "is not a directory"),
+        (full.clone(), "is not empty"),
+        (m.mp.clone(), "is already a mount point"),
+    ];
+    for (mp, says) in cases {
+        let o = e.cmd().args(["mount", mp.to_str().unwrap()]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{mp:?}: {err}");
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "{mp:?}: {err}");
+    }
+    assert!(!mounted(&full));
+    assert_eq!(fs::read(full.join("keep.txt")).unwrap(), b"mine", "the directory's files stay visible");
+}
+
+#[test]
 fn cp_into_incoming_gives_a_restorable_backup() {
     let e = Env::new();
     let src = e.path().join("seed");

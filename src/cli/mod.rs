@@ -737,6 +737,7 @@ fn parse_size(s: &str) -> Result<u64> {
 }
 
 fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
+    check_mountpoint(&a.mountpoint)?;
     let ctx = Arc::new(context(cli)?);
     let first_line = |text: &[u8]| {
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -778,6 +779,30 @@ fn mount(cli: &Cli, a: &MountArgs) -> Result<i32> {
     let totals = meter.store_totals();
     tracing::info!(requests = totals.requests, bytes_read = totals.bytes_read, "unmounted {mp}");
     Ok(EXIT_OK)
+}
+
+/// The mount point must be an existing, empty directory: mounting over files would hide them while mounted.
+fn check_mountpoint(mp: &std::path::Path) -> Result<()> {
+    let shown = mp.display();
+    let meta = match std::fs::metadata(mp) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("{shown} does not exist; create it (mkdir -p {shown})"),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            bail!("{shown} is a dead mount (its process is gone); clear it with `fusermount3 -u {shown}`")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("checking the mount point {shown}"))),
+    };
+    if !meta.is_dir() {
+        bail!("{shown} is not a directory; mount on an empty directory");
+    }
+    if is_mounted(&std::fs::canonicalize(mp)?) {
+        bail!("{shown} is already a mount point; `bakthat umount {shown}` first");
+    }
+    let mut entries = std::fs::read_dir(mp).with_context(|| format!("reading the mount point {shown}"))?;
+    if entries.next().is_some() {
+        bail!("{shown} is not empty (mounting would hide its files); mount on an empty directory");
+    }
+    Ok(())
 }
 
 /// Where the mount keeps its cache, /incoming staging and (with --daemon) its log.
