@@ -48,23 +48,11 @@ pub fn errno(e: &FsError) -> Errno {
 
 fn fail(op: &str, e: &FsError) -> Errno {
     if e.is_noteworthy() {
-        tracing::warn!("{op}: {:#}", anyhow_like(e));
+        tracing::warn!("{op}: {}", crate::error_chain(e));
     } else {
         tracing::debug!("{op}: {e}");
     }
     errno(e)
-}
-
-/// The error with its causes, `a: b: c`.
-fn anyhow_like(e: &FsError) -> String {
-    let mut s = e.to_string();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn time(secs: i64) -> SystemTime {

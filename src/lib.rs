@@ -31,3 +31,9 @@ pub mod ops;
 pub mod rotation;
 pub mod storage;
 pub mod sync;
+
+/// An error and its causes on one line, `a: b: c`: what logs and one-line messages show.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let chain: Vec<String> = std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
+    chain.join(": ")
+}

@@ -186,12 +186,7 @@ mod swift {
         cfg.key = "not-the-key".into();
         let err = SwiftStore::new(&cfg).expect_err("a wrong key is refused");
         assert!(matches!(err, StorageError::Auth { .. }), "{err:?}");
-        let mut text = err.to_string();
-        let mut cur = std::error::Error::source(&err);
-        while let Some(c) = cur {
-            text.push_str(&format!(": {c}"));
-            cur = c.source();
-        }
+        let text = bakthat::error_chain(&err);
         for word in ["access_key", "secret_key", "auth_url", "401"] {
             assert!(text.contains(word), "{word} missing from: {text}");
         }

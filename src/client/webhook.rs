@@ -36,22 +36,11 @@ pub(crate) fn post(url: &str, body: &Value) -> Result<(), String> {
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::to_vec(body).unwrap_or_default())
         .send()
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| crate::error_chain(&e))?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else {
         Err(format!("the server answered {status}"))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

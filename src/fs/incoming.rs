@@ -455,7 +455,7 @@ impl Incoming {
                 tracing::info!("backed up {} from /incoming as {}", unit.display(), out.record.stored_filename);
             }
             Err(e) => {
-                let msg = format!("{:#}", anyhow_chain(&e));
+                let msg = crate::error_chain(&e);
                 tracing::warn!("backing up {} from /incoming failed (it stays there): {msg}", unit.display());
                 if let Some(u) = units.get_mut(unit) {
                     u.state = UnitState::Failed(msg);
@@ -464,17 +464,6 @@ impl Incoming {
             }
         }
     }
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -77,10 +77,8 @@ pub fn run(cmd: &mut std::process::Command) -> String {
 }
 
 /// An error and its sources on one line, `a: b: c`, as the CLI prints them.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let chain: Vec<String> = std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
-    chain.join(": ")
-}
+#[allow(unused_imports)]
+pub use bakthat::error_chain;
 
 pub mod backend;
 pub mod cli;

@@ -154,17 +154,6 @@ fn v1_auth(req: &Req, base: &str, issued: &AtomicUsize) -> Option<Reply> {
     )
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[test]
 fn keystone_v2_sends_tenant_and_user_and_picks_the_region_endpoint() {
     let fake = Fake::start(|req, base| match (req.method.as_str(), req.path.as_str()) {
@@ -237,7 +226,7 @@ fn keystone_v3_uses_the_subject_token_the_public_endpoint_and_domains() {
     s.auth_url = format!("{}/v3", refused.url);
     let err = open(&s).expect_err("refused");
     assert!(matches!(err, StorageError::Auth { .. }), "{err:?}");
-    let text = chain(&err);
+    let text = crate::error_chain(&err);
     assert!(text.contains("auth_url") && text.contains("secret_key") && text.contains("PROJECT:USER"), "{text}");
 }
 
@@ -247,7 +236,7 @@ fn keystone_catalog_without_object_store_is_a_clear_error() {
         Reply::new(201).header("X-Subject-Token", "t").json(json!({"token": {"catalog": [{"type": "compute"}]}}))
     });
     let err = open(&settings(format!("{}/v3", fake.url), AuthVersion::V3)).expect_err("no endpoint");
-    assert!(chain(&err).contains("no public object-store endpoint"), "{}", chain(&err));
+    assert!(crate::error_chain(&err).contains("no public object-store endpoint"), "{}", crate::error_chain(&err));
 }
 
 #[test]
@@ -276,7 +265,7 @@ fn a_401_reauthenticates_once_and_a_second_401_is_an_auth_error() {
 
     let err = store.head("b").expect_err("401 twice");
     assert!(matches!(err, StorageError::Auth { .. }), "{err:?}");
-    assert!(chain(&err).contains("auth_url"), "{}", chain(&err));
+    assert!(crate::error_chain(&err).contains("auth_url"), "{}", crate::error_chain(&err));
     assert_eq!(fake.count("HEAD", "/v1/AUTH_t/cont/b"), 2, "one retry after re-auth, no more");
 
     // A wrong key is refused at the auth endpoint.
@@ -284,7 +273,7 @@ fn a_401_reauthenticates_once_and_a_second_401_is_an_auth_error() {
     wrong.key = "nope".into();
     let err = open(&wrong).expect_err("wrong key");
     assert!(matches!(err, StorageError::Auth { .. }), "{err:?}");
-    let text = chain(&err);
+    let text = crate::error_chain(&err);
     assert!(text.contains("access_key") && text.contains("ACCOUNT:USER") && text.contains("auth_url"), "{text}");
 }
 
@@ -325,7 +314,7 @@ fn an_unreachable_server_is_a_transient_io_error() {
     let err = open(&settings(format!("http://127.0.0.1:{port}/auth/v1.0"), AuthVersion::V1)).expect_err("refused");
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
     assert!(err.is_transient(), "{err:?}");
-    assert!(chain(&err).contains("auth_url"), "{}", chain(&err));
+    assert!(crate::error_chain(&err).contains("auth_url"), "{}", crate::error_chain(&err));
 }
 
 #[test]
