@@ -155,6 +155,20 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
+/// Counts the bytes read through it.
+pub struct CountingReader<R> {
+    pub inner: R,
+    pub count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// Encryption settings of a new archive.
 #[derive(Clone)]
 pub struct Encryption {

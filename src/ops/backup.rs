@@ -1,7 +1,6 @@
 //! `backup`: pack a file or directory, upload it and its index sidecar, record it.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -110,10 +109,10 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let (index, size, upload) = if raw {
         let file = fs::File::open(&source)
             .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
-        let mut counted = Counted { inner: file, n: 0 };
+        let mut counted = archive::CountingReader { inner: file, count: 0 };
         let input = Watched { inner: &mut counted, meter: Some(meter) };
         let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
-        plain_size = Some(counted.n);
+        plain_size = Some(counted.count);
         (None, n, w)
     } else {
         let mut pack = opts.pack.clone().unwrap_or_else(|| PackOptions {
@@ -275,20 +274,6 @@ impl super::Meter for AlsoTell {
 
     fn finish(&self) {
         self.inner.finish();
-    }
-}
-
-/// Counts the bytes read through it.
-struct Counted<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n += k as u64;
-        Ok(k)
     }
 }
 

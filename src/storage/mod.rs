@@ -156,42 +156,35 @@ impl StorageError {
     }
 }
 
-/// Checks a key for an object store (S3): like [`check_key`], but `/` may separate non-empty segments, as in
-/// bakthat 0.6's KeyValue keys (`app/config`). No leading or trailing `/`, no empty, `.` or `..` segment, so a key
-/// still maps to one unambiguous relative path.
+/// Checks a key for an object store (S3): like [`check_key`], but `/` may separate parts, as in bakthat 0.6's
+/// KeyValue keys (`app/config`). No empty, `.` or `..` part (so no leading, trailing or doubled `/`): a key still
+/// maps to one unambiguous relative path.
 pub fn check_object_key(key: &str) -> Result<(), StorageError> {
-    if !key.contains('/') {
-        return check_key(key);
-    }
     let bad = |reason| Err(StorageError::BadKey { key: key.to_string(), reason });
-    if key.len() > 1024 {
-        return bad("longer than 1024 bytes");
+    if key.is_empty() {
+        return bad("empty");
     }
     if key.contains('\0') {
         return bad("contains NUL");
     }
-    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-        return bad("has an empty, '.' or '..' part between '/'");
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.split('/').any(|part| part == "." || part == "..") {
+        return bad("a dot name");
+    }
+    if key.split('/').any(str::is_empty) {
+        return bad("has an empty part between '/'");
     }
     Ok(())
 }
 
 /// Checks that a key is a plain object name (no path separators or dot names), as every store accepts.
 pub fn check_key(key: &str) -> Result<(), StorageError> {
-    let bad = |reason| Err(StorageError::BadKey { key: key.to_string(), reason });
-    if key.is_empty() {
-        return bad("empty");
+    if key.contains('/') {
+        return Err(StorageError::BadKey { key: key.to_string(), reason: "contains '/'" });
     }
-    if key == "." || key == ".." {
-        return bad("a dot name");
-    }
-    if key.contains('/') || key.contains('\0') {
-        return bad("contains '/' or NUL");
-    }
-    if key.len() > 1024 {
-        return bad("longer than 1024 bytes");
-    }
-    Ok(())
+    check_object_key(key)
 }
 
 #[cfg(test)]
