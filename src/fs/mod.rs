@@ -1688,32 +1688,37 @@ impl Inner {
         s
     }
 
+    /// The extended attributes of a node, with their full names (`user.bakthat.` + [`Inner::xattr_values`]).
     fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>> {
+        Ok(self.xattr_values(ino)?.into_iter().map(|(k, v)| (format!("{XATTR_PREFIX}{k}"), v)).collect())
+    }
+
+    /// The extended attributes of a node, by short name: an /incoming unit's state and progress, the root's
+    /// meters, or the state of the backup a node belongs to.
+    fn xattr_values(&self, ino: Ino) -> Result<Vec<(&'static str, String)>> {
         if ino >= incoming::BASE {
             let rel = self.incoming.path_of(ino).ok_or(FsError::NotFound)?;
             return Ok(match self.incoming.state(&rel) {
                 None => Vec::new(),
-                Some(incoming::UnitState::Staged) => vec![("user.bakthat.state".into(), "staged".into())],
+                Some(incoming::UnitState::Staged) => vec![("state", "staged".into())],
                 Some(incoming::UnitState::BackingUp) => {
-                    let mut v = vec![("user.bakthat.state".into(), "backing-up".into())];
+                    let mut v = vec![("state", "backing-up".into())];
                     if let Some((done, total)) = self.incoming.progress(&rel) {
                         let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
-                        v.push(("user.bakthat.progress".into(), format!("{done}/{total} bytes ({pct}%)")));
+                        v.push(("progress", format!("{done}/{total} bytes ({pct}%)")));
                     }
                     v
                 }
-                Some(incoming::UnitState::Failed(e)) => {
-                    vec![("user.bakthat.state".into(), "failed".into()), ("user.bakthat.error".into(), e)]
-                }
+                Some(incoming::UnitState::Failed(e)) => vec![("state", "failed".into()), ("error", e)],
             });
         }
         if ino == ROOT {
             let totals = self.meter.totals();
             return Ok(vec![
-                ("user.bakthat.store_requests".into(), totals.requests.to_string()),
-                ("user.bakthat.store_bytes_read".into(), totals.bytes_read.to_string()),
-                ("user.bakthat.cache_bytes".into(), self.cache.used().to_string()),
-                ("user.bakthat.cache_cap".into(), self.cache.cap().to_string()),
+                ("store_requests", totals.requests.to_string()),
+                ("store_bytes_read", totals.bytes_read.to_string()),
+                ("cache_bytes", self.cache.used().to_string()),
+                ("cache_cap", self.cache.cap().to_string()),
             ]);
         }
         let t = self.tree();
@@ -1727,7 +1732,7 @@ impl Inner {
         };
         let record = t.slots[slot].record.clone();
         drop(t);
-        Ok(self.state_of(&record).into_iter().map(|(k, v)| (format!("{XATTR_PREFIX}{k}"), v)).collect())
+        Ok(self.state_of(&record))
     }
 }
 
