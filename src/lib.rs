@@ -14,6 +14,9 @@
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
 //! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
 //! - [`sync`]: several hosts, one inventory: the journal in the store, and the 0.6 sync server and client.
+//! - [`fs`]: the mount's logic in plain types (tree, reads through a block cache, cold storage, status, /incoming);
+//!   no fuser in it.
+//! - [`fuse`]: the thin fuser adapter over [`fs`]; the only module that names fuser.
 //! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`cli`]: the command line; the only place for anyhow.
 

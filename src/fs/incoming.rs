@@ -270,11 +270,6 @@ impl Incoming {
         Ok(())
     }
 
-    /// Whether a file handle belongs to /incoming.
-    pub fn has_handle(&self, fh: u64) -> bool {
-        lock(&self.handles).contains_key(&fh)
-    }
-
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let f = lock(&self.handles).get(&fh).map(|h| h.1.clone()).ok_or(FsError::BadHandle(fh))?;

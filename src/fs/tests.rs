@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{Config, Profile};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, JobKind, JobStatus};
+use crate::model::BackupRecord;
 use crate::model::StoredName;
 use crate::ops::{self, BackupOptions};
 use crate::storage::local::LocalStore;
-use crate::storage::{ObjectInfo, PutOptions, Upload};
+use crate::storage::{Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// Counts every request that reaches the wrapped store; optionally plays a cold store (Glacier-like).
 struct Counting {
