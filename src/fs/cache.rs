@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,8 +82,13 @@ impl BlockCache {
             if !meta.is_file() {
                 continue;
             }
-            if name.ends_with(".tmp") {
+            if is_tmp_name(&name) {
                 let _ = fs::remove_file(e.path());
+                continue;
+            }
+            // Only block files are the cache's to count and evict: the mount's log (`mount.log`) and anything
+            // else a user keeps in the directory are left alone.
+            if !starts_with_magic(&e.path()) {
                 continue;
             }
             found.push((meta.modified().ok(), name, meta.len()));
@@ -317,6 +322,21 @@ impl Write for Reserving<'_> {
     }
 }
 
+/// Whether a file name is one of [`BlockCache::tmp_path`]'s, `<key>.<pid>-<seq>.tmp`, left by an interrupted write.
+fn is_tmp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_suffix(".tmp") else { return false };
+    let Some((_, suffix)) = rest.rsplit_once('.') else { return false };
+    let Some((pid, seq)) = suffix.split_once('-') else { return false };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(pid) && digits(seq)
+}
+
+/// Whether a file starts with the block files' magic (what tells a block file from anything else in the directory).
+fn starts_with_magic(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == MAGIC
+}
+
 fn header(crc: u32, len: u64) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..4].copy_from_slice(MAGIC);
@@ -367,6 +387,30 @@ mod tests {
             c.insert(&format!("x{i}"), &vec![1; 30 + i]).unwrap();
             assert!(dir_bytes(&d) <= c.cap(), "never over the cap");
         }
+    }
+
+    /// Regression (issue 11, item 8): eviction deleted the mount's own log, `<cache-dir>/mount.log`, because the
+    /// LRU was rebuilt from every file in the directory.
+    #[test]
+    fn eviction_keeps_the_mount_log_and_other_files_that_are_not_blocks() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("c");
+        fs::create_dir(&d).unwrap();
+        let log = "mount started\n".repeat(100);
+        fs::write(d.join("mount.log"), &log).unwrap();
+        fs::write(d.join("notes.tmp"), b"a user's file").unwrap();
+        let cap = 3 * (HEADER as u64 + 100);
+        let c = BlockCache::open(&d, cap).unwrap();
+        assert_eq!(c.used(), 0, "only block files count against the cap");
+        for i in 0..10 {
+            assert!(c.insert(&format!("k{i}"), &[i as u8; 100]).unwrap());
+        }
+        drop(c);
+        let c = BlockCache::open(&d, HEADER as u64 + 100).unwrap();
+        c.insert("last", &[9; 100]).unwrap();
+        assert_eq!(fs::read_to_string(d.join("mount.log")).unwrap(), log, "the log survives eviction and reopening");
+        assert!(d.join("notes.tmp").exists());
+        assert!(c.used() <= c.cap());
     }
 
     #[test]
