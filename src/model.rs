@@ -1,9 +1,13 @@
 //! Names, timestamps and backup records. No I/O.
 //!
 //! A [`StoredName`] is the object key in a store (`name.YYYYmmddHHMMSS.tgz[.enc]`), a [`BackupRecord`] is one row of
-//! the inventory, mirroring bakthat 0.6's `backups` table.
+//! the inventory, mirroring bakthat 0.6's `backups` table. [`relative_path`] and [`FileName`] say which names from
+//! outside (a store, the journal, a sync server, a 0.6 database, an archive entry) bakthat accepts.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -113,6 +117,125 @@ impl fmt::Display for StoredName {
     }
 }
 
+/// The most bytes one path component may have (Linux `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// The most bytes a relative path may have (Linux `PATH_MAX` less its NUL).
+pub const PATH_MAX: usize = 4095;
+
+/// Why a name from outside is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    Nul,
+    Absolute,
+    DotDot,
+    ComponentTooLong,
+    PathTooLong,
+    NotNormal,
+    NotOneComponent,
+}
+
+impl NameError {
+    /// What is wrong, in a few words (also the `Display` text).
+    pub fn reason(self) -> &'static str {
+        match self {
+            NameError::Empty => "empty name",
+            NameError::Nul => "name contains a NUL byte",
+            NameError::Absolute => "absolute path",
+            NameError::DotDot => "path contains a .. component",
+            NameError::ComponentTooLong => "a path component is longer than 255 bytes (NAME_MAX)",
+            NameError::PathTooLong => "path longer than 4095 bytes (PATH_MAX)",
+            NameError::NotNormal => "name is not in normal form (a . component, // or a trailing /)",
+            NameError::NotOneComponent => "name has more than one path component",
+        }
+    }
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// The one confinement rule for names that become paths below a directory: an archive's tar entries, the entry
+/// index the mount shows, a record's `filename` restored with `--to`. Strips `./` and empty components; refuses
+/// absolute names, `..`, NUL, components over [`NAME_MAX`] and paths over [`PATH_MAX`] bytes. `Ok(None)` means the
+/// name is the root itself (`.` or `./`). The result joined to a directory stays inside it (as long as nothing
+/// on the way is a symlink, which the callers check on disk).
+///
+/// Names are bytes: no Unicode normalisation is applied. `café` in NFC and in NFD are two names, two rows and two
+/// files; bakthat never merges them, and restore replaces an existing name (byte-equal) only with `--force`.
+pub fn relative_path(bytes: &[u8]) -> Result<Option<PathBuf>, NameError> {
+    if bytes.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if bytes.contains(&0) {
+        return Err(NameError::Nul);
+    }
+    if bytes[0] == b'/' {
+        return Err(NameError::Absolute);
+    }
+    if bytes.len() > PATH_MAX {
+        return Err(NameError::PathTooLong);
+    }
+    let mut path = PathBuf::new();
+    for component in bytes.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err(NameError::DotDot),
+            name if name.len() > NAME_MAX => return Err(NameError::ComponentTooLong),
+            name => path.push(OsStr::from_bytes(name)),
+        }
+    }
+    Ok(if path.as_os_str().is_empty() { None } else { Some(path) })
+}
+
+/// A record's `filename` (the backup's name) or stored name, checked: a [`relative_path`] already in normal form.
+/// Names bakthat makes are one component; a KeyValue row's key (0.6's `helper.KeyValue`) may hold `/` between
+/// real components. Every row that enters the inventory from outside (`import-legacy`, the sync journal, a sync
+/// server, a store's listing) is checked with [`BackupRecord::check_names`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Checks a name (see the type's docs).
+    pub fn new(name: &str) -> Result<FileName, NameError> {
+        match relative_path(name.as_bytes())? {
+            Some(p) if p.as_os_str().as_bytes() == name.as_bytes() => Ok(FileName(name.to_string())),
+            _ => Err(NameError::NotNormal),
+        }
+    }
+
+    /// The path a restore of this name writes in `dest`: `dest/<name>`, for a one-component name only.
+    pub fn target_in(&self, dest: &Path) -> Result<PathBuf, NameError> {
+        if self.0.contains('/') {
+            return Err(NameError::NotOneComponent);
+        }
+        Ok(dest.join(&self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A row refused by [`BackupRecord::check_names`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing a row whose {field} is {name:?}: {reason}")]
+pub struct BadRecordName {
+    pub field: &'static str,
+    pub name: String,
+    pub reason: NameError,
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One backup as the inventory records it (bakthat 0.6's `backups` columns, plus `profile`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupRecord {
@@ -149,6 +272,15 @@ impl BackupRecord {
     pub fn has_all_tags<S: AsRef<str>>(&self, wanted: &[S]) -> bool {
         let have = self.tag_list();
         wanted.iter().all(|w| have.contains(&w.as_ref()))
+    }
+
+    /// Checks the names of a row that came from outside (see [`FileName`]).
+    pub fn check_names(&self) -> Result<(), BadRecordName> {
+        for (field, name) in [("filename", self.filename.as_str()), ("stored_filename", self.stored_filename.as_str())]
+        {
+            FileName::new(name).map_err(|reason| BadRecordName { field, name: name.to_string(), reason })?;
+        }
+        Ok(())
     }
 
     /// Whether the payload is encrypted, by metadata or by name.

@@ -174,3 +174,98 @@ fn verify_indexes_a_legacy_archive_on_its_first_full_read() {
     // The second verify compares against it.
     assert_eq!(ops::verify(&c, "old", None, Some(&secret)).unwrap().index_matches, Some(true));
 }
+
+/// The names a hostile row may carry (issue 11, item 1), with `outside` a directory beside the restore target.
+fn hostile_names(outside: &std::path::Path) -> Vec<String> {
+    vec![
+        outside.join("pwn.txt").to_string_lossy().into_owned(),
+        "../out/rel.txt".into(),
+        "../pwn.txt".into(),
+        "a\0b".into(),
+        "x".repeat(300),
+        "d/".repeat(2100),
+        ".".into(),
+    ]
+}
+
+/// A raw (compress off) backup of one file, and a copy of its object under `copies` other stored names.
+fn raw_backup(t: &std::path::Path, c: &Ctx, copies: usize) -> (bakthat::model::BackupRecord, Vec<String>) {
+    let src = t.join("secret.txt");
+    fs::write(&src, b"payload").unwrap();
+    let rec = ops::backup(c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap().record;
+    assert!(!rec.stored_filename.is_tgz());
+    let keys = (0..copies)
+        .map(|i| {
+            let key = format!("copy{i}.20200101000000");
+            fs::copy(t.join("store").join(rec.stored_filename.as_str()), t.join("store").join(&key)).unwrap();
+            key
+        })
+        .collect();
+    (rec, keys)
+}
+
+fn raw_ctx(dir: &std::path::Path) -> Ctx {
+    let mut config = Config::empty(&dir.join("bakthat.yml"));
+    let profile = Profile { local_path: Some(dir.join("store")), compress: false, ..Profile::default() };
+    config.set_profile("default", profile);
+    Ctx::new(config, "default", Inventory::open(dir.join("inv.sqlite")).unwrap()).unwrap()
+}
+
+// Regression (issue 11, item 1): a row whose filename was `/abs/pwn.txt` or `../out/rel.txt` made restore of a raw
+// backup write outside `--to DIR` (and replace with --force). Whatever let the row in, restore confines it.
+#[test]
+fn restore_of_a_hostile_row_never_writes_outside_its_target() {
+    let t = tempfile::tempdir().unwrap();
+    let c = raw_ctx(t.path());
+    let outside = t.path().join("out");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("rel.txt"), b"precious").unwrap();
+    let names = hostile_names(&outside);
+    let (rec, keys) = raw_backup(t.path(), &c, names.len());
+    let dest = t.path().join("to");
+    for (name, key) in names.iter().zip(&keys) {
+        let row = bakthat::model::BackupRecord {
+            id: None,
+            filename: name.clone(),
+            stored_filename: bakthat::model::StoredName::from_key(key.clone()),
+            ..rec.clone()
+        };
+        c.inventory.insert(&row).unwrap();
+        for force in [false, true] {
+            let opts = ops::RestoreOptions { name: key.clone(), to: Some(dest.clone()), force, ..Default::default() };
+            let err = ops::restore(&c, &opts).unwrap_err();
+            assert!(matches!(err, ops::OpsError::UnsafeName { .. }), "{name:?}: {err}");
+            assert!(err.to_string().starts_with("refusing to restore under the name"), "{err}");
+        }
+    }
+    assert_eq!(fs::read(outside.join("rel.txt")).unwrap(), b"precious");
+    let outside_names: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(outside_names, ["rel.txt"], "nothing written beside the target");
+    assert!(!t.path().join("pwn.txt").exists());
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "nothing left in the target either");
+}
+
+// Names are bytes (see bakthat::model::relative_path): `café` in NFC and NFD are two backups and two restored
+// files; neither replaces the other, and restoring one again needs --force.
+#[test]
+fn names_differing_only_by_unicode_normalisation_stay_distinct() {
+    let t = tempfile::tempdir().unwrap();
+    let c = raw_ctx(t.path());
+    let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
+    for (name, data) in [(nfc, b"composed".as_slice()), (nfd, b"decomposed".as_slice())] {
+        let src = t.path().join(name);
+        fs::write(&src, data).unwrap();
+        ops::backup(&c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap();
+    }
+    let dest = t.path().join("to");
+    for name in [nfc, nfd] {
+        ops::restore(&c, &ops::RestoreOptions { name: name.into(), to: Some(dest.clone()), ..Default::default() })
+            .unwrap();
+    }
+    assert_eq!(fs::read(dest.join(nfc)).unwrap(), b"composed");
+    assert_eq!(fs::read(dest.join(nfd)).unwrap(), b"decomposed");
+    let again =
+        ops::restore(&c, &ops::RestoreOptions { name: nfc.into(), to: Some(dest.clone()), ..Default::default() });
+    assert!(matches!(again, Err(ops::OpsError::Exists { .. })), "{again:?}");
+    assert_eq!(fs::read(dest.join(nfd)).unwrap(), b"decomposed");
+}

@@ -439,3 +439,35 @@ fn a_running_mount_shows_synced_backups_without_a_remount() {
     sync::sync_store(&b_sync, store.as_ref(), None, false).unwrap();
     assert!(fs_names(&fs, "/by-name").is_empty());
 }
+
+// Regression (issue 11, item 1): one journal object dropped into a shared store put a row named `/abs/pwn.txt` or
+// `../out/rel.txt` into every syncing host's inventory (and `restore` wrote there). Such entries are refused,
+// reported and not retried; `sync --rebuild` refuses them too.
+#[test]
+fn journal_entries_with_hostile_names_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    let c = host(t.path(), "c", &store_dir);
+    let long = "x".repeat(300);
+    let hostile = ["/tmp/x/pwn.txt", "../out/rel.txt", "a\0b", long.as_str(), ".."];
+    for (i, name) in hostile.iter().enumerate() {
+        let mut r = record("ok", &format!("2026010100000{i}"), 100, "", "evil");
+        r.filename = name.to_string();
+        sync::publish_backup(&store, &r, None, None).unwrap();
+    }
+    let mut r = record("ok", "20260101000009", 100, "", "evil");
+    r.stored_filename = StoredName::from_key("../../outside.20260101000009.tgz");
+    sync::publish_backup(&store, &r, None, None).unwrap();
+    sync::publish_backup(&store, &record("fine", "20260101000000", 100, "", "a"), None, None).unwrap();
+    for rebuild in [false, true] {
+        let report = sync::sync_store(&c, &store, None, rebuild).unwrap();
+        assert_eq!(report.unreadable.len(), hostile.len() + 1, "{report:?}");
+        assert!(report.unreadable.iter().all(|(_, why)| why.starts_with("refusing a row whose")), "{report:?}");
+        let rows = c.inventory.search(&Default::default()).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.filename.as_str()).collect();
+        assert_eq!(names, ["fine"]);
+    }
+    let again = sync::sync_store(&c, &store, None, false).unwrap();
+    assert_eq!((again.fetched, again.unreadable.len()), (0, 0), "refused entries are not read again: {again:?}");
+}

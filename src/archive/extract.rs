@@ -7,7 +7,8 @@
 //! safe to delete; it is never removed automatically, because another restore may be using it.
 //!
 //! Entries are sanitised, unlike bakthat 0.6 which called `tarfile.extractall()` on whatever it downloaded:
-//! absolute names, `..` components, empty names and NUL bytes are refused; nothing is ever written through a
+//! absolute names, `..` components, empty names, NUL bytes, components over 255 bytes and paths over 4095 bytes are
+//! refused (one rule, [`crate::model::relative_path`]); nothing is ever written through a
 //! symlink; hard links must point at a file extracted earlier from the same stream; device nodes and FIFOs are
 //! skipped. A hostile entry fails the whole restore with [`ExtractError::Unsafe`].
 //!
@@ -497,27 +498,10 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
-/// Strips `./` and empty components; refuses absolute names, `..`, NUL and empty names. `Ok(None)` means the name
-/// is the archive root (`.` or `./`).
+/// [`crate::model::relative_path`], the one confinement rule for names that become paths, with its reason as text.
+/// `Ok(None)` means the name is the archive root (`.` or `./`).
 fn normalize(bytes: &[u8]) -> Result<Option<PathBuf>, &'static str> {
-    if bytes.is_empty() {
-        return Err("empty name");
-    }
-    if bytes.contains(&0) {
-        return Err("name contains a NUL byte");
-    }
-    if bytes[0] == b'/' {
-        return Err("absolute path");
-    }
-    let mut path = PathBuf::new();
-    for component in bytes.split(|&b| b == b'/') {
-        match component {
-            b"" | b"." => {}
-            b".." => return Err("path contains a .. component"),
-            name => path.push(OsStr::from_bytes(name)),
-        }
-    }
-    Ok(if path.as_os_str().is_empty() { None } else { Some(path) })
+    crate::model::relative_path(bytes).map_err(crate::model::NameError::reason)
 }
 
 fn unsafe_entry(raw: &[u8], reason: &'static str) -> ExtractError {
@@ -866,6 +850,33 @@ mod tests {
         extract(Cursor::new(archive), &scene.dest(), &ExtractOptions::default()).unwrap();
         assert_eq!(fs::read(scene.dest().join(&name)).unwrap(), b"pax");
         assert!(!scene.dest().join("placeholder").exists());
+    }
+
+    fn pax_entry(name: &[u8]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = header(EntryType::Regular, 0o644, T0, 3);
+        builder.append_pax_extensions([("path", name)]).unwrap();
+        h.set_path("placeholder").unwrap();
+        h.set_cksum();
+        builder.append(&h, &b"pax"[..]).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    // Regression (issue 11, item 1): names over NAME_MAX or PATH_MAX reached the filesystem and failed there as an
+    // I/O error ("File name too long") after part of the archive was written to staging; they are refused as
+    // unsafe entries, by the rule every restore path shares.
+    #[test]
+    fn over_long_names_are_refused_as_unsafe() {
+        let scene = Scene::new();
+        let msg = assert_refused(&scene, pax_entry(format!("d/{}", "x".repeat(256)).as_bytes()));
+        assert!(msg.contains("longer than 255 bytes"), "{msg}");
+        let deep = "d/".repeat(2048) + "f";
+        let msg = assert_refused(&scene, pax_entry(deep.as_bytes()));
+        assert!(msg.contains("longer than 4095 bytes"), "{msg}");
+        // The limits themselves are fine.
+        let at_limit = format!("{}/{}", "a".repeat(255), "b".repeat(255));
+        extract(Cursor::new(pax_entry(at_limit.as_bytes())), &scene.dest(), &ExtractOptions::default()).unwrap();
+        assert_eq!(fs::read(scene.dest().join(&at_limit)).unwrap(), b"pax");
     }
 
     // ---- hostile archives ----

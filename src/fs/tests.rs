@@ -823,3 +823,25 @@ fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
     let XattrReply::Data(err) = fs.getxattr(d, b"user.bakthat.error", 4096).unwrap() else { panic!() };
     assert!(String::from_utf8(err).unwrap().contains("compress is off"));
 }
+
+// Regression (issue 11, item 1): the mount showed whatever names an index held (NUL bytes, components over 255
+// bytes, `/abs` as `abs`); an index can come from the journal. It now applies the rule restore applies.
+#[test]
+fn hostile_index_names_are_not_shown() {
+    let env = Env::new();
+    let rec = env.backup(&env.source("first"), &[], None);
+    let bytes = env.ctx.inventory.get_index(&rec.stored_filename).unwrap().unwrap();
+    let mut index = crate::archive::read_index_sidecar(&bytes, None).unwrap();
+    let file = index.entries.iter().find(|e| e.path.ends_with(b"small.txt")).unwrap().clone();
+    let long = "x".repeat(300).into_bytes();
+    for path in
+        [b"/abs.txt".to_vec(), b"../up.txt".to_vec(), b"first/a\0b".to_vec(), [b"first/".to_vec(), long].concat()]
+    {
+        index.entries.push(crate::archive::index::Entry { path, ..file.clone() });
+    }
+    env.ctx.inventory.put_index(&rec.stored_filename, &crate::archive::index_sidecar(&index, None)).unwrap();
+    let fs = env.fs(Counting::new(env.store(), false), None).unwrap();
+    let dir = format!("/by-name/first/{}/first", ts(&rec));
+    assert_eq!(names(&fs, &dir), ["hard.txt", "small.txt", "sub"]);
+    assert_eq!(names(&fs, &format!("/by-name/first/{}", ts(&rec))), [".bakthat-status", "first"]);
+}

@@ -318,10 +318,10 @@ impl Tree {
         let mut dirs: HashMap<Vec<u8>, Ino> = HashMap::new();
         dirs.insert(Vec::new(), ino);
         'entries: for (i, e) in loaded.index.entries.iter().enumerate() {
-            let comps: Vec<&[u8]> = e.path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
-            if comps.is_empty() || comps.contains(&&b".."[..]) {
-                continue;
-            }
+            // The confinement rule restore applies (crate::model::relative_path): a hostile entry (absolute, `..`,
+            // NUL, over NAME_MAX/PATH_MAX) is not shown.
+            let Ok(Some(rel)) = crate::model::relative_path(&e.path) else { continue };
+            let comps: Vec<&[u8]> = rel.as_os_str().as_encoded_bytes().split(|&b| b == b'/').collect();
             let mut parent = ino;
             let mut key: Vec<u8> = Vec::new();
             for c in &comps[..comps.len() - 1] {

@@ -7,15 +7,19 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{get_row, insert_row, record_from_row, Inventory, InventoryError, Job, JobKind, JobStatus, Result};
-use crate::model::{BackupRecord, Epoch};
+use crate::model::{BackupRecord, BadRecordName, Epoch};
 
-/// How many rows [`Inventory::import_legacy`] copied, and how many it skipped because they were already present.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How many rows [`Inventory::import_legacy`] copied, how many it skipped because they were already present, and
+/// which it refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
     /// `backups` rows copied.
     pub backups: usize,
     /// `backups` rows whose stored name was already in the inventory.
     pub backups_skipped: usize,
+    /// `backups` rows not copied because a name in them could not be a file name (an absolute path, `..`, NUL, a
+    /// name over 255 bytes: see [`crate::model::FileName`]); a restore would have written outside its target.
+    pub backups_refused: Vec<BadRecordName>,
     /// Glacier archive ids (`inventory` rows) copied.
     pub archive_ids: usize,
     /// Archive ids whose stored name or id was already known.
@@ -110,7 +114,8 @@ impl Inventory {
     ///
     /// Dates are copied as they are: 0.6 stored UTC wall-clock seconds, which equal true epochs on UTC hosts. Jobs
     /// become pending archive retrievals (the store will say if they expired), dated by the legacy file's mtime.
-    /// Rows get no profile; their host is the metadata's `client`.
+    /// Rows get no profile; their host is the metadata's `client`. Rows with a name that cannot be a file name are
+    /// refused (listed in the report), the rest imported.
     pub fn import_legacy(&self, legacy_path: &Path) -> Result<ImportReport> {
         let legacy = read_legacy(legacy_path)?;
         let job_date: Epoch = std::fs::metadata(legacy_path)
@@ -124,7 +129,10 @@ impl Inventory {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for record in &legacy.backups {
-            if get_row(&tx, record.stored_filename.as_str())?.is_some() {
+            if let Err(bad) = record.check_names() {
+                tracing::warn!(from = %legacy_path.display(), "{bad}");
+                report.backups_refused.push(bad);
+            } else if get_row(&tx, record.stored_filename.as_str())?.is_some() {
                 report.backups_skipped += 1;
             } else {
                 insert_row(&tx, record, None)?;

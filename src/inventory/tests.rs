@@ -627,6 +627,7 @@ fn import_legacy_copies_everything_and_leaves_the_file_alone() {
         ImportReport {
             backups: 3,
             backups_skipped: 1,
+            backups_refused: vec![],
             archive_ids: 2,
             archive_ids_skipped: 0,
             jobs: 1,
@@ -680,6 +681,7 @@ fn import_legacy_copies_everything_and_leaves_the_file_alone() {
         ImportReport {
             backups: 0,
             backups_skipped: 4,
+            backups_refused: vec![],
             archive_ids: 0,
             archive_ids_skipped: 2,
             jobs: 0,
@@ -702,6 +704,42 @@ fn import_legacy_into_a_file_inventory_and_odd_paths() {
     let inv = Inventory::open(target_dir.path().join("inv.sqlite")).unwrap();
     assert_eq!(inv.import_legacy(&legacy).unwrap().backups, 4);
     assert_eq!(dir_listing(&odd), BTreeSet::from([".bakthat.sqlite".to_string()]));
+}
+
+// Regression (issue 11, item 1): a crafted 0.6 database put rows named `/tmp/x/pwn.txt` or `../out/rel.txt` into
+// the inventory, and `restore` wrote there. Such rows are refused; the rest is imported.
+#[test]
+fn import_legacy_refuses_rows_whose_names_cannot_be_file_names() {
+    let legacy_dir = tempfile::tempdir().unwrap();
+    let legacy = make_legacy(legacy_dir.path());
+    let long = "x".repeat(300);
+    let deep = "d/".repeat(2100) + "f";
+    let hostile: Vec<(&str, String)> = vec![
+        ("/tmp/x/pwn.txt", "pwn.20261122040805".into()),
+        ("../out/rel.txt", "rel.20261122040805".into()),
+        ("a\0b", "nul.20261122040805".into()),
+        (&long, "long.20261122040805".into()),
+        (&deep, "deep.20261122040805".into()),
+        ("fine", "../../escape.20261122040805".into()),
+        ("fine", "/abs.20261122040805".into()),
+    ];
+    let conn = Connection::open(&legacy).unwrap();
+    for (i, (filename, stored)) in hostile.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO backups VALUES (?1, 's3', 'h', 1795000000, ?2, 0, 1795000000, '{}', 7, ?3, '')",
+            rusqlite::params![100 + i as i64, filename, stored],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let inv = Inventory::open_in_memory().unwrap();
+    let report = inv.import_legacy(&legacy).unwrap();
+    assert_eq!(report.backups, 4, "the ordinary rows are imported: {report:?}");
+    assert_eq!(report.backups_refused.len(), hostile.len(), "{report:?}");
+    for (_, stored) in &hostile {
+        assert!(inv.get(&StoredName::from_key(stored.clone())).unwrap().is_none(), "{stored} was imported");
+    }
+    assert!(report.backups_refused[0].to_string().contains("absolute path"), "{}", report.backups_refused[0]);
 }
 
 #[test]

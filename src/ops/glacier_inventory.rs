@@ -147,7 +147,7 @@ fn row_for(ctx: &Ctx, stored: &StoredName, size: Option<u64>) -> Option<BackupRe
     let parsed = stored.parse()?;
     let date = chrono::NaiveDateTime::parse_from_str(&parsed.date, "%Y%m%d%H%M%S").ok()?.and_utc().timestamp();
     let p = &ctx.profile;
-    Some(BackupRecord {
+    let record = BackupRecord {
         id: None,
         backend: "glacier".into(),
         backend_hash: Some(crate::config::backend_hash(
@@ -162,5 +162,8 @@ fn row_for(ctx: &Ctx, stored: &StoredName, size: Option<u64>) -> Option<BackupRe
         size: size.unwrap_or(0),
         stored_filename: stored.clone(),
         tags: String::new(),
-    })
+    };
+    // The description is whatever the vault's uploader wrote: a name that cannot be a file name gets no row.
+    record.check_names().map_err(|bad| ctx.reporter.warn(&bad.to_string())).ok()?;
+    Some(record)
 }

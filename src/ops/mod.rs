@@ -311,6 +311,9 @@ pub enum OpsError {
     NeedsFile { path: PathBuf },
     #[error("{path} already exists; pass --force to overwrite it, or restore to another directory with --to")]
     Exists { path: PathBuf },
+    /// A row's name that cannot be a file name in the restore directory (a hostile or damaged row).
+    #[error("refusing to restore under the name {name:?}: {reason}")]
+    UnsafeName { name: String, reason: crate::model::NameError },
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
     #[error("{stored} is in {backend}; only backups in s3 can be shared (presigned URLs)")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{pending, Ctx, OpsError, Watched};
 use crate::archive::extract::{ExtractOptions, ExtractSummary};
 use crate::archive::{self, Hints, Secret};
-use crate::model::BackupRecord;
+use crate::model::{BackupRecord, FileName};
 use crate::storage::{Backend, Retrieval};
 
 /// What to restore and where.
@@ -96,8 +96,11 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
         let written = summary.top_level.iter().map(|p| dest.join(p)).collect();
         return Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes });
     }
-    // A payload stored as is: written to <dest>/<name> under a temporary name, renamed when complete.
-    let target = dest.join(&record.filename);
+    // A payload stored as is: written to <dest>/<name> under a temporary name, renamed when complete. The name is
+    // a row's, which may have come from a journal, a sync server or a 0.6 database: confined like a tar entry.
+    let target = FileName::new(&record.filename)
+        .and_then(|n| n.target_in(&dest))
+        .map_err(|reason| OpsError::UnsafeName { name: record.filename.clone(), reason })?;
     if !opts.force && fs::symlink_metadata(&target).is_ok() {
         return Err(OpsError::Exists { path: target });
     }

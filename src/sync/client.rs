@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use super::{apply, Entry, EntryKind, SyncError, SyncReport};
 use crate::config::SyncConfig;
-use crate::inventory::UpsertOutcome;
 use crate::model::{BackupRecord, StoredName};
 use crate::ops::Ctx;
 
@@ -123,15 +122,80 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
             ));
             continue;
         };
-        match apply(ctx, &Entry { kind: EntryKind::Backup, record, index: Vec::new() })? {
-            UpsertOutcome::Inserted => report.inserted += 1,
-            UpsertOutcome::Updated => report.updated += 1,
-            UpsertOutcome::KeptLocal => report.unchanged += 1,
-        }
+        let key = record.stored_filename.to_string();
+        report.count(&key, apply(ctx, &Entry { kind: EntryKind::Backup, record, index: Vec::new() }))?;
     }
     if let Some(ts) = answer.get("sync_ts").and_then(Value::as_i64) {
         inv.set_config("sync_ts", &json!(ts))?;
     }
     inv.set_config(PUSH_MARK, &json!(started))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::{Config, Profile};
+    use crate::inventory::Inventory;
+
+    /// A sync server that answers every request with `body` (as a hostile or broken 0.6 server could).
+    fn canned_server(body: Value, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                reader.take(len).read_to_end(&mut Vec::new()).unwrap();
+                let text = body.to_string();
+                write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len())
+                    .unwrap();
+            }
+        });
+        (url, handle)
+    }
+
+    // Regression (issue 11, item 1): a 0.6 sync server's rows went into the inventory as they were, so a row named
+    // `/tmp/x/pwn.txt` or `../out/rel.txt` made `restore` write there. They are refused and reported.
+    #[test]
+    fn rows_from_a_server_with_hostile_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+        config.set_profile("default", Profile { local_path: Some(dir.path().join("store")), ..Profile::default() });
+        let ctx = Ctx::new(config, "default", Inventory::open_in_memory().unwrap()).unwrap();
+        ctx.inventory.set_config("client_id", &json!("me")).unwrap();
+        let row = |filename: &str, stored: &str| {
+            json!({"backend": "s3", "backend_hash": "h", "backup_date": 1, "filename": filename, "is_deleted": 0,
+                   "last_updated": 1, "metadata": {}, "size": 1, "stored_filename": stored, "tags": []})
+        };
+        let updated = vec![
+            row("/tmp/x/pwn.txt", "pwn.20260101000000"),
+            row("../out/rel.txt", "rel.20260101000000"),
+            row("a\0b", "nul.20260101000000"),
+            row(&"x".repeat(300), "long.20260101000000"),
+            row("ok", "../ok.20260101000000"),
+            row("fine", "fine.20260101000000"),
+        ];
+        let (url, server) = canned_server(json!({"updated": updated, "sync_ts": 5}), 1);
+        let cfg = SyncConfig { url: Some(url), username: Some("u".into()), ..SyncConfig::default() };
+        let report = sync(&ctx, &cfg, false).unwrap();
+        server.join().unwrap();
+        assert_eq!((report.listed, report.inserted, report.unreadable.len()), (6, 1, 5), "{report:?}");
+        let rows = ctx.inventory.search(&Default::default()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.filename.as_str()).collect::<Vec<_>>(), ["fine"]);
+    }
 }

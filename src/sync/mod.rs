@@ -31,7 +31,7 @@ use thiserror::Error;
 use crate::archive::crypto::{self, MasterKey};
 use crate::archive::Secret;
 use crate::inventory::{InventoryError, UpsertOutcome};
-use crate::model::{BackupRecord, Epoch, StoredName};
+use crate::model::{BackupRecord, BadRecordName, Epoch, StoredName};
 use crate::ops::{Ctx, OpsError};
 use crate::storage::{Backend, PutOptions, StorageError};
 
@@ -61,6 +61,9 @@ pub enum SyncError {
     /// Publishing the entry of an encrypted backup needs the password.
     #[error("{0} is encrypted: give the password (BAKTHAT_PASSWORD) to publish its journal entry")]
     PasswordNeeded(String),
+    /// An entry or a server row whose names could not be file names (see [`crate::model::FileName`]): never applied.
+    #[error(transparent)]
+    Refused(#[from] BadRecordName),
     /// The sync server section of the config is incomplete.
     #[error("the sync server needs {0}; set it in the sync: block of the config")]
     Config(&'static str),
@@ -104,11 +107,24 @@ pub struct SyncReport {
     pub updated: usize,
     /// Entries older than or as old as the local row.
     pub unchanged: usize,
-    /// Entries that could not be read: (key, why). They are retried on the next sync.
+    /// Entries that could not be read: (key, why). They are retried on the next sync, except refused ones (a name
+    /// that cannot be a file name), which will not change.
     pub unreadable: Vec<(String, String)>,
 }
 
 impl SyncReport {
+    /// Counts what [`apply`] did with one entry; a refused entry is listed as unreadable under `key`.
+    fn count(&mut self, key: &str, applied: Result<UpsertOutcome, SyncError>) -> Result<(), SyncError> {
+        match applied {
+            Ok(UpsertOutcome::Inserted) => self.inserted += 1,
+            Ok(UpsertOutcome::Updated) => self.updated += 1,
+            Ok(UpsertOutcome::KeptLocal) => self.unchanged += 1,
+            Err(SyncError::Refused(bad)) => self.unreadable.push((key.to_string(), bad.to_string())),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     /// A one-line summary.
     pub fn summary(&self) -> String {
         format!(
@@ -318,11 +334,7 @@ pub fn sync_store(
             Err(e) => Err(e.to_string()),
         };
         match entry {
-            Ok(entry) => match apply(ctx, &entry)? {
-                UpsertOutcome::Inserted => report.inserted += 1,
-                UpsertOutcome::Updated => report.updated += 1,
-                UpsertOutcome::KeptLocal => report.unchanged += 1,
-            },
+            Ok(entry) => report.count(&key, apply(ctx, &entry))?,
             Err(why) => {
                 report.unreadable.push((key.clone(), why));
                 failed.insert(key.clone());
@@ -349,8 +361,10 @@ fn read_object(store: &dyn Backend, key: &str) -> Result<Vec<u8>, StorageError> 
 }
 
 /// Applies one entry to the inventory: a new row (recorded under the current profile), or the newer state of a
-/// known one. A tombstone keeps the local row's details and marks it deleted.
+/// known one. A tombstone keeps the local row's details and marks it deleted. An entry whose names could not be
+/// file names is [`SyncError::Refused`] (the journal, `sync --rebuild` and a sync server all come through here).
 pub fn apply(ctx: &Ctx, entry: &Entry) -> Result<UpsertOutcome, SyncError> {
+    entry.record.check_names()?;
     let inv = &ctx.inventory;
     let stored: &StoredName = &entry.record.stored_filename;
     let local = inv.get(stored)?;
