@@ -18,7 +18,8 @@
 //!   no fuser in it.
 //! - [`fuse`]: the thin fuser adapter over [`fs`]; the only module that names fuser.
 //! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
-//! - [`cli`]: the command line; the only place for anyhow.
+//! - [`mount`]: the mount's lifecycle (mount point checks, `/proc/mounts`, the detached process) around [`fuse`].
+//! - [`cli`]: the command line, one file per command; the only place for anyhow.
 
 pub mod archive;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod interval;
 pub mod inventory;
 pub mod kv;
 pub mod model;
+pub mod mount;
 pub mod ops;
 pub mod rotation;
 pub mod storage;

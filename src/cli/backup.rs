@@ -1,0 +1,99 @@
+//! `backup`: pack a file or directory and store it, then run the automatic sync.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use clap::{Parser, ValueEnum};
+
+use super::{client, excludes, human, sync, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::archive::Secret;
+use crate::ops;
+
+#[derive(Parser, Debug)]
+pub(super) struct BackupArgs {
+    /// File or directory to back up
+    filename: Option<PathBuf>,
+    /// local, s3, glacier or swift (default: the profile's default_destination, else local)
+    #[arg(short, long)]
+    destination: Option<String>,
+    /// Ask for a password when BAKTHAT_PASSWORD is not set
+    #[arg(long, value_enum, default_value = "yes")]
+    prompt: YesNo,
+    /// Space-separated tags
+    #[arg(short, long)]
+    tags: Option<String>,
+    /// Periodic-backup monitoring key (posted to the profile's webhook_url)
+    #[arg(short, long)]
+    key: Option<String>,
+    /// A gitignore-style exclude file, merged with .bakthatexclude and .gitignore
+    #[arg(long, value_name = "PATH")]
+    exclude_file: Option<PathBuf>,
+    /// Store with the REDUCED_REDUNDANCY storage class (S3)
+    #[arg(long)]
+    s3_reduced_redundancy: bool,
+    /// Name the backup instead of using the basename
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum YesNo {
+    Yes,
+    No,
+}
+
+pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
+    let client = client(cli)?;
+    let source = match &a.filename {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()?,
+    };
+    let filter = excludes::filter(&source, a.exclude_file.as_deref())?;
+    let opts = ops::BackupOptions {
+        source,
+        destination: a.destination.clone(),
+        tags: a.tags.iter().cloned().collect(),
+        name: a.name.clone(),
+        password: backup_password(a.prompt)?,
+        filter,
+        storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
+        pack: None,
+        progress: None,
+    };
+    let out = match &a.key {
+        Some(key) => client.backup_monitored(&opts, key)?,
+        None => client.backup(&opts)?,
+    };
+    if out.cleaned > 0 && !cli.quiet {
+        eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
+    }
+    println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
+    sync::after_backup(client.ctx(), opts.password.as_deref(), &out.record)?;
+    if !out.warnings.is_empty() {
+        eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
+        return Ok(EXIT_FAILURE);
+    }
+    Ok(EXIT_OK)
+}
+
+/// The password for new backups: BAKTHAT_PASSWORD, else a prompt on a terminal (unless --prompt no).
+fn backup_password(prompt: YesNo) -> Result<Option<Arc<Secret>>> {
+    if let Some(pw) = std::env::var_os("BAKTHAT_PASSWORD") {
+        use std::os::unix::ffi::OsStrExt;
+        return Ok((!pw.is_empty()).then(|| Arc::new(Secret::new(pw.as_bytes()))));
+    }
+    if prompt == YesNo::No || !io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let pw = rpassword::prompt_password("Password (blank to disable encryption): ")?;
+    if pw.is_empty() {
+        return Ok(None);
+    }
+    let again = rpassword::prompt_password("Password confirmation: ")?;
+    if pw != again {
+        bail!("the passwords do not match; nothing was backed up");
+    }
+    Ok(Some(Arc::new(Secret::new(pw.as_bytes()))))
+}

@@ -1,0 +1,151 @@
+//! `mount` and `umount`: flags, the password, and messages on the terminal. The mount point checks, `/proc/mounts`
+//! and the detached process are in [`crate::mount`]; the filesystem in [`crate::fs`] and [`crate::fuse`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Parser;
+
+use super::{context, read_password, Cli, EXIT_OK};
+use crate::archive::Secret;
+use crate::mount::{self, DetachedCommand};
+use crate::ops;
+
+#[derive(Parser, Debug)]
+pub(super) struct MountArgs {
+    /// Empty directory to mount on
+    mountpoint: PathBuf,
+    /// Cache of decoded blocks (plaintext, mode 0700; default: ~/.cache/bakthat/mount)
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Size cap of the cache: bytes, or with K, M, G, T (powers of 1024)
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    cache_size: String,
+    /// Let other users see the mount (permissions are then enforced by the kernel)
+    #[arg(long)]
+    allow_other: bool,
+    /// Run in the background once mounted
+    #[arg(long)]
+    daemon: bool,
+    /// Read the password of encrypted backups from this file (first line)
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// (internal) read the password from the first line of standard input: how --daemon hands over a password it
+    /// prompted for
+    #[arg(long, hide = true)]
+    password_stdin: bool,
+    /// FUSE worker threads
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// Seconds between checks of pending cold-storage retrievals
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    poll_interval: f64,
+    /// Seconds a directory in /incoming must be quiet before it is backed up
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    settle: f64,
+}
+
+pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
+    mount::check_mountpoint(&a.mountpoint)?;
+    let ctx = Arc::new(context(cli)?);
+    let first_line = |text: &[u8]| {
+        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
+    };
+    let secret = match &a.password_file {
+        Some(f) => {
+            let text = std::fs::read(f).with_context(|| format!("reading the password file {}", f.display()))?;
+            Some(first_line(&text))
+        }
+        None if a.password_stdin => {
+            let mut text = Vec::new();
+            io::Read::read_to_end(&mut io::stdin(), &mut text).context("reading the password from stdin")?;
+            Some(first_line(&text))
+        }
+        None => {
+            let any_enc = ctx.inventory.search(&Default::default())?.iter().any(|r| r.is_enc());
+            read_password(any_enc)?
+        }
+    };
+    let cache_dir = cache_dir(a)?;
+    if a.daemon {
+        return daemonize(a, &cache_dir, secret.as_deref());
+    }
+    let mut opts = crate::fs::MountOptions::new(cache_dir);
+    opts.cache_size = parse_size(&a.cache_size)?;
+    opts.poll_interval = Duration::from_secs_f64(a.poll_interval.max(0.1));
+    opts.settle = Duration::from_secs_f64(a.settle.max(0.0));
+    let c2 = ctx.clone();
+    let open: crate::fs::OpenBackend = Arc::new(move |d: &str| c2.backend(d));
+    let fs = crate::fs::Fs::new(ctx, open, secret, opts).context("preparing the mount")?;
+    let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
+    let mp = a.mountpoint.display().to_string();
+    let meter = fs.clone();
+    crate::fuse::serve(fs, &a.mountpoint, &cfg, ops::interrupt_flag(), || {
+        eprintln!("bakthat: mounted on {mp}; Ctrl-C or `bakthat umount {mp}` to unmount");
+    })
+    .with_context(|| format!("mounting on {mp} (is it an empty directory, and is /dev/fuse usable?)"))?;
+    let totals = meter.store_totals();
+    tracing::info!(requests = totals.requests, bytes_read = totals.bytes_read, "unmounted {mp}");
+    Ok(EXIT_OK)
+}
+
+pub(super) fn umount(mp: &Path) -> Result<i32> {
+    mount::unmount(mp)?;
+    Ok(EXIT_OK)
+}
+
+/// Where the mount keeps its cache, /incoming staging and (with --daemon) its log.
+fn cache_dir(a: &MountArgs) -> Result<PathBuf> {
+    match &a.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(dirs::cache_dir()
+            .ok_or_else(|| anyhow!("no cache directory known; pass --cache-dir"))?
+            .join("bakthat/mount")),
+    }
+}
+
+/// Starts the same command without --daemon in a new session and returns once the mount is up. A password asked
+/// for here (the prompt needs the terminal) goes to the child through a pipe, never its arguments or environment;
+/// the child's log goes to `<cache-dir>/mount.log`.
+fn daemonize(a: &MountArgs, cache_dir: &Path, secret: Option<&Secret>) -> Result<i32> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|x| x != "--daemon").collect();
+    let hand_over = secret.filter(|_| a.password_file.is_none() && std::env::var_os("BAKTHAT_PASSWORD").is_none());
+    if hand_over.is_some() {
+        args.push("--password-stdin".into());
+    }
+    let started = mount::start_detached(&DetachedCommand {
+        program: std::env::current_exe()?,
+        args,
+        stdin: hand_over.map(Secret::bytes),
+        cache_dir,
+        mountpoint: &a.mountpoint,
+        timeout: Duration::from_secs(30),
+    })?;
+    println!("mounted on {} (pid {}, log {})", started.mountpoint.display(), started.pid, started.log.display());
+    Ok(EXIT_OK)
+}
+
+/// Parses `1G`, `512M`, `4096`.
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => bail!("unknown size unit in {s:?}; use K, M, G or T"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().with_context(|| format!("{s:?} is not a size such as 512M or 2G"))?;
+    Ok((n * mult as f64) as u64)
+}

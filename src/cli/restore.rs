@@ -1,0 +1,51 @@
+//! `restore`: restore the newest backup of a name (or an exact stored name), asking for its password if needed.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+
+use super::{client, human, needs_password, read_password, Cli, EXIT_OK};
+use crate::ops;
+
+#[derive(Parser, Debug)]
+pub(super) struct RestoreArgs {
+    filename: String,
+    #[arg(short, long)]
+    destination: Option<String>,
+    /// Directory to restore into (default: the current directory)
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+    /// Overwrite existing files
+    #[arg(long)]
+    force: bool,
+}
+
+pub(super) fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
+    let client = client(cli)?;
+    let mut opts = ops::RestoreOptions {
+        name: a.filename.clone(),
+        destination: a.destination.clone(),
+        to: a.to.clone(),
+        force: a.force,
+        password: read_password(false)?,
+    };
+    // Ask before restoring rather than after a failed try, so that restore hooks run once.
+    let encrypted = client.inventory().newest(&a.filename, a.destination.as_deref())?.is_some_and(|r| r.is_enc());
+    if encrypted && opts.password.is_none() && io::stdin().is_terminal() {
+        opts.password = read_password(true)?;
+    }
+    let out = match client.restore(&opts) {
+        Err(e) if needs_password(&e) && io::stdin().is_terminal() => {
+            opts.password = read_password(true)?;
+            client.restore(&opts)?
+        }
+        other => other?,
+    };
+    println!("restored {} ({} entries, {})", out.record.stored_filename, out.entries, human(out.bytes));
+    for p in &out.written {
+        println!("  {}", p.display());
+    }
+    Ok(EXIT_OK)
+}

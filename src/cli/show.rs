@@ -1,0 +1,61 @@
+//! `show`: list backups from the inventory (no network), as 0.6 printed them or as JSON.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use clap::Parser;
+
+use super::{context, human, Cli, EXIT_OK};
+use crate::model::{utc, BackupRecord};
+use crate::ops;
+
+#[derive(Parser, Debug)]
+pub(super) struct ShowArgs {
+    query: Option<String>,
+    /// Only these destinations (repeatable; default: all)
+    #[arg(short, long)]
+    destination: Vec<String>,
+    /// Only backups with all these tags (space separated)
+    #[arg(short, long)]
+    tags: Option<String>,
+    /// JSON output
+    #[arg(long)]
+    json: bool,
+    /// Include deleted backups
+    #[arg(long)]
+    deleted: bool,
+}
+
+pub(super) fn run(cli: &Cli, a: &ShowArgs) -> Result<i32> {
+    let ctx = context(cli)?;
+    let q = ops::ShowQuery {
+        text: a.query.clone(),
+        destinations: a.destination.clone(),
+        tags: a.tags.iter().cloned().collect(),
+        include_deleted: a.deleted,
+    };
+    let rows = ops::show(&ctx, &q)?;
+    let mut out = io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+    } else {
+        for r in &rows {
+            writeln!(out, "{}", show_line(r))?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// One `show` line, as 0.6 printed it: date, backend, size, stored name, (tags).
+fn show_line(r: &BackupRecord) -> String {
+    let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags) };
+    let deleted = if r.is_deleted { " [deleted]" } else { "" };
+    format!(
+        "{}\t{:8}\t{:8}\t{}{tags}{deleted}",
+        utc(r.backup_date).format("%Y-%m-%dT%H:%M:%S"),
+        r.backend,
+        human(r.size),
+        r.stored_filename
+    )
+}
