@@ -33,6 +33,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::RetrievalPending { .. } => Errno::EAGAIN,
         FsError::PasswordNeeded { .. } => Errno::EACCES,
         FsError::WrongPassword { .. } => Errno::EACCES,
+        FsError::WrongPasswordOrDamaged { .. } => Errno::EACCES,
         FsError::Integrity { .. } => Errno::EIO,
         FsError::Backend { .. } => Errno::EIO,
         FsError::TooLarge { .. } => Errno::EFBIG,

@@ -42,6 +42,11 @@ pub enum FsError {
     PasswordNeeded { stored: String },
     #[error("wrong password for {stored}")]
     WrongPassword { stored: String },
+    #[error(
+        "{stored}: wrong password, or the archive header is damaged (the key check of its index copy fails, and no \
+         other backup with the same key settings opens to tell which)"
+    )]
+    WrongPasswordOrDamaged { stored: String },
     #[error("{stored}: damaged or tampered data ({detail}); run `bakthat verify` on it")]
     Integrity { stored: String, detail: String },
     #[error("{stored}: the store failed")]
@@ -108,6 +113,7 @@ impl FsError {
             FsError::RetrievalPending { .. }
             | FsError::PasswordNeeded { .. }
             | FsError::WrongPassword { .. }
+            | FsError::WrongPasswordOrDamaged { .. }
             | FsError::Integrity { .. }
             | FsError::Backend { .. }
             | FsError::TooLarge { .. }

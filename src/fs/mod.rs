@@ -36,7 +36,7 @@ mod status;
 mod tests;
 mod tree;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -192,6 +192,8 @@ struct Inner {
     /// Whether a failed cache write was already reported.
     cache_warned: AtomicBool,
     cold: Mutex<HashMap<String, cold::Cold>>,
+    /// Key settings of the encrypted index copies whose key check this password passed.
+    opened_keys: Mutex<HashSet<index::KeySettings>>,
     mounted_at: Epoch,
     incoming: incoming::Incoming,
 }
@@ -268,6 +270,7 @@ impl Fs {
             prefetching: AtomicU64::new(0),
             cache_warned: AtomicBool::new(false),
             cold: Mutex::new(HashMap::new()),
+            opened_keys: Mutex::new(HashSet::new()),
             mounted_at,
             incoming,
         });
@@ -340,7 +343,7 @@ impl Fs {
             } else if name == b".." {
                 node.parent
             } else {
-                *node.children.as_ref().ok_or(FsError::NotADirectory)?.get(name).ok_or(FsError::NotFound)?
+                t.child(parent, name)?
             }
         };
         self.getattr(ino)

@@ -203,7 +203,7 @@ impl Inner {
             let node = t.node(h.ino)?;
             match &node.kind {
                 NodeKind::Status(s) => {
-                    let text = self.status_of(&t.slots[*s].record).text().into_bytes();
+                    let text = self.status_of(&t.slots[*s]).text().into_bytes();
                     let s = (offset as usize).min(text.len());
                     let e = (offset.saturating_add(size) as usize).min(text.len());
                     return Ok(text[s..e].to_vec());

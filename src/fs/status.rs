@@ -5,11 +5,12 @@
 //! Not here: changing any of that state (`cold.rs` records retrievals, `incoming.rs` runs units).
 
 use crate::inventory::{Job, JobKind, JobStatus};
-use crate::model::{BackupRecord, Epoch};
+use crate::model::Epoch;
 use crate::storage::Retrieval;
 
 use super::incoming::UnitState;
-use super::tree::NodeKind;
+use super::index::Unreadable;
+use super::tree::{NodeKind, Slot};
 use super::{lock, Area, Fs, FsError, Inner, Ino, Result, XattrReply, ROOT, XATTR_PREFIX};
 
 /// Whether a backup's data can be read now.
@@ -48,17 +49,23 @@ pub(super) struct BackupStatus {
     pub ready_at: Option<Epoch>,
     pub size: u64,
     pub tags: String,
+    /// Why its content cannot be listed in this mount, if it cannot.
+    pub unreadable: Option<Unreadable>,
 }
 
 impl BackupStatus {
     /// The extended attributes, by short name.
     pub fn xattrs(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![
-            ("state", self.availability.word().to_string()),
+        let state = self.unreadable.as_ref().map_or(self.availability.word(), Unreadable::state_word);
+        let mut out = vec![("state", state.to_string())];
+        if let Some(why) = &self.unreadable {
+            out.push(("error", why.describe()));
+        }
+        out.extend([
             ("storage_class", self.storage_class.clone()),
             ("backend", self.backend.clone()),
             ("stored_name", self.stored_name.clone()),
-        ];
+        ]);
         if let Some(j) = &self.job_id {
             out.push(("job_id", j.clone()));
         }
@@ -78,7 +85,7 @@ impl BackupStatus {
         if !self.tags.is_empty() {
             s.push_str(&format!("tags: {}\n", self.tags));
         }
-        if self.availability.is_cold() {
+        if self.availability.is_cold() && self.unreadable.is_none() {
             s.push_str(
                 "note: this backup is in cold storage. Reading any file in it starts a retrieval (once); until it \
                  completes reads fail with EAGAIN (\"Resource temporarily unavailable\"). Run the copy again later.\n",
@@ -158,7 +165,8 @@ fn unit_xattrs(state: Option<UnitState>, progress: Option<(u64, u64)>) -> Vec<(&
 
 impl Inner {
     /// A backup's status, from memory and the inventory only (never a store).
-    pub(super) fn status_of(&self, record: &BackupRecord) -> BackupStatus {
+    pub(super) fn status_of(&self, slot: &Slot) -> BackupStatus {
+        let record = &slot.record;
         let stored = record.stored_filename.as_str();
         // Opening a store object makes no request; its kind says whether objects can be cold.
         let kind = self.backend(record).map(|b| b.kind()).unwrap_or("unknown");
@@ -198,6 +206,10 @@ impl Inner {
             ready_at,
             size: record.size,
             tags: record.tags.clone(),
+            unreadable: slot
+                .unreadable
+                .clone()
+                .or_else(|| (record.is_enc() && self.secret.is_none()).then_some(Unreadable::PasswordNeeded)),
         }
     }
 
@@ -232,8 +244,8 @@ impl Inner {
             | NodeKind::Status(s) => *s,
             NodeKind::Dir | NodeKind::Latest(_) | NodeKind::Incoming => return Ok(Vec::new()),
         };
-        let record = t.slots[slot].record.clone();
+        let status = self.status_of(&t.slots[slot]);
         drop(t);
-        Ok(self.status_of(&record).xattrs())
+        Ok(status.xattrs())
     }
 }

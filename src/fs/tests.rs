@@ -433,15 +433,83 @@ fn encrypted_backups_need_the_right_password_at_mount_time() {
     let src = env.source("secret");
     let r = env.backup(&src, &[], Some("hunter2"));
     let counting = Counting::new(env.store(), false);
-    assert!(matches!(env.fs(counting.clone(), Some("wrong")), Err(FsError::WrongPassword { .. })));
+    // With one encrypted backup, a failed key check cannot tell a wrong password from a damaged header: it says both.
+    let err = env.fs(counting.clone(), Some("wrong")).err().expect("a wrong password fails the mount");
+    assert!(matches!(err, FsError::WrongPasswordOrDamaged { .. }), "{err:?}");
+    assert!(err.to_string().contains("wrong password, or the archive header is damaged"), "{err}");
     let fs = env.fs(counting.clone(), Some("hunter2")).unwrap();
     let base = format!("/by-name/secret/{}/secret", ts(&r));
     assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
     assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
     // Without a password the tree still mounts, and the backup says why it cannot be listed.
+    // Regression (issue 11, item 9): it only answered EACCES, with no word of why.
     let fs = env.fs(counting, None).unwrap();
-    let dir = resolve(&fs, &format!("/by-name/secret/{}", ts(&r))).unwrap();
-    assert!(matches!(fs.readdir(dir, 0), Err(FsError::PasswordNeeded { .. })));
+    let dir = format!("/by-name/secret/{}", ts(&r));
+    let dir_ino = resolve(&fs, &dir).unwrap();
+    assert_eq!(xattr(&fs, dir_ino, "state"), "password-needed", "known before any listing");
+    assert!(xattr(&fs, dir_ino, "error").starts_with("password needed"));
+    assert_eq!(names(&fs, &dir), [".bakthat-status"]);
+    let status = String::from_utf8(cat(&fs, &format!("{dir}/.bakthat-status")).unwrap()).unwrap();
+    assert!(status.contains("state: password-needed\nerror: password needed"), "{status}");
+    assert!(matches!(resolve(&fs, &format!("{dir}/secret")), Err(FsError::PasswordNeeded { .. })));
+}
+
+fn xattr(fs: &Fs, ino: Ino, name: &str) -> String {
+    match fs.getxattr(ino, format!("user.bakthat.{name}").as_bytes(), 4096).unwrap() {
+        XattrReply::Data(d) => String::from_utf8(d).unwrap(),
+        XattrReply::Size(_) => unreachable!("asked for the data"),
+    }
+}
+
+/// Flips one byte of the inventory's copy of a backup's index.
+fn damage_index_copy(env: &Env, r: &BackupRecord, at: usize) {
+    let mut copy = env.ctx.inventory.get_index(&r.stored_filename).unwrap().unwrap();
+    copy[at] ^= 0x20;
+    env.ctx.inventory.put_index(&r.stored_filename, &copy).unwrap();
+}
+
+/// Regression (issue 11, item 5): one damaged index copy in the inventory stopped the whole mount, blaming the
+/// password. Now only its own backup is unreadable, its status says why, and the others stay readable.
+#[test]
+fn a_damaged_index_copy_makes_only_its_backup_unreadable_and_says_why() {
+    let env = Env::new();
+    let secret = Arc::new(Secret::new(b"pw"));
+    let mut records = BTreeMap::new();
+    for name in ["a", "b", "c", "d"] {
+        let src = env.path().join(name);
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f.txt"), name).unwrap();
+        let opts = BackupOptions { source: src, password: Some(secret.clone()), ..BackupOptions::default() };
+        records.insert(name, ops::backup(&env.ctx, &opts).unwrap().record);
+    }
+    let header = crate::archive::crypto::HEADER_LEN;
+    damage_index_copy(&env, &records["a"], 70); // a: the key check (the copy the mount used to try first)
+    damage_index_copy(&env, &records["b"], header + 20); // b: the first chunk
+    damage_index_copy(&env, &records["c"], 30); // c: the salt
+                                                // Two failed key checks and nothing that opens: the password is wrong.
+    let wrong = env.fs(Counting::new(env.store(), false), Some("wrong")).err().expect("a wrong password fails");
+    assert!(matches!(wrong, FsError::WrongPassword { .. }), "{wrong:?}");
+    let fs = env.fs(Counting::new(env.store(), false), Some("pw")).unwrap();
+    let dir = |name: &str| format!("/by-name/{name}/{}", ts(&records[name]));
+    assert_eq!(cat(&fs, &format!("{}/d/f.txt", dir("d"))).unwrap(), b"d");
+    let expect = [
+        ("a", "damaged", "header damaged: "),
+        ("b", "damaged", "damaged: "),
+        ("c", "unreadable", "wrong password, or the archive header is damaged"),
+    ];
+    for (name, state, error) in expect {
+        assert_eq!(names(&fs, &dir(name)), [".bakthat-status"], "{name}");
+        let status = String::from_utf8(cat(&fs, &format!("{}/.bakthat-status", dir(name))).unwrap()).unwrap();
+        assert!(status.contains(&format!("state: {state}\nerror: {error}")), "{name}: {status}");
+        let ino = resolve(&fs, &dir(name)).unwrap();
+        assert_eq!(xattr(&fs, ino, "state"), state, "{name}");
+        assert!(xattr(&fs, ino, "error").starts_with(error), "{name}");
+        let file = resolve(&fs, &format!("{}/{name}/f.txt", dir(name)));
+        match name {
+            "c" => assert!(matches!(file, Err(FsError::WrongPasswordOrDamaged { .. })), "{name}: {file:?}"),
+            _ => assert!(matches!(file, Err(FsError::Integrity { .. })), "{name}: {file:?}"),
+        }
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::archive::index::{EntryKind, Index};
 use crate::inventory::Query;
 use crate::model::BackupRecord;
 
+use super::index::Unreadable;
 use super::{lock, names, Attr, Entry, FsError, Inner, Ino, Kind, Result, ROOT, STATUS_FILE};
 
 #[derive(Default)]
@@ -26,6 +27,8 @@ pub(super) struct Tree {
 pub(super) struct Slot {
     pub record: BackupRecord,
     pub loaded: Option<Arc<Loaded>>,
+    /// Why its index cannot be opened, once that is known: its directory then holds only its status file.
+    pub unreadable: Option<Unreadable>,
 }
 
 /// A backup's content description, loaded on first use from the inventory's copy of its entry index.
@@ -97,6 +100,22 @@ impl Tree {
         t
     }
 
+    /// The child `name` of directory `parent`. In a backup whose index cannot be opened, any name but the status
+    /// file fails with the reason (its files are unknown, not missing).
+    pub(super) fn child(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
+        let node = self.node(parent)?;
+        if let Some(&ino) = node.children.as_ref().ok_or(FsError::NotADirectory)?.get(name) {
+            return Ok(ino);
+        }
+        match &node.kind {
+            NodeKind::Backup(slot) => {
+                let s = &self.slots[*slot];
+                Err(s.unreadable.as_ref().map_or(FsError::NotFound, |w| w.error(s.record.stored_filename.as_str())))
+            }
+            _ => Err(FsError::NotFound),
+        }
+    }
+
     /// The parent of directory `ino` and up to `max` of its children after the first `skip`, with their types.
     pub(super) fn listing(&self, ino: Ino, skip: usize, max: usize) -> Result<(Ino, Vec<Listed>)> {
         let node = self.node(ino)?;
@@ -155,7 +174,7 @@ impl Tree {
             NodeKind::Backup(slot) => (dir(0o555, self.slots[*slot].record.backup_date), DIR_TTL),
             NodeKind::ImpliedDir(slot) => (dir(0o755, self.slots[*slot].record.backup_date), CONTENT_TTL),
             NodeKind::Status(slot) => {
-                let size = fs.status_of(&self.slots[*slot].record).text().len() as u64;
+                let size = fs.status_of(&self.slots[*slot]).text().len() as u64;
                 let mtime = self.slots[*slot].record.backup_date;
                 (Attr { ino, kind: Kind::File, size, perm: 0o444, nlink: 1, uid, gid, mtime }, Duration::ZERO)
             }
@@ -282,7 +301,7 @@ impl Tree {
                     s
                 }
                 None => {
-                    self.slots.push(Slot { record: r.clone(), loaded: None });
+                    self.slots.push(Slot { record: r.clone(), loaded: None, unreadable: None });
                     self.slot_of.insert(r.stored_filename.as_str().to_string(), self.slots.len() - 1);
                     self.slots.len() - 1
                 }
@@ -308,8 +327,23 @@ impl Tree {
         if self.nodes[ino as usize - 1].children.is_some() {
             return;
         }
-        let Some(loaded) = self.slots[slot].loaded.clone() else { return };
+        let loaded = self.slots[slot].loaded.clone();
+        if loaded.is_none() && self.slots[slot].unreadable.is_none() {
+            return;
+        }
         self.nodes[ino as usize - 1].children = Some(BTreeMap::new());
+        if let Some(loaded) = loaded {
+            self.fill(ino, slot, &loaded);
+        }
+        let has_status = self.nodes[ino as usize - 1].children.as_ref().is_some_and(|c| c.contains_key(STATUS_FILE));
+        if !has_status {
+            let s = self.push(ino, NodeKind::Status(slot), false);
+            self.nodes[ino as usize - 1].children.as_mut().expect("just set").insert(STATUS_FILE.to_vec(), s);
+        }
+    }
+
+    /// Adds a backup's entries under its directory `ino`.
+    fn fill(&mut self, ino: Ino, slot: usize, loaded: &Loaded) {
         if loaded.content == Content::Raw {
             let name = names::escape(&self.slots[slot].record.filename);
             let f = self.push(ino, NodeKind::Raw(slot), false);
@@ -366,11 +400,6 @@ impl Tree {
             } else {
                 dirs.remove(&key);
             }
-        }
-        let has_status = self.nodes[ino as usize - 1].children.as_ref().is_some_and(|c| c.contains_key(STATUS_FILE));
-        if !has_status {
-            let s = self.push(ino, NodeKind::Status(slot), false);
-            self.nodes[ino as usize - 1].children.as_mut().expect("just set").insert(STATUS_FILE.to_vec(), s);
         }
     }
 }
@@ -435,7 +464,12 @@ impl Inner {
                 if self.tree().node(ino)?.children.is_some() {
                     return Ok(());
                 }
-                self.load(slot)?;
+                if let Err(e) = self.load(slot) {
+                    // An index that cannot be opened leaves the directory with its status file, which says why.
+                    if self.tree().slots[slot].unreadable.is_none() {
+                        return Err(e);
+                    }
+                }
                 self.tree_mut().expand(ino, slot);
                 Ok(())
             }
