@@ -202,12 +202,7 @@ fn corrupt_and_truncated_archives_are_refused() {
     let src = e.path().join("data");
     rich_tree(&src);
     for pw in [None, Some("pw")] {
-        let mut c = e.cmd();
-        c.args(["backup", src.to_str().unwrap(), "--prompt", "no"]);
-        if let Some(p) = pw {
-            c.env("BAKTHAT_PASSWORD", p);
-        }
-        let o = c.output().unwrap();
+        let o = run_pw(&e, &["backup", src.to_str().unwrap(), "--prompt", "no"], pw);
         assert!(o.status.success(), "{}", stderr(&o));
         let stored = stored_name(&stdout(&o));
         let path = e.store().join(&stored);
@@ -538,4 +533,171 @@ fn import_legacy_database_read_only() {
     let show = e.ok(&["show"]);
     assert!(show.contains("mydir.20130519214640.tgz.enc (tag1 tag2)"), "{show}");
     assert!(show.starts_with("2013-05-19T21:46:40\ts3"), "{show}");
+}
+
+/// Backs up a small tree named `name` (encrypted with `pw` when given); returns the stored name.
+fn backup_named(e: &Env, name: &str, pw: Option<&str>) -> String {
+    let src = e.path().join("src").join(name);
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join(format!("{name}.txt")), format!("the contents of {name}\n").repeat(50)).unwrap();
+    let o = run_pw(e, &["backup", src.to_str().unwrap(), "--prompt", "no"], pw);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stored_name(&stdout(&o))
+}
+
+fn run_pw(e: &Env, args: &[&str], pw: Option<&str>) -> Output {
+    let mut c = e.cmd();
+    c.args(args);
+    if let Some(p) = pw {
+        c.env("BAKTHAT_PASSWORD", p);
+    }
+    c.output().unwrap()
+}
+
+// Regression (issue 11, item 6): verify read the archive and the inventory's copy of its index, never the `.index`
+// sidecar in the store, so a flipped or swapped sidecar still verified "ok".
+#[test]
+fn verify_checks_the_index_sidecar_in_the_store() {
+    let e = Env::new();
+    for pw in [None, Some("pw")] {
+        let tag = if pw.is_some() { "enc" } else { "plain" };
+        let a = backup_named(&e, &format!("a-{tag}"), pw);
+        let b = backup_named(&e, &format!("b-{tag}"), pw);
+        for s in [&a, &b] {
+            let o = run_pw(&e, &["verify", s], pw);
+            assert!(o.status.success() && stdout(&o).starts_with("ok "), "{s}: {}", stderr(&o));
+        }
+        let sidecar = |s: &str| e.store().join(format!("{s}.index"));
+        let good_a = fs::read(sidecar(&a)).unwrap();
+        let good_b = fs::read(sidecar(&b)).unwrap();
+        let mut flipped = good_a.clone();
+        let at = flipped.len() - 5;
+        flipped[at] ^= 0x01;
+        fs::write(sidecar(&a), &flipped).unwrap();
+        fs::write(sidecar(&b), &good_a).unwrap();
+        for s in [&a, &b] {
+            let o = run_pw(&e, &["verify", s], pw);
+            assert_eq!(o.status.code(), Some(1), "{s} ({tag}) with a bad sidecar: {}{}", stdout(&o), stderr(&o));
+            assert!(stderr(&o).contains("index sidecar"), "{}", stderr(&o));
+        }
+        fs::remove_file(sidecar(&a)).unwrap();
+        let o = run_pw(&e, &["verify", &a], pw);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("is missing"), "{}", stderr(&o));
+        fs::write(sidecar(&a), &good_a).unwrap();
+        fs::write(sidecar(&b), &good_b).unwrap();
+    }
+}
+
+// Issue 11, item 6: `bakthat check` over the whole inventory.
+#[test]
+fn check_finds_missing_objects_bad_sidecars_bad_journal_entries_and_orphans() {
+    let e = Env::new();
+    let a = backup_named(&e, "a", None);
+    let b = backup_named(&e, "b", None);
+    let c = backup_named(&e, "c", None);
+    let d = backup_named(&e, "d", Some("pw"));
+    let ok = run_pw(&e, &["check", "--read-data"], Some("pw"));
+    assert!(ok.status.success(), "a sound inventory checks out: {}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).starts_with("ok: 4 backups, 4 sidecars"), "{}", stdout(&ok));
+
+    // An orphan, as a kill -9 between storing and recording leaves it: an archive with its sidecar, no row, no
+    // journal entry.
+    let orphan = a.replace(&a[2..16], "20200101000000");
+    fs::copy(e.store().join(&a), e.store().join(&orphan)).unwrap();
+    fs::copy(e.store().join(format!("{a}.index")), e.store().join(format!("{orphan}.index"))).unwrap();
+    // A flipped sidecar, a swapped one, a missing archive, a damaged journal entry.
+    let mut flipped = fs::read(e.store().join(format!("{a}.index"))).unwrap();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x40;
+    fs::write(e.store().join(format!("{a}.index")), &flipped).unwrap();
+    fs::copy(e.store().join(format!("{c}.index")), e.store().join(format!("{b}.index"))).unwrap();
+    fs::remove_file(e.store().join(&c)).unwrap();
+    fs::write(e.store().join(format!("{}0000000000001.0123456789abcdef", bakthat::sync::JOURNAL_PREFIX)), b"junk")
+        .unwrap();
+
+    let o = run_pw(&e, &["check"], Some("pw"));
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("{a}: its index sidecar {a}.index differs")), "{out}");
+    assert!(out.contains(&format!("{b}: its index sidecar {b}.index differs")), "{out}");
+    assert!(out.contains(&format!("{c}: missing from local")), "{out}");
+    assert!(
+        out.contains("journal entry bakthat-journal.0000000000001.0123456789abcdef: not a bakthat journal"),
+        "{out}"
+    );
+    let line = out.lines().find(|l| l.contains("has no inventory row")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with(&format!("local: {orphan} has no inventory row")), "{line}");
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "one summary line: {}", stderr(&o));
+    assert!(stderr(&o).contains("4 problems, 1 archives without a row"), "{}", stderr(&o));
+
+    // The printed command adopts the orphan: it is verified, recorded and restorable.
+    let cmd = line.split("adopt it with: ").nth(1).unwrap();
+    let words: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    assert_eq!(words, ["adopt", orphan.as_str(), "-d", "local"]);
+    let adopted = e.ok(&words);
+    assert!(adopted.starts_with(&format!("adopted {orphan}")), "{adopted}");
+    let to = e.path().join("restored");
+    e.ok(&["restore", &orphan, "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(to.join("a/a.txt")).unwrap(), "the contents of a\n".repeat(50));
+    assert!(e.ok(&["verify", &orphan]).starts_with("ok "));
+    e.fails(&["adopt", &orphan], 1, "already in the inventory");
+
+    // Damaged contents are found only by reading them; --read-data-subset reads a deterministic part.
+    fs::write(e.store().join(format!("{a}.index")), fs::read(e.store().join(format!("{orphan}.index"))).unwrap())
+        .unwrap();
+    fs::copy(e.store().join(format!("{c}.index")), e.store().join(format!("{b}.index"))).unwrap();
+    let mut data = fs::read(e.store().join(&d)).unwrap();
+    let at = data.len() / 2;
+    data[at] ^= 0x01;
+    fs::write(e.store().join(&d), &data).unwrap();
+    let o = run_pw(&e, &["check", "--read-data-subset", "100%"], Some("pw"));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("{b}: its index sidecar {b}.index differs")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("{d}: ")) && l.contains("tampered")), "{out}");
+    // Parts (without the password: the plain backup b is damaged too, and the key derivation is slow).
+    let mut data = fs::read(e.store().join(&b)).unwrap();
+    let at = data.len() / 2;
+    data[at] ^= 0x01;
+    fs::write(e.store().join(&b), &data).unwrap();
+    let parts: Vec<String> =
+        (1..=3).map(|n| stdout(&run_pw(&e, &["check", "--read-data-subset", &format!("{n}/3")], None))).collect();
+    let damaged = |out: &String| out.lines().any(|l| l.starts_with(&format!("{b}: ")) && !l.contains("sidecar"));
+    assert_eq!(parts.iter().filter(|p| damaged(p)).count(), 1, "b is read in exactly one part: {parts:?}");
+    let again = stdout(&run_pw(&e, &["check", "--read-data-subset", "1/3"], None));
+    assert_eq!(again, parts[0], "the same part every run");
+    e.fails(&["check", "--read-data-subset", "0/3"], 2, "");
+}
+
+// Regression (issue 11, item 9): a mount started without a password (no terminal, no BAKTHAT_PASSWORD) came up, and
+// every encrypted backup in it answered "Permission denied".
+#[test]
+fn mount_without_a_password_refuses_when_backups_are_encrypted() {
+    let e = Env::new();
+    backup_named(&e, "secret", Some("pw"));
+    let mp = e.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    let cache = e.path().join("cache");
+    let mut child = e
+        .cmd()
+        .args(["mount", mp.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("fusermount3").arg("-u").arg(&mp).status();
+            let _ = child.kill();
+            panic!("the mount started without a password although a backup is encrypted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("1 backup(s) are encrypted and no password was given"), "{err}");
+    assert!(err.contains("--without-encrypted") && err.trim().lines().count() == 1, "{err}");
+    assert!(empty_dir(&mp));
 }

@@ -16,7 +16,9 @@ use crate::config::{self, Config};
 use crate::inventory::Inventory;
 use crate::ops::{self, Ctx, OpsError};
 
+mod adopt;
 mod backup;
+mod check;
 mod configure;
 mod configure_rotation;
 mod delete;
@@ -78,8 +80,12 @@ enum Command {
     /// Delete backups of a name by the profile's grandfather-father-son policy
     #[command(name = "rotate_backups", alias = "rotate-backups", alias = "rotate")]
     RotateBackups(rotate::RotateArgs),
-    /// Download a backup and check every checksum and MAC, writing no files
+    /// Download a backup and check every checksum and MAC, and its index sidecar, writing no files
     Verify(verify::VerifyArgs),
+    /// Check the whole inventory against its stores: objects, index sidecars, the journal, archives without a row
+    Check(check::CheckArgs),
+    /// Record an archive that is in the store but not in the inventory (see `check`)
+    Adopt(adopt::AdoptArgs),
     /// Set up a profile (interactively, or from flags)
     Configure(configure::ConfigureArgs),
     /// Set a profile's rotation policy (interactively, or from flags)
@@ -205,6 +211,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::DeleteOlderThan(a) => delete::older_than(&cli, a),
         Command::RotateBackups(a) => rotate::run(&cli, a),
         Command::Verify(a) => verify::run(&cli, a),
+        Command::Check(a) => check::run(&cli, a),
+        Command::Adopt(a) => adopt::run(&cli, a),
         Command::Configure(a) => configure::run(&cli, a),
         Command::ConfigureBackupsRotation(a) => configure_rotation::run(&cli, a),
         Command::ImportLegacy(a) => import_legacy::run(a),

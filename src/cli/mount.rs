@@ -33,6 +33,9 @@ pub(super) struct MountArgs {
     /// Read the password of encrypted backups from this file (first line)
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Mount even if encrypted backups exist and no password is given (no prompt; they show as needing one)
+    #[arg(long)]
+    without_encrypted: bool,
     /// (internal) read the password from the first line of standard input: how --daemon hands over a password it
     /// prompted for
     #[arg(long, hide = true)]
@@ -66,8 +69,17 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
             Some(first_line(&text))
         }
         None => {
-            let any_enc = ctx.inventory.search(&Default::default())?.iter().any(|r| r.is_enc());
-            read_password(any_enc)?
+            let encrypted = ctx.inventory.search(&Default::default())?.iter().filter(|r| r.is_enc()).count();
+            let secret = read_password(encrypted > 0 && !a.without_encrypted)?;
+            if secret.is_none() && encrypted > 0 && !a.without_encrypted {
+                // Mounted without it, they would only answer "Permission denied".
+                bail!(
+                    "{encrypted} backup(s) are encrypted and no password was given: set BAKTHAT_PASSWORD, pass \
+                     --password-file FILE or run from a terminal to be asked, or pass --without-encrypted to mount \
+                     without them"
+                );
+            }
+            secret
         }
     };
     let cache_dir = cache_dir(a)?;

@@ -5,6 +5,8 @@ use std::io::{self, IsTerminal};
 use anyhow::Result;
 use clap::Parser;
 
+use crate::ops::SidecarState;
+
 use super::{client, needs_password, read_password, Cli, EXIT_FAILURE, EXIT_OK};
 
 #[derive(Parser, Debug)]
@@ -24,16 +26,23 @@ pub(super) fn run(cli: &Cli, a: &VerifyArgs) -> Result<i32> {
         }
         other => other?,
     };
+    let stored = &out.record.stored_filename;
+    let sidecar = match &out.sidecar {
+        SidecarState::Missing => Some(format!("its index sidecar {stored}.index is missing from the store")),
+        SidecarState::Differs(why) => Some(format!("its index sidecar {stored}.index {why}")),
+        SidecarState::NotExpected | SidecarState::Matches | SidecarState::Unchecked => None,
+    };
+    if let Some(why) = sidecar {
+        eprintln!("bakthat: {stored} reads back fine, but {why}");
+        return Ok(EXIT_FAILURE);
+    }
     match out.index_matches {
         Some(false) => {
-            eprintln!(
-                "bakthat: {} reads back fine, but its entry index in the inventory differs",
-                out.record.stored_filename
-            );
+            eprintln!("bakthat: {stored} reads back fine, but its entry index in the inventory differs");
             Ok(EXIT_FAILURE)
         }
         _ => {
-            println!("ok {} ({} entries, every checksum verified)", out.record.stored_filename, out.entries);
+            println!("ok {stored} ({} entries, every checksum verified)", out.entries);
             Ok(EXIT_OK)
         }
     }

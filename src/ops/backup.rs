@@ -178,7 +178,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
 }
 
 /// Stores the index sidecar and the journal entry (see [`crate::sync`]), then records the row.
-fn finish(
+pub(crate) fn finish(
     ctx: &Ctx,
     backend: &dyn Backend,
     journal: Option<&dyn Backend>,

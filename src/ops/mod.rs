@@ -1,4 +1,4 @@
-//! Operations: backup, restore, verify, show, delete, delete_older_than, rotate. Each composes the archive format,
+//! Operations: backup, restore, verify, check, show, delete, delete_older_than, rotate. Each composes the archive format,
 //! a store and the inventory. No terminal I/O here: progress goes through [`Reporter`], passwords come in resolved.
 //!
 //! Invariant kept by every operation: the inventory never has a live row whose object is not in the store. A
@@ -27,6 +27,7 @@ use crate::storage::{Backend, Retrieval, StorageError};
 
 mod backup;
 mod catalog;
+mod check;
 mod glacier_inventory;
 mod manage;
 mod restore;
@@ -36,12 +37,13 @@ pub(crate) use backup::master_key;
 pub(crate) use backup::tree_size;
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use catalog::InventoryCatalog;
+pub use check::{adopt, check, CheckOptions, CheckReport, Orphan, Problem, ProblemKind, ReadData, Subset};
 pub use glacier_inventory::{
     backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
     LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
 };
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
-pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, VerifyOutcome};
+pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, SidecarState, VerifyOutcome};
 pub use share::{recipient_command, share, Shared};
 
 /// Everything an operation needs: the loaded config and profile, the inventory, the clock.
@@ -309,6 +311,8 @@ pub enum OpsError {
     SourceMissing { path: PathBuf },
     #[error("compress is off in this profile, so only a single file can be backed up, and {path} is a directory")]
     NeedsFile { path: PathBuf },
+    #[error("{stored} is already in the inventory; nothing to adopt")]
+    AlreadyRecorded { stored: String },
     #[error("{path} already exists; pass --force to overwrite it, or restore to another directory with --to")]
     Exists { path: PathBuf },
     /// A row's name that cannot be a file name in the restore directory (a hostile or damaged row).

@@ -1,7 +1,7 @@
 //! `restore` and `verify`: find a backup in the inventory, read it from its store, check every byte on the way.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use super::{pending, Ctx, OpsError, Watched};
 use crate::archive::extract::{ExtractOptions, ExtractSummary};
 use crate::archive::{self, Hints, Secret};
 use crate::model::{BackupRecord, FileName};
-use crate::storage::{Backend, Retrieval};
+use crate::storage::{Backend, Retrieval, StorageError};
 
 /// What to restore and where.
 #[derive(Default)]
@@ -125,16 +125,41 @@ pub struct VerifyOutcome {
     pub entries: usize,
     /// Whether the inventory's copy of the entry index matched the archive (None: no index to compare).
     pub index_matches: Option<bool>,
+    /// How the `.index` sidecar in the store compares with the archive and the inventory's copy.
+    pub sidecar: SidecarState,
 }
 
-/// Downloads a backup and checks every MAC, every gzip CRC and the tar structure, writing no files.
+/// How a backup's `.index` sidecar in the store compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarState {
+    /// The backup has no sidecar in the store by design (raw payloads, 0.6 archives, Glacier without an S3 bucket).
+    NotExpected,
+    /// It is there and equal to what it was compared with.
+    Matches,
+    Missing,
+    /// It does not decode, or is not the sidecar of this archive; says how.
+    Differs(String),
+    /// Encrypted, and no password to decode it with.
+    Unchecked,
+}
+
+/// Downloads a backup and checks every MAC, every gzip CRC and the tar structure, and its index sidecar, writing no
+/// files.
 pub fn verify(
     ctx: &Ctx,
     name: &str,
     destination: Option<&str>,
     password: Option<&Secret>,
 ) -> Result<VerifyOutcome, OpsError> {
-    let record = find(ctx, name, destination)?;
+    verify_record(ctx, find(ctx, name, destination)?, password)
+}
+
+/// [`verify`] of one row.
+pub(crate) fn verify_record(
+    ctx: &Ctx,
+    record: BackupRecord,
+    password: Option<&Secret>,
+) -> Result<VerifyOutcome, OpsError> {
     let backend = open(ctx, &record)?;
     let h = hints(&record);
     let meter = ctx.reporter.start(&format!("verifying {}", record.stored_filename), Some(record.size));
@@ -143,10 +168,15 @@ pub fn verify(
         let (mut plain, _) = archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
         io::copy(&mut plain, &mut io::sink())
             .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
-        return Ok(VerifyOutcome { record, entries: 1, index_matches: None });
+        return Ok(VerifyOutcome { record, entries: 1, index_matches: None, sidecar: SidecarState::NotExpected });
     }
     let mut rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
-    let index_matches = match ctx.inventory.get_index(&record.stored_filename)? {
+    let inventory_copy = ctx.inventory.get_index(&record.stored_filename)?;
+    let sidecar = match crate::sync::journal_for(ctx, &record.backend, &backend)? {
+        Some(store) => stored_sidecar(store.as_ref(), &record, inventory_copy.as_deref(), Some(&rebuilt), password)?,
+        None => SidecarState::NotExpected,
+    };
+    let index_matches = match inventory_copy {
         Some(bytes) => Some(archive::read_index_sidecar(&bytes, password)?.entries == rebuilt.entries),
         None => {
             // A legacy (0.6) archive has no index: keep the one this full read built, encrypted like the archive.
@@ -162,5 +192,43 @@ pub fn verify(
             None
         }
     };
-    Ok(VerifyOutcome { record, entries: rebuilt.entries.len(), index_matches })
+    Ok(VerifyOutcome { record, entries: rebuilt.entries.len(), index_matches, sidecar })
+}
+
+/// Reads a backup's `.index` sidecar from `store` (where its backup stored it: beside the journal) and compares it
+/// with the inventory's copy (byte for byte) and, when given, with the entries `rebuilt` from reading the archive.
+/// Only bakthat 0.7 archives have one (`format: bakthat-1`).
+pub(crate) fn stored_sidecar(
+    store: &dyn Backend,
+    record: &BackupRecord,
+    inventory_copy: Option<&[u8]>,
+    rebuilt: Option<&archive::index::Index>,
+    password: Option<&Secret>,
+) -> Result<SidecarState, OpsError> {
+    let format = record.metadata.get("format").and_then(|v| v.as_str());
+    if !record.stored_filename.is_tgz() || format != Some("bakthat-1") {
+        return Ok(SidecarState::NotExpected);
+    }
+    let key = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);
+    let mut bytes = Vec::new();
+    match store.get(&key) {
+        Ok(mut r) => r.read_to_end(&mut bytes).map_err(|e| StorageError::io(store.describe(), &key, e))?,
+        Err(StorageError::NotFound { .. }) => return Ok(SidecarState::Missing),
+        Err(e) => return Err(e.into()),
+    };
+    if inventory_copy.is_some_and(|copy| copy != bytes) {
+        return Ok(SidecarState::Differs("differs from the inventory's copy".into()));
+    }
+    if inventory_copy.is_some() && rebuilt.is_none() {
+        return Ok(SidecarState::Matches);
+    }
+    let index = match archive::read_index_sidecar(&bytes, password) {
+        Ok(i) => i,
+        Err(archive::ArchiveError::PasswordNeeded) => return Ok(SidecarState::Unchecked),
+        Err(e) => return Ok(SidecarState::Differs(format!("cannot be read ({})", crate::error_chain(&e)))),
+    };
+    if rebuilt.is_some_and(|r| r.entries != index.entries) {
+        return Ok(SidecarState::Differs("lists other entries than the archive holds".into()));
+    }
+    Ok(SidecarState::Matches)
 }
