@@ -380,6 +380,26 @@ fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
     assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
 }
 
+// Issue 11 item 9: without a password the mount refuses to start while encrypted backups exist (see tests/cli.rs);
+// --without-encrypted mounts anyway, and the encrypted backups say that they need the password.
+#[test]
+fn without_encrypted_mounts_and_the_encrypted_backups_say_password_needed() {
+    let e = Env::new();
+    let plain = e.path().join("plain");
+    fs::create_dir_all(&plain).unwrap();
+    fs::write(plain.join("p.txt"), b"plain\n").unwrap();
+    e.backup(&plain, &[]);
+    let sec = e.path().join("sec");
+    fs::create_dir_all(&sec).unwrap();
+    fs::write(sec.join("s.txt"), b"secret\n").unwrap();
+    let o = e.cmd().env("BAKTHAT_PASSWORD", "pw").args(["backup", sec.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let m = e.mount(&["--without-encrypted"]);
+    assert_eq!(fs::read(m.p("by-name/plain/latest/plain/p.txt")).unwrap(), b"plain\n");
+    let dir = fs::canonicalize(m.p("by-name/sec/latest")).unwrap();
+    assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("password-needed"));
+}
+
 #[test]
 fn daemon_mode_prompts_on_the_terminal_hands_the_password_over_and_logs_to_the_cache_dir() {
     let e = Env::new();

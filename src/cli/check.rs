@@ -41,6 +41,9 @@ pub(super) fn run(cli: &Cli, a: &CheckArgs) -> Result<i32> {
     for p in &report.problems {
         println!("{p}");
     }
+    for (stored, why) in &report.not_read {
+        println!("{stored}: contents not read ({why})");
+    }
     for o in &report.orphans {
         println!("{}: {} has no inventory row; adopt it with: {}", o.destination, o.stored, adopt_command(cli, o));
     }

@@ -108,8 +108,6 @@ pub enum ProblemKind {
     IndexDiffers,
     /// A journal entry cannot be read or authenticated.
     Journal(String),
-    /// The contents were to be read but could not be (encrypted without a password, a pending cold retrieval).
-    NotRead(String),
 }
 
 impl fmt::Display for Problem {
@@ -125,7 +123,6 @@ impl fmt::Display for Problem {
                 write!(f, "{s}: reads back fine, but its entry index in the inventory differs")
             }
             ProblemKind::Journal(why) => write!(f, "journal entry {s}: {why}"),
-            ProblemKind::NotRead(why) => write!(f, "{s}: not read ({why})"),
         }
     }
 }
@@ -152,6 +149,9 @@ pub struct CheckReport {
     pub journal_locked: usize,
     /// Backups whose contents were read and verified.
     pub read: usize,
+    /// Backups whose contents were to be read but were not, and why (encrypted without the password, in cold
+    /// storage): not a failure, since nothing was found wrong.
+    pub not_read: Vec<(StoredName, String)>,
     pub problems: Vec<Problem>,
     pub orphans: Vec<Orphan>,
 }
@@ -168,8 +168,12 @@ impl CheckReport {
             0 => String::new(),
             n => format!(" ({n} encrypted ones not read: no password)"),
         };
+        let not_read = match self.not_read.len() {
+            0 => String::new(),
+            n => format!(" ({n} not read)"),
+        };
         format!(
-            "{} backups, {} sidecars, {} journal entries{locked}, contents of {} read: {} problems, {} archives without a row",
+            "{} backups, {} sidecars, {} journal entries{locked}, contents of {} read{not_read}: {} problems, {} archives without a row",
             self.rows,
             self.sidecars,
             self.journal_entries,
@@ -320,14 +324,14 @@ fn read_contents(
 ) -> Result<(), OpsError> {
     let stored = &record.stored_filename;
     if record.is_enc() && password.is_none() {
-        report.problem(stored, ProblemKind::NotRead("encrypted; give the password".into()));
+        report.not_read.push((stored.clone(), "encrypted; give the password".into()));
         return Ok(());
     }
     match backend.retrieval_state(stored.as_str())? {
         Retrieval::Ready => {}
         _ => {
             let why = format!("in cold storage; `bakthat verify {stored}` starts its retrieval");
-            report.problem(stored, ProblemKind::NotRead(why));
+            report.not_read.push((stored.clone(), why));
             return Ok(());
         }
     }
