@@ -19,6 +19,7 @@ pub(super) struct Cold {
     pub checked: Instant,
 }
 
+/// How a retrieval state reads in error messages.
 pub(super) fn state_word(r: &Retrieval) -> &'static str {
     match r {
         Retrieval::Ready => "ready",
