@@ -4,7 +4,7 @@
 # The one command that runs every check and test of bakthat (this is what CI runs, through .ci/run):
 #   1. scripts/install-test-deps.sh (Debian packages + the Python venv; about 1 s when all is there)
 #   2. starts moto (S3 + Glacier) and the Swift all-in-one on 127.0.0.1 and exports their BAKTHAT_TEST_* variables
-#   3. cargo fmt --check; cargo clippy --all-targets -- -D warnings; cargo test --doc;
+#   3. scripts/deps.sh (no dependency cycle between modules); cargo fmt --check; cargo clippy --all-targets -- -D warnings; cargo test --doc;
 #      cargo nextest run --no-fail-fast ARGS (or cargo test ARGS when cargo-nextest is missing)
 #   4. on exit, also on failure or Ctrl-C: stops the servers, unmounts FUSE mounts left under the state directory
 #      and fails if any remain.
@@ -119,6 +119,7 @@ env | grep -E '^(BAKTHAT_TEST_|BAKTHAT_PYTHON=|BAKTHAT_VENV=|CARGO_TARGET_DIR=|T
 locked=()
 [[ "${CI:-}" == true ]] && locked=(--locked)
 
+run "module graph (no cycle)" bash scripts/deps.sh -q
 run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy "${locked[@]}" --all-targets -- -D warnings
 # Doc tests before the main run, so the test runner's last summary (which CI reads) is the main run's, not a

@@ -3,21 +3,26 @@
 //! For library use start at [`client::Client`]; its module docs have a backup-script example (0.6's `BakHelper`)
 //! and [`client::plugin`] a plugin example.
 //!
-//! Architecture (dependencies point one way):
+//! Architecture. Dependencies point one way, and `scripts/deps.sh` prints the module graph and fails on a cycle
+//! (`scripts/test.sh` runs it):
 //! - [`model`]: names, timestamps and records; no I/O.
 //! - [`archive`]: the archive format (tar, independent gzip members, chunked authenticated encryption, entry
 //!   index) and the legacy bakthat 0.6 (beefish) reader.
 //! - [`storage`]: the `Backend` trait and its implementations.
 //! - [`inventory`]: the SQLite inventory; the only module that names rusqlite.
-//! - [`rotation`]: grandfather-father-son retention as a pure function.
+//! - [`rotation`] and [`interval`]: grandfather-father-son retention as a pure function, and 0.6's interval grammar.
 //! - [`config`]: `~/.bakthat.yml` profiles.
-//! - [`ops`]: backup, restore, show, delete, rotate, composed from the above.
+//! - [`journal`]: the sync journal's entries, written to a store with a key; a leaf beside `archive` and `storage`.
+//! - [`ops`]: backup, restore, show, delete, rotate, composed from the above (a backup or delete appends to the
+//!   journal).
 //! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
-//! - [`sync`]: several hosts, one inventory: the journal in the store, and the 0.6 sync server and client.
+//! - [`sync`]: several hosts, one inventory: reading the journal back, the 0.6 sync server and client, and when to
+//!   sync (`sync.auto`).
+//! - [`client`]: the one entry point for every action: events, hooks, plugins, the webhook and auto-sync around
+//!   `ops`; the command line and the mount's `/incoming` both back up through it.
 //! - [`fs`]: the mount's logic in plain types (tree, reads through a block cache, cold storage, status, /incoming);
 //!   no fuser in it.
 //! - [`fuse`]: the thin fuser adapter over [`fs`]; the only module that names fuser.
-//! - [`client`]: the library front door: a client with events, hooks, a backup-script helper and plugins.
 //! - [`mount`]: the mount's lifecycle (mount point checks, `/proc/mounts`, the detached process) around [`fuse`].
 //! - [`cli`]: the command line, one file per command; the only place for anyhow.
 
@@ -29,6 +34,7 @@ pub mod fs;
 pub mod fuse;
 pub mod interval;
 pub mod inventory;
+pub mod journal;
 pub mod kv;
 pub mod model;
 pub mod mount;

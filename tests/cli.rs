@@ -65,7 +65,7 @@ impl Env {
         let mut v: Vec<String> = fs::read_dir(self.store())
             .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
-        v.retain(|n| !n.starts_with(bakthat::sync::JOURNAL_PREFIX));
+        v.retain(|n| !n.starts_with(bakthat::journal::JOURNAL_PREFIX));
         v.sort();
         v
     }
@@ -613,7 +613,7 @@ fn check_finds_missing_objects_bad_sidecars_bad_journal_entries_and_orphans() {
     fs::write(e.store().join(format!("{a}.index")), &flipped).unwrap();
     fs::copy(e.store().join(format!("{c}.index")), e.store().join(format!("{b}.index"))).unwrap();
     fs::remove_file(e.store().join(&c)).unwrap();
-    fs::write(e.store().join(format!("{}0000000000001.0123456789abcdef", bakthat::sync::JOURNAL_PREFIX)), b"junk")
+    fs::write(e.store().join(format!("{}0000000000001.0123456789abcdef", bakthat::journal::JOURNAL_PREFIX)), b"junk")
         .unwrap();
 
     let o = run_pw(&e, &["check"], Some("pw"));

@@ -55,7 +55,7 @@ impl Fixture {
             // Backup objects, not the sync journal.
             Ok(rd) => rd
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with(bakthat::sync::JOURNAL_PREFIX))
+                .filter(|n| !n.starts_with(bakthat::journal::JOURNAL_PREFIX))
                 .collect(),
             Err(_) => Vec::new(),
         }

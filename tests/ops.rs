@@ -26,7 +26,7 @@ fn objects(dir: &std::path::Path) -> usize {
     // Backup objects only, not the sync journal.
     fs::read_dir(dir.join("store"))
         .unwrap()
-        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with(bakthat::sync::JOURNAL_PREFIX))
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with(bakthat::journal::JOURNAL_PREFIX))
         .count()
 }
 

@@ -14,6 +14,7 @@ use bakthat::archive::crypto::{KdfParams, MasterKey};
 use bakthat::archive::Secret;
 use bakthat::config::{Config, Profile};
 use bakthat::inventory::Inventory;
+use bakthat::journal;
 use bakthat::model::{BackupRecord, StoredName};
 use bakthat::ops::Ctx;
 use bakthat::storage::local::LocalStore;
@@ -107,8 +108,8 @@ fn conflicting_edits_resolve_by_newer_last_updated() {
     let store = LocalStore::open(&store_dir).unwrap();
     let c = host(t.path(), "c", &store_dir);
     // Host A's newer edit lands in the journal before host B's older one: the order of the journal does not matter.
-    sync::publish_backup(&store, &record("db", "20260101000000", 200, "new", "a"), None, None).unwrap();
-    sync::publish_backup(&store, &record("db", "20260101000000", 100, "old", "b"), None, None).unwrap();
+    journal::publish_backup(&store, &record("db", "20260101000000", 200, "new", "a"), None, None).unwrap();
+    journal::publish_backup(&store, &record("db", "20260101000000", 100, "old", "b"), None, None).unwrap();
     let r = sync::sync_store(&c, &store, None, false).unwrap();
     assert_eq!((r.inserted, r.updated, r.unchanged), (1, 0, 1), "{r:?}");
     let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
@@ -116,13 +117,13 @@ fn conflicting_edits_resolve_by_newer_last_updated() {
     assert_eq!(row.metadata["client"], "a");
 
     // A newer state arriving later replaces it; an older tombstone does not delete it; a newer one does.
-    sync::publish_backup(&store, &record("db", "20260101000000", 300, "newest", "b"), None, None).unwrap();
-    sync::publish_tombstone(&store, &record("db", "20260101000000", 0, "", "a"), 250).unwrap();
+    journal::publish_backup(&store, &record("db", "20260101000000", 300, "newest", "b"), None, None).unwrap();
+    journal::publish_tombstone(&store, &record("db", "20260101000000", 0, "", "a"), 250).unwrap();
     let r = sync::sync_store(&c, &store, None, false).unwrap();
     assert_eq!((r.inserted, r.updated, r.unchanged), (0, 1, 1), "{r:?}");
     let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
     assert_eq!((row.tags.as_str(), row.is_deleted), ("newest", false));
-    sync::publish_tombstone(&store, &row, 301).unwrap();
+    journal::publish_tombstone(&store, &row, 301).unwrap();
     sync::sync_store(&c, &store, None, false).unwrap();
     let row = c.inventory.get(&StoredName::from_key("db.20260101000000.tgz")).unwrap().unwrap();
     assert!(row.is_deleted && row.last_updated == 301, "{row:?}");
@@ -197,7 +198,7 @@ fn backups_and_deletes_reach_another_host_with_their_index() {
 fn publish_many(store: &dyn Backend, n: usize, master: Option<&MasterKey>) {
     for i in 0..n {
         let r = record(&format!("b{i:03}"), "20260101000000", 100 + i as i64, "t", "a");
-        sync::publish_backup(store, &r, Some(b"index bytes"), master).unwrap();
+        journal::publish_backup(store, &r, Some(b"index bytes"), master).unwrap();
     }
 }
 
@@ -243,12 +244,12 @@ fn entries_of_encrypted_backups_are_encrypted() {
     let store = LocalStore::open(t.path()).unwrap();
     let master = MasterKey::derive(b"pw", MasterKey::random_salt(), KdfParams::default()).unwrap();
     publish_many(&store, 1, Some(&master));
-    let key = store.list(sync::JOURNAL_PREFIX).unwrap().remove(0).key;
+    let key = store.list(journal::JOURNAL_PREFIX).unwrap().remove(0).key;
     let mut raw = Vec::new();
     store.get(&key).unwrap().read_to_end(&mut raw).unwrap();
     assert!(bakthat::archive::crypto::is_v1(&raw));
     assert!(!String::from_utf8_lossy(&raw).contains("b000"), "the record is not readable without the password");
-    let e = sync::decode_entry(&raw, Some(&Secret::new(b"pw"))).unwrap();
+    let e = journal::decode_entry(&raw, Some(&Secret::new(b"pw"))).unwrap();
     assert_eq!(e.record.filename, "b000");
     assert_eq!(e.index, b"index bytes");
 }
@@ -348,7 +349,7 @@ fn glacier_records_sit_in_the_s3_bucket() {
     let name =
         stored(&a.ok(&["backup", a.path("notes.txt").to_str().unwrap(), "-d", "glacier", "--prompt", "no"], None));
     let s3 = S3Store::new(&moto::s3_settings(&moto::endpoint(), &bucket)).unwrap();
-    assert_eq!(s3.list(sync::JOURNAL_PREFIX).unwrap().len(), 1, "the journal entry is in the S3 bucket");
+    assert_eq!(s3.list(journal::JOURNAL_PREFIX).unwrap().len(), 1, "the journal entry is in the S3 bucket");
     assert!(s3.head(&name).unwrap().is_none(), "the archive is in the vault, not the bucket");
     b.ok(&["sync", "-d", "glacier"], None);
     assert_eq!(b.show(false), a.show(false));
@@ -414,7 +415,7 @@ fn a_running_mount_shows_synced_backups_without_a_remount() {
     let t = tempfile::tempdir().unwrap();
     let store_dir = t.path().join("store");
     let a = host(t.path(), "a", &store_dir);
-    let b = Arc::new(host(t.path(), "b", &store_dir));
+    let b = Arc::new(bakthat::client::Client::from_ctx(host(t.path(), "b", &store_dir)).unwrap());
     let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&store_dir).unwrap());
     let mut opts = MountOptions::new(t.path().join("cache"));
     opts.refresh_interval = std::time::Duration::ZERO;
@@ -454,12 +455,12 @@ fn journal_entries_with_hostile_names_are_refused() {
     for (i, name) in hostile.iter().enumerate() {
         let mut r = record("ok", &format!("2026010100000{i}"), 100, "", "evil");
         r.filename = name.to_string();
-        sync::publish_backup(&store, &r, None, None).unwrap();
+        journal::publish_backup(&store, &r, None, None).unwrap();
     }
     let mut r = record("ok", "20260101000009", 100, "", "evil");
     r.stored_filename = StoredName::from_key("../../outside.20260101000009.tgz");
-    sync::publish_backup(&store, &r, None, None).unwrap();
-    sync::publish_backup(&store, &record("fine", "20260101000000", 100, "", "a"), None, None).unwrap();
+    journal::publish_backup(&store, &r, None, None).unwrap();
+    journal::publish_backup(&store, &record("fine", "20260101000000", 100, "", "a"), None, None).unwrap();
     for rebuild in [false, true] {
         let report = sync::sync_store(&c, &store, None, rebuild).unwrap();
         assert_eq!(report.unreadable.len(), hostile.len() + 1, "{report:?}");

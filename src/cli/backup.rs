@@ -1,4 +1,4 @@
-//! `backup`: pack a file or directory and store it, then run the automatic sync.
+//! `backup`: pack a file or directory and store it (the client runs the automatic sync after it).
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 
-use super::{client, excludes, human, sync, Cli, EXIT_FAILURE, EXIT_OK};
+use super::{client, excludes, human, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::archive::Secret;
 use crate::ops;
 
@@ -70,7 +70,6 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
     println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
-    sync::after_backup(client.ctx(), opts.password.as_deref(), &out.record)?;
     if !out.warnings.is_empty() {
         eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
         return Ok(EXIT_FAILURE);

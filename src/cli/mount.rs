@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Parser;
 
-use super::{context, read_password, Cli, EXIT_OK};
+use super::{client, read_password, Cli, EXIT_OK};
 use crate::archive::Secret;
 use crate::mount::{self, DetachedCommand};
 use crate::ops;
@@ -53,7 +53,9 @@ pub(super) struct MountArgs {
 
 pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     mount::check_mountpoint(&a.mountpoint)?;
-    let ctx = Arc::new(context(cli)?);
+    // Backups dropped into /incoming go through the client, so hooks, events and auto-sync apply to them.
+    let client = Arc::new(client(cli)?);
+    let ctx = client.ctx();
     let first_line = |text: &[u8]| {
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
@@ -90,9 +92,9 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     opts.cache_size = parse_size(&a.cache_size)?;
     opts.poll_interval = Duration::from_secs_f64(a.poll_interval.max(0.1));
     opts.settle = Duration::from_secs_f64(a.settle.max(0.0));
-    let c2 = ctx.clone();
-    let open: crate::fs::OpenBackend = Arc::new(move |d: &str| c2.backend(d));
-    let fs = crate::fs::Fs::new(ctx, open, secret, opts).context("preparing the mount")?;
+    let c2 = client.clone();
+    let open: crate::fs::OpenBackend = Arc::new(move |d: &str| c2.ctx().backend(d));
+    let fs = crate::fs::Fs::new(client, open, secret, opts).context("preparing the mount")?;
     let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
     let mp = a.mountpoint.display().to_string();
     let meter = fs.clone();

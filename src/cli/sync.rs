@@ -1,4 +1,5 @@
-//! `sync`, `reset_sync` and `sync-server`, and the automatic sync after a backup (`sync.auto`).
+//! `sync`, `reset_sync` and `sync-server`. The automatic sync after a backup (`sync.auto`) is
+//! [`crate::sync::after_backup`], run by [`crate::client::Client::backup`].
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -7,9 +8,6 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use super::{context, read_password, Cli, EXIT_FAILURE, EXIT_OK};
-use crate::archive::Secret;
-use crate::model::BackupRecord;
-use crate::ops::Ctx;
 use crate::sync::{self as s, SyncReport};
 
 #[derive(Parser, Debug)]
@@ -62,57 +60,22 @@ fn print_report(report: &SyncReport, quiet: bool) -> i32 {
     }
 }
 
-/// Syncs with the server when `sync.url` is set, else with the store journal of `destination`.
-fn run_sync(ctx: &Ctx, destination: Option<&str>, secret: Option<&Secret>, rebuild: bool) -> Result<SyncReport> {
-    let server = ctx.config.sync_for(&ctx.profile);
-    if server.url.as_deref().is_some_and(|u| !u.is_empty()) {
-        return Ok(s::client::sync(ctx, &server, rebuild)?);
-    }
-    let dest = ctx.destination(destination);
-    let backend = ctx.backend(&dest)?;
-    let Some(journal) = s::journal_for(ctx, &dest, &backend)? else {
-        bail!("glacier backups are journaled in the profile's S3 bucket; set s3_bucket in profile {}", ctx.profile_name)
-    };
-    Ok(s::sync_store(ctx, journal.as_ref(), secret, rebuild)?)
-}
-
 pub(super) fn sync(cli: &Cli, a: &SyncArgs) -> Result<i32> {
     let ctx = context(cli)?;
     let secret = read_password(false)?;
     if a.publish {
         let dest = ctx.destination(a.destination.as_deref());
-        let backend = ctx.backend(&dest)?;
-        let Some(journal) = s::journal_for(&ctx, &dest, &backend)? else {
-            bail!(
-                "glacier backups are journaled in the profile's S3 bucket; set s3_bucket in profile {}",
-                ctx.profile_name
-            )
-        };
-        let n = s::publish_all(&ctx, journal.as_ref(), &dest, secret.as_deref())?;
+        let n = s::publish_destination(&ctx, &dest, secret.as_deref())?;
         if !cli.quiet {
             println!("published {n} journal entries");
         }
     }
-    let mut report = run_sync(&ctx, a.destination.as_deref(), secret.as_deref(), a.rebuild)?;
+    let mut report = s::run(&ctx, a.destination.as_deref(), secret.as_deref(), a.rebuild)?;
     if secret.is_none() && !report.unreadable.is_empty() && io::stdin().is_terminal() {
         let secret = read_password(true)?;
-        report = run_sync(&ctx, a.destination.as_deref(), secret.as_deref(), false)?;
+        report = s::run(&ctx, a.destination.as_deref(), secret.as_deref(), false)?;
     }
     Ok(print_report(&report, cli.quiet))
-}
-
-/// Runs a sync after a backup when `sync.auto` is set (0.6's `sync_auto`). A failed sync does not fail the backup.
-pub(super) fn after_backup(ctx: &Ctx, secret: Option<&Secret>, record: &BackupRecord) -> Result<()> {
-    if !ctx.config.sync_for(&ctx.profile).auto {
-        return Ok(());
-    }
-    match run_sync(ctx, Some(&record.backend), secret, false) {
-        Ok(report) => {
-            print_report(&report, true);
-        }
-        Err(e) => eprintln!("bakthat: warning: the backup is stored, but the sync after it failed: {e:#}"),
-    }
-    Ok(())
 }
 
 pub(super) fn reset(cli: &Cli) -> Result<i32> {

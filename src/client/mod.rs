@@ -172,12 +172,14 @@ pub struct Client {
     ctx: Ctx,
     events: Events,
     hooks: HookSettings,
-    plugins: Vec<Box<dyn Plugin>>,
+    /// In a mutex only so that a client can be shared between threads (the mount backs up /incoming from one).
+    plugins: std::sync::Mutex<Vec<Box<dyn Plugin>>>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        while let Some(mut p) = self.plugins.pop() {
+        let plugins = self.plugins.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(mut p) = plugins.pop() {
             p.deactivate();
         }
     }
@@ -238,7 +240,7 @@ impl Client {
     /// A client around an operations context (to set its clock or progress reporter first).
     pub fn from_ctx(ctx: Ctx) -> Result<Client, ClientError> {
         let hooks = HookSettings::parse(&ctx.profile_name, ctx.profile.hooks.as_ref())?;
-        Ok(Client { ctx, events: Events::new(), hooks, plugins: Vec::new() })
+        Ok(Client { ctx, events: Events::new(), hooks, plugins: Default::default() })
     }
 
     /// The callbacks of this client; register with `client.events().on_backup(|ev| …)`.
@@ -257,7 +259,7 @@ impl Client {
             span: tracing::info_span!("plugin", name = %name),
         };
         plugin.activate(ctx).map_err(|source| ClientError::Plugin { name, source })?;
-        self.plugins.push(Box::new(plugin));
+        self.plugins.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(plugin));
         Ok(self)
     }
 
@@ -332,8 +334,32 @@ impl Client {
         result
     }
 
-    /// Backs up `opts.source` (see [`ops::backup`]); fires `before_backup` and `on_backup`.
+    /// Backs up `opts.source` (see [`ops::backup`]); fires `before_backup` and `on_backup`, then syncs when the
+    /// profile's `sync.auto` is set (a failed sync is a warning: the backup stands). Every backup goes through
+    /// here, whether the command line, a script or the mount's `/incoming` starts it.
     pub fn backup(&self, opts: &BackupOptions) -> Result<BackupOutcome, ClientError> {
+        let out = self.backup_session(opts)?;
+        self.auto_sync(opts.password.as_deref(), &out.record);
+        Ok(out)
+    }
+
+    /// The `sync.auto` step of [`Client::backup`]: problems are warnings through the context's reporter.
+    fn auto_sync(&self, secret: Option<&Secret>, record: &BackupRecord) {
+        let warn = |m: &str| self.ctx.reporter.warn(m);
+        match crate::sync::after_backup(&self.ctx, secret, record) {
+            None => {}
+            Some(Ok(report)) => {
+                for (key, why) in &report.unreadable {
+                    warn(&format!("cannot read journal entry {key}: {why}"));
+                }
+            }
+            Some(Err(e)) => {
+                warn(&format!("the backup is stored, but the sync after it failed: {}", crate::error_chain(&e)))
+            }
+        }
+    }
+
+    fn backup_session(&self, opts: &BackupOptions) -> Result<BackupOutcome, ClientError> {
         let name = match &opts.name {
             Some(n) => n.clone(),
             None => std::fs::canonicalize(&opts.source)

@@ -82,8 +82,8 @@ impl Inner {
         let stored = record.stored_filename.as_str();
         lock(&self.cold).insert(stored.to_string(), Cold { state: state.clone(), checked: Instant::now() });
         let kind = if backend.kind() == "glacier" { JobKind::ArchiveRetrieval } else { JobKind::S3Restore };
-        let now = self.ctx.now();
-        let inv = &self.ctx.inventory;
+        let now = self.ctx().now();
+        let inv = &self.ctx().inventory;
         match state {
             Retrieval::Pending { job_id, .. } => {
                 let existing = inv.job(stored, kind)?;

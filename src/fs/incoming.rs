@@ -5,7 +5,9 @@
 //! those tags to what is dropped into it). A file unit is backed up when its last writer closes it; a directory
 //! unit once nothing was written to it for the settle period. On success the unit leaves `/incoming` (and appears
 //! under `/by-name`); on failure it stays where it is, with `user.bakthat.state` = `failed` and
-//! `user.bakthat.error` saying why, and is tried again after it changes. The logic here knows nothing about fuser.
+//! `user.bakthat.error` saying why, and is tried again after it changes. A unit is backed up with
+//! [`Client::backup`], like a `bakthat backup`: the profile's hooks, the client's events and plugins and `sync.auto`
+//! apply. The logic here knows nothing about fuser.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::{Attr, FsError, Ino, Kind, Result};
 use crate::archive::Secret;
-use crate::ops::{self, BackupOptions, Ctx};
+use crate::client::Client;
+use crate::ops::BackupOptions;
 
 /// Inode numbers of staged entries start here (the tree's own are small).
 pub const BASE: Ino = 1 << 40;
@@ -407,7 +410,7 @@ impl Incoming {
     }
 
     /// Backs a unit up; on success removes it from the staging area, on failure keeps it with the error.
-    pub fn back_up(&self, ctx: &Ctx, secret: Option<&Arc<Secret>>, unit: &Path, tags: &[String]) {
+    pub fn back_up(&self, client: &Client, secret: Option<&Arc<Secret>>, unit: &Path, tags: &[String]) {
         {
             let mut units = lock(&self.units);
             match units.get_mut(unit) {
@@ -432,7 +435,7 @@ impl Incoming {
             ..BackupOptions::default()
         };
         tracing::info!(unit = %unit.display(), "backing up from /incoming");
-        let result = ops::backup(ctx, &opts);
+        let result = client.backup(&opts);
         let mut units = lock(&self.units);
         match result {
             Ok(out) => {

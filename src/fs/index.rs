@@ -107,7 +107,7 @@ impl Inner {
         let stored = record.stored_filename.as_str();
         let loaded = if !record.stored_filename.is_tgz() {
             Loaded::new(Index::default(), Content::Raw)
-        } else if let Some(bytes) = self.ctx.inventory.get_index(&record.stored_filename)? {
+        } else if let Some(bytes) = self.ctx().inventory.get_index(&record.stored_filename)? {
             let index = match self.open_copy(&bytes) {
                 Ok(index) => index,
                 Err(e) => {
@@ -182,7 +182,7 @@ impl Inner {
             wrong.map(|(s, _, _)| records[*s].1.stored_filename.to_string()).collect()
         };
         for (slot, r) in records.iter().filter(|(_, r)| r.is_enc()) {
-            let Some(bytes) = self.ctx.inventory.get_index(&r.stored_filename)? else { continue };
+            let Some(bytes) = self.ctx().inventory.get_index(&r.stored_filename)? else { continue };
             match self.open_copy(&bytes) {
                 Ok(_) => break,
                 Err(e) => failed.push((*slot, bytes, e)),

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::archive::index::EntryKind;
 use crate::archive::Secret;
+use crate::client::Client;
 use crate::model::Epoch;
 use crate::ops::{Ctx, OpsError};
 use crate::storage::metered::{Meter, Totals};
@@ -177,7 +178,8 @@ pub struct Fs {
 }
 
 struct Inner {
-    ctx: Arc<Ctx>,
+    /// Every /incoming backup goes through the client, so the profile's hooks, events and auto-sync apply to it.
+    client: Arc<Client>,
     open_backend: OpenBackend,
     backends: Mutex<HashMap<String, Arc<dyn Backend>>>,
     /// Every request the mount makes to a store, and the bytes it read.
@@ -229,6 +231,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// The operations context (inventory, clock) of the mount's client.
+    fn ctx(&self) -> &Ctx {
+        self.client.ctx()
+    }
+
     /// Where an inode lives (see [`Area`]).
     fn area(&self, ino: Ino) -> Result<Area> {
         if ino >= incoming::BASE {
@@ -245,19 +252,20 @@ impl Inner {
 }
 
 impl Fs {
-    /// Builds the filesystem over an inventory (in `ctx`), opening stores with `open_backend`. An encrypted
-    /// backup's index is decrypted once here, so a wrong password fails now rather than on reads.
+    /// Builds the filesystem over the inventory of `client`, opening stores with `open_backend`; what is copied
+    /// into /incoming is backed up with [`Client::backup`]. An encrypted backup's index is decrypted once here, so a
+    /// wrong password fails now rather than on reads.
     pub fn new(
-        ctx: Arc<Ctx>,
+        client: Arc<Client>,
         open_backend: OpenBackend,
         secret: Option<Arc<Secret>>,
         opts: MountOptions,
     ) -> Result<Fs> {
         let cache = BlockCache::open(&opts.cache_dir, opts.cache_size).map_err(FsError::Cache)?;
         let incoming = incoming::Incoming::new(&opts.staging_dir, opts.settle).map_err(FsError::Staging)?;
-        let mounted_at = ctx.now();
+        let mounted_at = client.ctx().now();
         let inner = Arc::new(Inner {
-            ctx,
+            client,
             open_backend,
             backends: Mutex::new(HashMap::new()),
             meter: Meter::new(),
@@ -537,7 +545,7 @@ impl Fs {
     /// Backs up the /incoming units that are due (what the background ticker does every 250 ms).
     pub fn incoming_tick(&self) {
         for (unit, tags) in self.inner.incoming.due() {
-            self.inner.incoming.back_up(&self.inner.ctx, self.inner.secret.as_ref(), &unit, &tags);
+            self.inner.incoming.back_up(&self.inner.client, self.inner.secret.as_ref(), &unit, &tags);
         }
     }
 

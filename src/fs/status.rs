@@ -179,7 +179,7 @@ impl Inner {
             .unwrap_or_else(|| if glacier { "GLACIER".into() } else { "STANDARD".into() });
         let job: Option<Job> = [JobKind::ArchiveRetrieval, JobKind::S3Restore]
             .into_iter()
-            .find_map(|k| self.ctx.inventory.job(stored, k).ok().flatten());
+            .find_map(|k| self.ctx().inventory.job(stored, k).ok().flatten());
         let mem = lock(&self.cold).get(stored).map(|c| c.state.clone());
         let cold_class = glacier || matches!(storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE");
         let availability = match (&mem, &job) {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::*;
+use crate::client::Client;
 use crate::config::{Config, Profile};
 use crate::inventory::{Inventory, JobKind, JobStatus};
 use crate::model::BackupRecord;
@@ -116,7 +117,12 @@ impl Backend for Counting {
 
 struct Env {
     dir: tempfile::TempDir,
-    ctx: Arc<Ctx>,
+    client: Arc<Client>,
+}
+
+/// A client over `ctx`, as the mount is given one.
+fn client(ctx: Ctx) -> Arc<Client> {
+    Arc::new(Client::from_ctx(ctx).unwrap())
 }
 
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -137,7 +143,11 @@ impl Env {
         let mut config = Config::empty(&dir.path().join("bakthat.yml"));
         config.set_profile("default", Profile { local_path: Some(dir.path().join("store")), ..Profile::default() });
         let ctx = Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap();
-        Env { dir, ctx: Arc::new(ctx) }
+        Env { dir, client: client(ctx) }
+    }
+
+    fn ctx(&self) -> &Ctx {
+        self.client.ctx()
     }
 
     fn path(&self) -> &Path {
@@ -162,7 +172,7 @@ impl Env {
             password: password.map(|p| Arc::new(Secret::new(p.as_bytes()))),
             ..BackupOptions::default()
         };
-        ops::backup(&self.ctx, &opts).unwrap().record
+        ops::backup(self.ctx(), &opts).unwrap().record
     }
 
     fn store(&self) -> Arc<dyn Backend> {
@@ -174,7 +184,7 @@ impl Env {
         opts.refresh_interval = Duration::ZERO;
         opts.cache_size = 64 << 20;
         let open: OpenBackend = Arc::new(move |_: &str| Ok(backend.clone() as Arc<dyn Backend>));
-        Fs::new(self.ctx.clone(), open, password.map(|p| Arc::new(Secret::new(p.as_bytes()))), opts)
+        Fs::new(self.client.clone(), open, password.map(|p| Arc::new(Secret::new(p.as_bytes()))), opts)
     }
 }
 
@@ -186,7 +196,7 @@ impl Env {
         opts.settle = Duration::ZERO;
         let b = counting.clone();
         let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
-        Fs::new(self.ctx.clone(), open, None, opts).unwrap()
+        Fs::new(self.client.clone(), open, None, opts).unwrap()
     }
 }
 
@@ -463,9 +473,9 @@ fn xattr(fs: &Fs, ino: Ino, name: &str) -> String {
 
 /// Flips one byte of the inventory's copy of a backup's index.
 fn damage_index_copy(env: &Env, r: &BackupRecord, at: usize) {
-    let mut copy = env.ctx.inventory.get_index(&r.stored_filename).unwrap().unwrap();
+    let mut copy = env.ctx().inventory.get_index(&r.stored_filename).unwrap().unwrap();
     copy[at] ^= 0x20;
-    env.ctx.inventory.put_index(&r.stored_filename, &copy).unwrap();
+    env.ctx().inventory.put_index(&r.stored_filename, &copy).unwrap();
 }
 
 /// Regression (issue 11, item 5): one damaged index copy in the inventory stopped the whole mount, blaming the
@@ -480,7 +490,7 @@ fn a_damaged_index_copy_makes_only_its_backup_unreadable_and_says_why() {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("f.txt"), name).unwrap();
         let opts = BackupOptions { source: src, password: Some(secret.clone()), ..BackupOptions::default() };
-        records.insert(name, ops::backup(&env.ctx, &opts).unwrap().record);
+        records.insert(name, ops::backup(env.ctx(), &opts).unwrap().record);
     }
     let header = crate::archive::crypto::HEADER_LEN;
     damage_index_copy(&env, &records["a"], 70); // a: the key check (the copy the mount used to try first)
@@ -520,7 +530,7 @@ fn an_encrypted_raw_backup_shows_its_plaintext_size_before_any_read() {
     let profile = Profile { local_path: Some(env.path().join("store")), compress: false, ..Profile::default() };
     config.set_profile("default", profile);
     let inv = Inventory::open(env.path().join("raw.sqlite")).unwrap();
-    env.ctx = Arc::new(Ctx::new(config, "default", inv).unwrap());
+    env.client = client(Ctx::new(config, "default", inv).unwrap());
     let file = env.path().join("dump.sql");
     std::fs::write(&file, bytes(3, 100_003)).unwrap();
     let r = env.backup(&file, &[], Some("hunter2"));
@@ -650,7 +660,7 @@ fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
     }
     assert_eq!(counting.starts.load(Ordering::SeqCst), 1, "the retrieval is started once");
     assert_eq!(counting.ranges.load(Ordering::SeqCst), 0);
-    let job = env.ctx.inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
+    let job = env.ctx().inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
     assert_eq!((job.status, job.job_id.as_str()), (JobStatus::Pending, "job-1"));
     assert_eq!(get("state").as_deref(), Some("retrieving"));
     assert_eq!(get("job_id").as_deref(), Some("job-1"));
@@ -659,7 +669,7 @@ fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
     counting.cold.as_ref().unwrap().store(2, Ordering::SeqCst);
     fs.poll_retrievals();
     assert_eq!(get("state").as_deref(), Some("ready"));
-    let job = env.ctx.inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
+    let job = env.ctx().inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Ready);
     assert_eq!(cat(&fs, &file).unwrap(), b"hello world\n");
     assert_eq!(counting.starts.load(Ordering::SeqCst), 1);
@@ -702,7 +712,7 @@ fn legacy_archives_are_read_whole_once_then_served_from_the_cache() {
         stored_filename: StoredName::from_key(stored),
         tags: String::new(),
     };
-    env.ctx.inventory.insert(&record).unwrap();
+    env.ctx().inventory.insert(&record).unwrap();
     let counting = Counting::new(store, false);
     let fs = env.fs(counting.clone(), None).unwrap();
     let base = "/by-name/old/2020-01-01T000000Z/old";
@@ -840,7 +850,7 @@ fn an_incoming_backup_shows_its_progress_while_it_runs() {
     let (reached_tx, reached) = std::sync::mpsc::sync_channel(1);
     let (go, go_rx) = std::sync::mpsc::sync_channel(1);
     ctx.reporter = Arc::new(Gate(Arc::new(std::sync::Mutex::new(Some((reached_tx, go_rx))))));
-    let env = Env { dir, ctx: Arc::new(ctx) };
+    let env = Env { dir, client: client(ctx) };
     let counting = Counting::new(env.store(), false);
     let fs = env.incoming_fs(&counting);
     let inc = resolve(&fs, "/incoming").unwrap();
@@ -875,7 +885,7 @@ fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
     // Compression off: a directory cannot be backed up, so the backup fails.
     let profile = Profile { local_path: Some(dir.path().join("store")), compress: false, ..Profile::default() };
     config.set_profile("default", profile);
-    let ctx = Arc::new(Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap());
+    let ctx = client(Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap());
     let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&dir.path().join("store")).unwrap());
     let mut opts = MountOptions::new(dir.path().join("cache"));
     opts.settle = Duration::ZERO;
@@ -898,7 +908,7 @@ fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
 fn hostile_index_names_are_not_shown() {
     let env = Env::new();
     let rec = env.backup(&env.source("first"), &[], None);
-    let bytes = env.ctx.inventory.get_index(&rec.stored_filename).unwrap().unwrap();
+    let bytes = env.ctx().inventory.get_index(&rec.stored_filename).unwrap().unwrap();
     let mut index = crate::archive::read_index_sidecar(&bytes, None).unwrap();
     let file = index.entries.iter().find(|e| e.path.ends_with(b"small.txt")).unwrap().clone();
     let long = "x".repeat(300).into_bytes();
@@ -907,9 +917,48 @@ fn hostile_index_names_are_not_shown() {
     {
         index.entries.push(crate::archive::index::Entry { path, ..file.clone() });
     }
-    env.ctx.inventory.put_index(&rec.stored_filename, &crate::archive::index_sidecar(&index, None)).unwrap();
+    env.ctx().inventory.put_index(&rec.stored_filename, &crate::archive::index_sidecar(&index, None)).unwrap();
     let fs = env.fs(Counting::new(env.store(), false), None).unwrap();
     let dir = format!("/by-name/first/{}/first", ts(&rec));
     assert_eq!(names(&fs, &dir), ["hard.txt", "small.txt", "sub"]);
     assert_eq!(names(&fs, &format!("/by-name/first/{}", ts(&rec))), [".bakthat-status", "first"]);
+}
+
+// Issue 13: /incoming called ops::backup directly, so a backup dropped into the mount ran no hooks, fired no events
+// and skipped sync.auto. It now goes through Client::backup like `bakthat backup`.
+#[test]
+fn an_incoming_backup_runs_the_profiles_hooks_events_and_auto_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hooks.log");
+    let hooks = serde_norway::from_str(&format!(
+        "before_backup: 'echo \"$BAKTHAT_EVENT $BAKTHAT_NAME\" >> {0}'\n\
+         on_backup: 'echo \"$BAKTHAT_EVENT $BAKTHAT_STATUS $BAKTHAT_STORED_FILENAME\" >> {0}'\n",
+        log.display()
+    ))
+    .unwrap();
+    let mut config = Config::empty(&dir.path().join("bakthat.yml"));
+    let store = dir.path().join("store");
+    let profile =
+        Profile { local_path: Some(store.clone()), hooks: Some(hooks), sync_auto: Some(true), ..Profile::default() };
+    config.set_profile("default", profile);
+    let ctx = Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap();
+    let env = Env { dir, client: client(ctx) };
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    env.client.events().on_any(move |ev| s2.lock().unwrap().push(format!("{} {}", ev.kind, ev.name)));
+
+    let fs = env.incoming_fs(&Counting::new(env.store(), false));
+    let inc = resolve(&fs, "/incoming").unwrap();
+    put_file(&fs, inc, "notes.txt", b"dropped into the mount\n");
+    fs.incoming_tick();
+
+    let row = env.ctx().inventory.search(&Default::default()).unwrap().remove(0);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("before_backup notes.txt\non_backup ok {}\n", row.stored_filename),
+        "the profile's hooks ran around the /incoming backup"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["before_backup notes.txt", "on_backup notes.txt"], "the client's events fired");
+    let cursor = format!("sync_journal:{}", env.store().describe());
+    assert!(env.ctx().inventory.get_config(&cursor).unwrap().is_some(), "sync.auto ran after the backup");
 }

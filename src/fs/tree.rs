@@ -444,11 +444,11 @@ impl Inner {
             }
             *checked = Some(Instant::now());
         }
-        let stamp = self.ctx.inventory.change_stamp()?;
+        let stamp = self.ctx().inventory.change_stamp()?;
         if self.tree().stamp == Some(stamp) {
             return Ok(());
         }
-        let records = self.ctx.inventory.search(&Query::default())?;
+        let records = self.ctx().inventory.search(&Query::default())?;
         let mut t = self.tree_mut();
         t.rebuild(records);
         t.stamp = Some(stamp);

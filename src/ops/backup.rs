@@ -68,7 +68,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let name = opts.name.clone().unwrap_or_else(|| arcname.clone());
     let destination = ctx.destination(opts.destination.as_deref());
     let backend = ctx.backend(&destination)?;
-    let journal = crate::sync::journal_for(ctx, &destination, &backend)?;
+    let journal = super::journal_for(ctx, &destination, &backend)?;
     let cleaned = backend.cleanup()?;
 
     let enc = match &opts.password {
@@ -177,7 +177,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     Ok(BackupOutcome { record, warnings, cleaned })
 }
 
-/// Stores the index sidecar and the journal entry (see [`crate::sync`]), then records the row.
+/// Stores the index sidecar and the journal entry (see [`crate::journal`]), then records the row.
 pub(crate) fn finish(
     ctx: &Ctx,
     backend: &dyn Backend,
@@ -206,7 +206,7 @@ pub(crate) fn finish(
         }
     }
     if let Some(j) = journal {
-        match crate::sync::publish_backup(j, record, sidecar, master) {
+        match crate::journal::publish_backup(j, record, sidecar, master) {
             Ok(key) => *entry_key = Some(key),
             // Glacier's journal is in another service (the profile's S3 bucket), which the credentials may not
             // reach: the backup itself is fine, so it stands, unjournaled.

@@ -16,9 +16,9 @@ use super::restore::{self, SidecarState};
 use super::{Ctx, OpsError};
 use crate::archive::{self, crypto, Secret};
 use crate::inventory::Query;
+use crate::journal::JOURNAL_PREFIX;
 use crate::model::{BackupRecord, StoredName};
 use crate::storage::{Backend, Retrieval, StorageError};
-use crate::sync::JOURNAL_PREFIX;
 
 use super::backup::INDEX_SUFFIX;
 
@@ -219,7 +219,7 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
                 continue;
             }
         };
-        let journal = crate::sync::journal_for(ctx, dest, &backend)?;
+        let journal = super::journal_for(ctx, dest, &backend)?;
         // Journal entries (a journal store may serve two destinations: read it once).
         let mut journaled = BTreeSet::new();
         if let Some(j) = &journal {
@@ -281,9 +281,9 @@ fn read_journal(
             continue;
         }
         report.journal_entries += 1;
-        match crate::sync::decode_entry(&bytes, password) {
+        match crate::journal::decode_entry(&bytes, password) {
             Ok(entry) => {
-                if entry.kind == crate::sync::EntryKind::Backup {
+                if entry.kind == crate::journal::EntryKind::Backup {
                     journaled.insert(entry.record.stored_filename);
                 }
             }
@@ -379,7 +379,7 @@ pub fn adopt(
     let info = backend
         .head(stored.as_str())?
         .ok_or_else(|| OpsError::NoMatch { name: stored.to_string(), destination: Some(destination.to_string()) })?;
-    let journal = crate::sync::journal_for(ctx, destination, &backend)?;
+    let journal = super::journal_for(ctx, destination, &backend)?;
     let hints = archive::Hints::from_name(stored.as_str(), stored.is_enc());
     if hints.encrypted && password.is_none() {
         return Err(OpsError::Archive(archive::ArchiveError::PasswordNeeded));

@@ -40,14 +40,14 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
     backend.delete(&index)?;
     // Strictly newer than the row, so that a delete right after the backup still wins on other hosts.
     let when = ctx.now().max(record.last_updated + 1);
-    if let Some(journal) = crate::sync::journal_for(ctx, &record.backend, &backend)? {
+    if let Some(journal) = super::journal_for(ctx, &record.backend, &backend)? {
         if record.backend == "glacier" {
             // Glacier's sidecar lives in the S3 bucket beside the journal (see backup); best effort, as there.
             if let Err(e) = journal.delete(&index) {
                 ctx.reporter.warn(&format!("{index} could not be removed from the S3 bucket: {e}"));
             }
         }
-        match crate::sync::publish_tombstone(journal.as_ref(), record, when) {
+        match crate::journal::publish_tombstone(journal.as_ref(), record, when) {
             Ok(_) => {}
             // As for backups: Glacier's journal is in S3, which the credentials may not reach.
             Err(e) if record.backend == "glacier" => ctx

@@ -29,6 +29,7 @@ mod backup;
 mod catalog;
 mod check;
 mod glacier_inventory;
+mod journal;
 mod manage;
 mod restore;
 mod share;
@@ -42,6 +43,7 @@ pub use glacier_inventory::{
     backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
     LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
 };
+pub use journal::journal_for;
 pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, SidecarState, VerifyOutcome};
 pub use share::{recipient_command, share, Shared};

@@ -172,7 +172,7 @@ pub(crate) fn verify_record(
     }
     let mut rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
     let inventory_copy = ctx.inventory.get_index(&record.stored_filename)?;
-    let sidecar = match crate::sync::journal_for(ctx, &record.backend, &backend)? {
+    let sidecar = match super::journal_for(ctx, &record.backend, &backend)? {
         Some(store) => stored_sidecar(store.as_ref(), &record, inventory_copy.as_deref(), Some(&rebuilt), password)?,
         None => SidecarState::NotExpected,
     };

@@ -1,48 +1,41 @@
 //! Inventory sync: several hosts, one inventory.
 //!
-//! **Through the store** (no server): every change to a backup (a new backup, a delete, a rotation) appends one small
-//! immutable *journal entry* beside the archives, under `bakthat-journal.<epoch-ms>.<random>` (for Glacier, in the
-//! profile's S3 bucket). A backup's entry carries its whole inventory row (name, date, tags, size, metadata with the
-//! host, `last_updated`) and its entry index, and is encrypted (v1 container, the backup's master key) when the
-//! backup is. A delete leaves a *tombstone*: the stored name, backend, dates and `is_deleted`, never encrypted (a
-//! delete needs no password, and the stored name is already visible in the store's listing).
-//!
-//! [`sync_store`] lists the journal from a cursor kept in the inventory (S3 `start-after`, Swift `marker`), so a sync
-//! that finds nothing new costs one listing request, reads only the entries it has not applied yet, and applies them
-//! with [`Inventory::upsert_newer`](crate::inventory::Inventory::upsert_newer): the newer `last_updated` wins. The
-//! listing starts [`SKEW_MS`] before the newest key seen, so writers whose clocks lag by less than that are not
-//! missed; entries already applied are remembered and not read again. Entries that cannot be read (no password, a
-//! wrong one, damage) are reported and retried on the next sync.
+//! **Through the store** (no server): the journal of [`crate::journal`] sits beside the archives (for Glacier, in
+//! the profile's S3 bucket). [`sync_store`] lists it from a cursor kept in the inventory (S3 `start-after`, Swift
+//! `marker`), so a sync that finds nothing new costs one listing request, reads only the entries it has not applied
+//! yet, and applies them with [`Inventory::upsert_newer`](crate::inventory::Inventory::upsert_newer): the newer
+//! `last_updated` wins. The listing starts [`SKEW_MS`] before the newest key seen, so writers whose clocks lag by
+//! less than that are not missed; entries already applied are remembered and not read again. Entries that cannot be
+//! read (no password, a wrong one, damage) are reported and retried on the next sync.
 //!
 //! **Through a server**: [`server`] is the bakthat 0.6 sync server (`POST /clients`, `POST /backups/sync`) with its
-//! bugs fixed, and [`client`] is the matching client. This module does not decide *when* to sync (the CLI does).
+//! bugs fixed, and [`client`] is the matching client.
+//!
+//! **When**: [`run`] syncs with whichever of the two the profile uses, and [`after_backup`] is the `sync.auto`
+//! policy, which [`crate::client::Client::backup`] applies to every backup however it starts. Not here: writing
+//! journal entries (the leaf [`crate::journal`], called by [`crate::ops`]).
 
 pub mod client;
 pub mod server;
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::archive::crypto::{self, MasterKey};
 use crate::archive::Secret;
 use crate::inventory::{InventoryError, UpsertOutcome};
-use crate::model::{BackupRecord, BadRecordName, Epoch, StoredName};
-use crate::ops::{Ctx, OpsError};
-use crate::storage::{Backend, PutOptions, StorageError};
-
-/// The key prefix of journal entries.
-pub const JOURNAL_PREFIX: &str = "bakthat-journal.";
+use crate::journal::{
+    decode_entry, key_ms, publish_backup, publish_tombstone, read_object, Entry, EntryKind, JOURNAL_PREFIX,
+};
+use crate::model::{BackupRecord, BadRecordName, StoredName};
+use crate::ops::{journal_for, Ctx, OpsError};
+use crate::storage::{Backend, StorageError};
 
 /// How far before the newest seen key a sync starts listing, for writers whose clocks lag (10 minutes).
 pub const SKEW_MS: i64 = 10 * 60 * 1000;
-
-/// The first line of a plaintext entry starts with this.
-const ENTRY_MAGIC: &str = "bakthat-record-1 ";
 
 /// Why a sync failed.
 #[derive(Debug, Error)]
@@ -67,31 +60,9 @@ pub enum SyncError {
     /// The sync server section of the config is incomplete.
     #[error("the sync server needs {0}; set it in the sync: block of the config")]
     Config(&'static str),
-}
-
-/// What a journal entry says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    /// A new backup (or a new state of one).
-    Backup,
-    /// The backup was deleted.
-    Tombstone,
-}
-
-#[derive(Serialize, Deserialize)]
-struct EntryHead {
-    kind: EntryKind,
-    record: BackupRecord,
-}
-
-/// One decoded journal entry.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub kind: EntryKind,
-    pub record: BackupRecord,
-    /// The index sidecar bytes, as stored beside the archive (empty when there is none).
-    pub index: Vec<u8>,
+    /// Glacier's journal lives in the profile's S3 bucket, and the profile has none (or it cannot be opened).
+    #[error("glacier backups are journaled in the profile's S3 bucket; set s3_bucket in profile {profile}")]
+    NoJournal { profile: String },
 }
 
 /// What [`sync_store`] did.
@@ -137,115 +108,6 @@ impl SyncReport {
             self.fetched
         )
     }
-}
-
-/// The store holding the journal (and index sidecars) for backups in `destination`: the store itself, except for
-/// S3, where it is the same bucket without the profile's archive storage class (journal entries must stay readable),
-/// and Glacier, whose journal sits in the profile's S3 bucket (`None` when the profile has none or it cannot be
-/// opened: Glacier backups are then not journaled).
-pub fn journal_for(
-    ctx: &Ctx,
-    destination: &str,
-    backend: &Arc<dyn Backend>,
-) -> Result<Option<Arc<dyn Backend>>, OpsError> {
-    match destination {
-        "s3" => return Ok(Some(Arc::new(ctx.s3_store()?))),
-        "glacier" => {}
-        _ => return Ok(Some(backend.clone())),
-    }
-    if ctx.profile.s3_bucket.as_deref().unwrap_or_default().is_empty() {
-        return Ok(None);
-    }
-    match ctx.s3_store() {
-        Ok(s) => Ok(Some(Arc::new(s))),
-        // Glacier works without S3; its backups then go unjournaled.
-        Err(e) => {
-            ctx.reporter.warn(&format!("glacier backups are not journaled for sync: the s3 bucket is unusable ({e})"));
-            Ok(None)
-        }
-    }
-}
-
-/// A new journal key: `bakthat-journal.<13-digit epoch ms>.<16 random hex digits>`. The milliseconds never repeat
-/// or go back within a process, so one host's entries sort in the order it wrote them (two in the same millisecond
-/// used to be ordered by their random part: a delete could be replayed before the backup it followed).
-fn new_key() -> String {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = chrono::Utc::now().timestamp_millis().max(0);
-    let prev = LAST.fetch_max(now, Ordering::SeqCst);
-    let ms = if now > prev { now } else { LAST.fetch_add(1, Ordering::SeqCst) + 1 };
-    let rand = uuid::Uuid::new_v4().simple().to_string();
-    format!("{JOURNAL_PREFIX}{ms:013}.{}", &rand[..16])
-}
-
-/// The epoch milliseconds of a journal key.
-fn key_ms(key: &str) -> Option<i64> {
-    key.strip_prefix(JOURNAL_PREFIX)?.split('.').next()?.parse().ok()
-}
-
-/// Encodes an entry: a first line `bakthat-record-1 <json>`, then the index bytes; encrypted when `master` is given.
-pub fn encode_entry(entry: &Entry, master: Option<&MasterKey>) -> Vec<u8> {
-    let mut record = entry.record.clone();
-    record.id = None;
-    let head = EntryHead { kind: entry.kind, record };
-    let mut plain = ENTRY_MAGIC.as_bytes().to_vec();
-    plain.extend_from_slice(&serde_json::to_vec(&head).unwrap_or_default());
-    plain.push(b'\n');
-    plain.extend_from_slice(&entry.index);
-    match master {
-        Some(m) => crypto::encrypt_bytes(m, &plain),
-        None => plain,
-    }
-}
-
-/// Decodes an entry (decrypting it with `secret` when it is encrypted).
-pub fn decode_entry(bytes: &[u8], secret: Option<&Secret>) -> Result<Entry, String> {
-    let plain = if crypto::is_v1(bytes) {
-        let secret = secret.ok_or("encrypted; give the password (BAKTHAT_PASSWORD)")?;
-        crypto::decrypt_bytes(secret.keys(), bytes).map_err(|e| format!("cannot decrypt ({e}); wrong password?"))?
-    } else {
-        bytes.to_vec()
-    };
-    let nl = plain.iter().position(|b| *b == b'\n').ok_or("not a bakthat journal entry")?;
-    let line = std::str::from_utf8(&plain[..nl]).map_err(|_| "not a bakthat journal entry")?;
-    let json = line.strip_prefix(ENTRY_MAGIC).ok_or("not a bakthat journal entry (unknown version)")?;
-    let head: EntryHead = serde_json::from_str(json).map_err(|e| format!("damaged journal entry: {e}"))?;
-    Ok(Entry { kind: head.kind, record: head.record, index: plain[nl + 1..].to_vec() })
-}
-
-/// Appends a backup's entry to the journal; returns its key.
-pub fn publish_backup(
-    journal: &dyn Backend,
-    record: &BackupRecord,
-    index: Option<&[u8]>,
-    master: Option<&MasterKey>,
-) -> Result<String, StorageError> {
-    let entry = Entry { kind: EntryKind::Backup, record: record.clone(), index: index.unwrap_or_default().to_vec() };
-    let key = new_key();
-    journal.put_bytes(&key, &encode_entry(&entry, master), &PutOptions::default())?;
-    Ok(key)
-}
-
-/// Appends a tombstone for `record`, deleted at `when`; returns its key.
-pub fn publish_tombstone(journal: &dyn Backend, record: &BackupRecord, when: Epoch) -> Result<String, StorageError> {
-    let tomb = BackupRecord {
-        id: None,
-        backend: record.backend.clone(),
-        backend_hash: record.backend_hash.clone(),
-        backup_date: record.backup_date,
-        filename: record.filename.clone(),
-        is_deleted: true,
-        last_updated: when,
-        metadata: json!({}),
-        size: 0,
-        stored_filename: record.stored_filename.clone(),
-        tags: String::new(),
-    };
-    let entry = Entry { kind: EntryKind::Tombstone, record: tomb, index: Vec::new() };
-    let key = new_key();
-    journal.put_bytes(&key, &encode_entry(&entry, None), &PutOptions::default())?;
-    Ok(key)
 }
 
 /// Writes a journal entry for every inventory row of `destination` (deleted rows as tombstones): for backups made
@@ -353,13 +215,6 @@ pub fn sync_store(
     Ok(report)
 }
 
-fn read_object(store: &dyn Backend, key: &str) -> Result<Vec<u8>, StorageError> {
-    let mut r = store.get(key)?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(|e| StorageError::io(store.describe(), key, e))?;
-    Ok(out)
-}
-
 /// Applies one entry to the inventory: a new row (recorded under the current profile), or the newer state of a
 /// known one. A tombstone keeps the local row's details and marks it deleted. An entry whose names could not be
 /// file names is [`SyncError::Refused`] (the journal, `sync --rebuild` and a sync server all come through here).
@@ -390,17 +245,39 @@ pub fn apply(ctx: &Ctx, entry: &Entry) -> Result<UpsertOutcome, SyncError> {
     Ok(outcome)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The journal store of `destination`, or why there is none.
+fn journal_of(ctx: &Ctx, destination: &str) -> Result<std::sync::Arc<dyn Backend>, SyncError> {
+    let backend = ctx.backend(destination)?;
+    journal_for(ctx, destination, &backend)?.ok_or_else(|| SyncError::NoJournal { profile: ctx.profile_name.clone() })
+}
 
-    #[test]
-    fn journal_keys_of_one_process_sort_in_the_order_they_were_made() {
-        let keys: Vec<String> = (0..2000).map(|_| new_key()).collect();
-        assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys made in a burst must sort in order");
-        let ms: Vec<i64> = keys.iter().map(|k| key_ms(k).unwrap()).collect();
-        assert!(ms.windows(2).all(|w| w[0] < w[1]));
-        let now = chrono::Utc::now().timestamp_millis();
-        assert!(ms[0] <= now && now - ms[0] < 60_000, "keys stay close to the clock");
+/// Writes a journal entry for every inventory row of `destination` into its journal (see [`publish_all`]).
+pub fn publish_destination(ctx: &Ctx, destination: &str, secret: Option<&Secret>) -> Result<usize, SyncError> {
+    publish_all(ctx, journal_of(ctx, destination)?.as_ref(), destination, secret)
+}
+
+/// Syncs with the server when the profile's `sync.url` is set, else with the store journal of `destination` (the
+/// profile's default destination when `None`).
+pub fn run(
+    ctx: &Ctx,
+    destination: Option<&str>,
+    secret: Option<&Secret>,
+    rebuild: bool,
+) -> Result<SyncReport, SyncError> {
+    let server = ctx.config.sync_for(&ctx.profile);
+    if server.url.as_deref().is_some_and(|u| !u.is_empty()) {
+        return client::sync(ctx, &server, rebuild);
     }
+    let journal = journal_of(ctx, &ctx.destination(destination))?;
+    sync_store(ctx, journal.as_ref(), secret, rebuild)
+}
+
+/// The `sync.auto` policy (0.6's `sync_auto`): after a backup stored as `record`, a sync of its destination when
+/// the profile asks for one, `None` when it does not.
+pub fn after_backup(
+    ctx: &Ctx,
+    secret: Option<&Secret>,
+    record: &BackupRecord,
+) -> Option<Result<SyncReport, SyncError>> {
+    ctx.config.sync_for(&ctx.profile).auto.then(|| run(ctx, Some(&record.backend), secret, false))
 }
