@@ -667,6 +667,13 @@ fn check_finds_missing_objects_bad_sidecars_bad_journal_entries_and_orphans() {
     let again = stdout(&run_pw(&e, &["check", "--read-data-subset", "1/3"], None));
     assert_eq!(again, parts[0], "the same part every run");
     e.fails(&["check", "--read-data-subset", "0/3"], 2, "");
+
+    // A lost inventory: every archive of the profile's store is an orphan, each with its adopt command.
+    let o = e.cmd().env("BAKTHAT_DB", e.path().join("new.sqlite")).args(["check"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let orphans =
+        stdout(&o).lines().filter(|l| l.contains("has no inventory row; adopt it with: bakthat adopt")).count();
+    assert_eq!(orphans, 4, "a, b, d and the adopted copy of a: {}", stdout(&o));
 }
 
 // Regression (issue 11, item 9): a mount started without a password (no terminal, no BAKTHAT_PASSWORD) came up, and

@@ -77,7 +77,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// What to check.
 #[derive(Default)]
 pub struct CheckOptions {
-    /// Only these destinations; every destination with rows when empty.
+    /// Only these destinations; when empty, the profile's default destination and every destination with rows.
     pub destinations: Vec<String>,
     pub read_data: ReadData,
     /// Needed to read encrypted journal entries, sidecars and contents.
@@ -193,8 +193,11 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
     let all = ctx.inventory.search(&Query { include_deleted: true, ..Query::default() })?;
     let known: BTreeSet<&StoredName> = all.iter().map(|r| &r.stored_filename).collect();
     let mut by_dest: BTreeMap<String, Vec<&BackupRecord>> = BTreeMap::new();
-    for d in &opts.destinations {
-        by_dest.entry(d.clone()).or_default();
+    // The profile's own store is always looked at, so that archives without rows are found even by an empty (lost,
+    // or new) inventory.
+    let wanted = if opts.destinations.is_empty() { vec![ctx.destination(None)] } else { opts.destinations.clone() };
+    for d in wanted {
+        by_dest.entry(d).or_default();
     }
     for r in all.iter().filter(|r| !r.is_deleted) {
         if opts.destinations.is_empty() || opts.destinations.contains(&r.backend) {
