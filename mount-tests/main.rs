@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bakthat::storage::testing::bytes;
+
 /// An isolated home: config, inventory, store and cache in a temp dir.
 struct Env {
     dir: tempfile::TempDir,
@@ -159,18 +161,6 @@ fn run(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(o.status.success(), "{cmd:?} failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A source tree with files of several sizes, a symlink, an empty directory and odd names.

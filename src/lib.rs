@@ -48,3 +48,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let chain: Vec<String> = std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
     chain.join(": ")
 }
+
+/// Locks `m` even when another thread panicked while holding it. bakthat's mutexes guard caches, tables and
+/// counters that each update leaves consistent, so one panicked thread must not make every later call panic too.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

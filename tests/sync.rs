@@ -7,7 +7,6 @@ mod common;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bakthat::archive::crypto::{KdfParams, MasterKey};
@@ -18,62 +17,25 @@ use bakthat::journal;
 use bakthat::model::{BackupRecord, StoredName};
 use bakthat::ops::Ctx;
 use bakthat::storage::local::LocalStore;
+use bakthat::storage::metered::{Meter, Metered};
 use bakthat::storage::s3::S3Store;
-use bakthat::storage::{Backend, ObjectInfo, PutOptions, StorageError, Upload};
+use bakthat::storage::{Backend, Op};
 use bakthat::sync::{self, SyncReport};
 use common::cli::Home;
 use common::moto;
 use serde_json::{json, Value};
 
-/// Counts the listing and read requests that reach a store.
-struct Counting {
-    inner: Arc<dyn Backend>,
-    lists: AtomicUsize,
-    gets: AtomicUsize,
+/// `inner` with its requests counted.
+fn counting(inner: Arc<dyn Backend>) -> Metered {
+    Metered::new(inner, Meter::new())
 }
 
-impl Counting {
-    fn new(inner: Arc<dyn Backend>) -> Counting {
-        Counting { inner, lists: AtomicUsize::new(0), gets: AtomicUsize::new(0) }
-    }
-    /// (lists, gets) since the last call.
-    fn take(&self) -> (usize, usize) {
-        (self.lists.swap(0, Ordering::SeqCst), self.gets.swap(0, Ordering::SeqCst))
-    }
-}
-
-impl Backend for Counting {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn create(&self, key: &str, opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
-        self.inner.create(key, opts)
-    }
-    fn get(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StorageError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_range(key, start, len)
-    }
-    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        self.inner.head(key)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
-    }
-    fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_after(prefix, start_after)
-    }
-    fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key)
-    }
+/// (listings, reads) that reached `store` since the last call.
+fn take(store: &Metered) -> (u64, u64) {
+    let m = store.meter();
+    let counts = (m.count(Op::List), m.count(Op::Get) + m.count(Op::GetRange));
+    m.reset();
+    counts
 }
 
 /// A host: its own inventory, the local profile pointing at `store`.
@@ -211,30 +173,30 @@ fn a_sync_that_finds_nothing_new_lists_once_on_s3() {
     let endpoint = moto::endpoint();
     let bucket = moto::unique("sync");
     let s3: Arc<dyn Backend> = Arc::new(S3Store::new(&moto::s3_settings(&endpoint, &bucket)).unwrap());
-    let store = Counting::new(s3);
+    let store = counting(s3);
     let t = tempfile::tempdir().unwrap();
     let b = host(t.path(), "b", &t.path().join("unused"));
     publish_many(&store, 60, None);
-    store.take();
+    take(&store);
 
     let r = sync::sync_store(&b, &store, None, false).unwrap();
-    assert_eq!(store.take(), (1, 60), "first sync: one listing, one read per entry");
+    assert_eq!(take(&store), (1, 60), "first sync: one listing, one read per entry");
     assert_eq!((r.inserted, counts(&r)), (60, (60, 60)));
     let r = sync::sync_store(&b, &store, None, false).unwrap();
-    assert_eq!(store.take(), (1, 0), "nothing new: one listing, no reads");
+    assert_eq!(take(&store), (1, 0), "nothing new: one listing, no reads");
     assert_eq!(r.inserted + r.updated, 0);
     publish_many(&store, 1, None);
-    store.take();
+    take(&store);
     sync::sync_store(&b, &store, None, false).unwrap();
     // The one new entry has the same stored name and an older last_updated than b000's newest state: unchanged.
-    assert_eq!(store.take(), (1, 1), "one new entry: one listing, one read");
+    assert_eq!(take(&store), (1, 1), "one new entry: one listing, one read");
     eprintln!(
         "measured on moto: 60 entries -> 1 list + 60 gets; nothing new -> 1 list + 0 gets; one new -> 1 list + 1 get"
     );
 
     // --rebuild reads everything again.
     let r = sync::sync_store(&b, &store, None, true).unwrap();
-    assert_eq!(store.take(), (1, 61));
+    assert_eq!(take(&store), (1, 61));
     assert_eq!(r.inserted, 0);
 }
 
@@ -324,19 +286,19 @@ fn two_hosts_share_one_bucket() {
 fn a_sync_that_finds_nothing_new_lists_once_on_swift() {
     use bakthat::storage::swift::SwiftStore;
     let settings = common::swift::settings(&moto::unique("sync"));
-    let store = Counting::new(Arc::new(SwiftStore::new(&settings).unwrap()));
+    let store = counting(Arc::new(SwiftStore::new(&settings).unwrap()));
     let t = tempfile::tempdir().unwrap();
     let b = host(t.path(), "b", &t.path().join("unused"));
     publish_many(&store, 20, None);
-    store.take();
+    take(&store);
     let r = sync::sync_store(&b, &store, None, false).unwrap();
-    assert_eq!((store.take(), r.inserted), ((1, 20), 20));
+    assert_eq!((take(&store), r.inserted), ((1, 20), 20));
     sync::sync_store(&b, &store, None, false).unwrap();
-    assert_eq!(store.take(), (1, 0), "nothing new: one listing (from the marker), no reads");
+    assert_eq!(take(&store), (1, 0), "nothing new: one listing (from the marker), no reads");
     publish_many(&store, 1, None);
-    store.take();
+    take(&store);
     sync::sync_store(&b, &store, None, false).unwrap();
-    assert_eq!(store.take(), (1, 1));
+    assert_eq!(take(&store), (1, 1));
 }
 
 #[test]

@@ -39,8 +39,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::lock;
 use aes::Aes256;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::generic_array::GenericArray;
@@ -522,10 +523,6 @@ fn batch_chunks(chunk_size: usize) -> usize {
 }
 
 type Slot = Arc<Mutex<Option<Arc<MasterKey>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Derives master keys lazily and caches them per (salt, params), so many files sharing a salt cost one Argon2 run.
 ///

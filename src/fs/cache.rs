@@ -16,8 +16,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::lock;
 use lru::LruCache;
 
 const MAGIC: &[u8; 4] = b"BKC1";
@@ -63,10 +64,6 @@ impl CachedFile {
         self.file.read_exact_at(&mut buf, HEADER as u64 + offset)?;
         Ok(buf)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl BlockCache {

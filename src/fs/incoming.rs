@@ -15,12 +15,13 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Attr, FsError, Ino, Kind, Result};
 use crate::archive::Secret;
 use crate::client::Client;
+use crate::lock;
 use crate::ops::BackupOptions;
 
 /// Inode numbers of staged entries start here (the tree's own are small).
@@ -60,10 +61,6 @@ struct Unit {
     is_file: bool,
     /// While backing up: source bytes read so far, and the unit's size.
     progress: Option<(Arc<AtomicU64>, u64)>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io_err(e: io::Error) -> FsError {

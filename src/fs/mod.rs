@@ -39,12 +39,13 @@ mod tree;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::archive::index::EntryKind;
 use crate::archive::Secret;
 use crate::client::Client;
+use crate::lock;
 use crate::model::Epoch;
 use crate::ops::{Ctx, OpsError};
 use crate::storage::metered::{Meter, Totals};
@@ -225,10 +226,6 @@ impl Area {
 
 /// At most this many entries of a backup's directory per `readdir` call (the kernel asks again for the rest).
 const READDIR_PAGE: usize = 4096;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Inner {
     /// The operations context (inventory, clock) of the mount's client.

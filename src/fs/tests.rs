@@ -2,9 +2,9 @@
 //! over stores that count their requests.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::*;
@@ -15,104 +15,13 @@ use crate::model::BackupRecord;
 use crate::model::StoredName;
 use crate::ops::{self, BackupOptions};
 use crate::storage::local::LocalStore;
-use crate::storage::{Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
+use crate::storage::metered::Metered;
+use crate::storage::testing::{bytes, counting, ColdStore};
+use crate::storage::{Backend, Op, PutOptions};
 
-/// Counts every request that reaches the wrapped store; optionally plays a cold store (Glacier-like).
-struct Counting {
-    inner: Arc<dyn Backend>,
-    gets: AtomicU64,
-    ranges: AtomicU64,
-    other: AtomicU64,
-    states: AtomicU64,
-    starts: AtomicU64,
-    /// None: hot. Some: 0 archived, 1 retrieving, 2 restored.
-    cold: Option<AtomicU8>,
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn Backend>, cold: bool) -> Arc<Counting> {
-        Arc::new(Counting {
-            inner,
-            gets: AtomicU64::new(0),
-            ranges: AtomicU64::new(0),
-            other: AtomicU64::new(0),
-            states: AtomicU64::new(0),
-            starts: AtomicU64::new(0),
-            cold: cold.then(|| AtomicU8::new(0)),
-        })
-    }
-
-    fn requests(&self) -> u64 {
-        [&self.gets, &self.ranges, &self.other, &self.states, &self.starts]
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum()
-    }
-
-    fn state(&self) -> Retrieval {
-        match self.cold.as_ref().map(|c| c.load(Ordering::SeqCst)) {
-            None | Some(2) => Retrieval::Ready,
-            Some(0) => Retrieval::NotStarted,
-            Some(_) => Retrieval::Pending { job_id: Some("job-1".into()), ready_at: Some(1_900_000_000) },
-        }
-    }
-
-    fn readable(&self, key: &str) -> Result<(), StorageError> {
-        match self.state() {
-            Retrieval::Ready => Ok(()),
-            state => Err(StorageError::NotRetrieved { key: key.into(), state }),
-        }
-    }
-}
-
-impl Backend for Counting {
-    fn kind(&self) -> &'static str {
-        if self.cold.is_some() {
-            "glacier"
-        } else {
-            "local"
-        }
-    }
-    fn describe(&self) -> String {
-        format!("counting {}", self.inner.describe())
-    }
-    fn create(&self, key: &str, opts: &PutOptions) -> Result<Box<dyn Upload>, StorageError> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(key, opts)
-    }
-    fn get(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.readable(key)?;
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StorageError> {
-        self.ranges.fetch_add(1, Ordering::SeqCst);
-        self.readable(key)?;
-        self.inner.get_range(key, start, len)
-    }
-    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.head(key)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key)
-    }
-    fn retrieval_state(&self, _key: &str) -> Result<Retrieval, StorageError> {
-        self.states.fetch_add(1, Ordering::SeqCst);
-        Ok(self.state())
-    }
-    fn start_retrieval(&self, _key: &str) -> Result<Retrieval, StorageError> {
-        self.starts.fetch_add(1, Ordering::SeqCst);
-        if let Some(c) = &self.cold {
-            let _ = c.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
-        }
-        Ok(self.state())
-    }
+/// Every request that reached a store wrapped with [`counting`].
+fn requests(store: &Metered) -> u64 {
+    store.meter().totals().requests
 }
 
 struct Env {
@@ -123,18 +32,6 @@ struct Env {
 /// A client over `ctx`, as the mount is given one.
 fn client(ctx: Ctx) -> Arc<Client> {
     Arc::new(Client::from_ctx(ctx).unwrap())
-}
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 impl Env {
@@ -179,7 +76,7 @@ impl Env {
         Arc::new(LocalStore::open(&self.path().join("store")).unwrap())
     }
 
-    fn fs(&self, backend: Arc<Counting>, password: Option<&str>) -> Result<Fs> {
+    fn fs(&self, backend: Arc<Metered>, password: Option<&str>) -> Result<Fs> {
         let mut opts = MountOptions::new(self.path().join("cache"));
         opts.refresh_interval = Duration::ZERO;
         opts.cache_size = 64 << 20;
@@ -190,7 +87,7 @@ impl Env {
 
 impl Env {
     /// A filesystem whose /incoming backs up at once (no settle period, inventory checked on every call).
-    fn incoming_fs(&self, counting: &Arc<Counting>) -> Fs {
+    fn incoming_fs(&self, counting: &Arc<Metered>) -> Fs {
         let mut opts = MountOptions::new(self.path().join("cache"));
         opts.refresh_interval = Duration::ZERO;
         opts.settle = Duration::ZERO;
@@ -268,7 +165,7 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     let src = env.source("mydir");
     let r1 = env.backup(&src, &["daily", "db"], None);
     let r2 = env.backup(&src, &["weekly"], None);
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     assert_eq!(names(&fs, "/"), ["by-date", "by-name", "by-tag", "incoming"]);
     assert_eq!(names(&fs, "/by-name"), ["mydir"]);
@@ -300,7 +197,7 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     let mut all = BTreeMap::new();
     walk(&fs, ROOT, "", &mut all);
     assert!(all.len() > 30, "{all:?}");
-    assert_eq!(counting.requests(), 0, "listing and stat make zero store requests");
+    assert_eq!(requests(&counting), 0, "listing and stat make zero store requests");
     assert_eq!(fs.getxattr(ROOT, b"user.bakthat.store_requests", 64).unwrap(), XattrReply::Data(b"0".to_vec()));
     // Security labels and ACLs are "not supported" (ls stops asking), other user attributes simply absent.
     assert!(matches!(fs.getxattr(big.ino, b"security.selinux", 255), Err(FsError::XattrNamespace)));
@@ -333,46 +230,46 @@ fn reads_are_exact_and_a_second_read_of_a_block_makes_no_request() {
     let env = Env::new();
     let src = env.source("data");
     let r = env.backup(&src, &[], None);
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     let base = format!("/by-name/data/{}/data", ts(&r));
     assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
     assert_eq!(cat(&fs, &format!("{base}/hard.txt")).unwrap(), b"hello world\n");
     // A 4 KiB read in the middle of the big file: one ranged request of about one member.
     let ino = resolve(&fs, &format!("{base}/sub/big.bin")).unwrap();
-    let before = counting.ranges.load(Ordering::SeqCst);
+    let before = counting.meter().count(Op::GetRange);
     let o = fs.open(ino, false).unwrap();
     let got = fs.read(ino, o.fh, 1_500_000, 4096).unwrap();
     assert_eq!(got, bytes(7, 3_000_000)[1_500_000..1_504_096]);
-    assert_eq!(counting.ranges.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(counting.meter().count(Op::GetRange) - before, 1);
     fs.release(o.fh).unwrap();
     // The same block again, through a new handle: from the disk cache, zero requests.
-    let before = counting.requests();
+    let before = requests(&counting);
     let o = fs.open(ino, false).unwrap();
     assert_eq!(fs.read(ino, o.fh, 1_500_100, 100).unwrap(), bytes(7, 3_000_000)[1_500_100..1_500_200]);
-    assert_eq!(counting.requests(), before, "a second read of the same block makes 0 requests");
+    assert_eq!(requests(&counting), before, "a second read of the same block makes 0 requests");
     fs.release(o.fh).unwrap();
     // Whole file, then again: the second time is all from the cache.
     assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
     wait_prefetch(&fs);
-    let before = counting.requests();
+    let before = requests(&counting);
     assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
-    assert_eq!(counting.requests(), before);
+    assert_eq!(requests(&counting), before);
     // Reads past the end are empty; the cache stays under its cap.
     let o = fs.open(ino, false).unwrap();
     assert!(fs.read(ino, o.fh, 3_000_000, 10).unwrap().is_empty());
     assert!(fs.cache().used() <= fs.cache().cap());
     // The mount's own meter (the root's xattrs) agrees with the store's count.
-    assert_eq!(fs.store_totals().requests, counting.requests());
+    assert_eq!(fs.store_totals().requests, requests(&counting));
     assert!(fs.store_totals().bytes_read > 0);
     let XattrReply::Data(n) = fs.getxattr(ROOT, b"user.bakthat.store_requests", 64).unwrap() else { panic!() };
-    assert_eq!(String::from_utf8(n).unwrap(), counting.requests().to_string());
+    assert_eq!(String::from_utf8(n).unwrap(), requests(&counting).to_string());
     // A remount (a new Fs over the same cache directory) still has the blocks.
     drop(fs);
     let fs = env.fs(counting.clone(), None).unwrap();
-    let before = counting.requests();
+    let before = requests(&counting);
     assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
-    assert_eq!(counting.requests(), before, "the cache survives a remount");
+    assert_eq!(requests(&counting), before, "the cache survives a remount");
 }
 
 fn wait_prefetch(fs: &Fs) {
@@ -389,20 +286,20 @@ fn sequential_reads_prefetch_within_bounds() {
     let env = Env::new();
     let src = env.source("seq");
     let r = env.backup(&src, &[], None);
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     let ino = resolve(&fs, &format!("/by-name/seq/{}/seq/sub/big.bin", ts(&r))).unwrap();
     let o = fs.open(ino, false).unwrap();
     fs.read(ino, o.fh, 0, 128 << 10).unwrap();
     wait_prefetch(&fs);
     // The rest of the 3 MB file (within the 8 MiB window) is cached now: reading on makes no request.
-    let before = counting.requests();
+    let before = requests(&counting);
     let mut off = 128 << 10;
     while off < 3_000_000 {
         let n = fs.read(ino, o.fh, off, 128 << 10).unwrap().len() as u64;
         off += n;
     }
-    assert_eq!(counting.requests(), before);
+    assert_eq!(requests(&counting), before);
 }
 
 #[test]
@@ -410,7 +307,7 @@ fn new_backups_appear_without_a_remount_and_names_are_escaped() {
     let env = Env::new();
     let src = env.source("first");
     env.backup(&src, &[], None);
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     assert_eq!(names(&fs, "/by-name"), ["first"]);
     let src2 = env.source("second");
@@ -434,7 +331,7 @@ fn new_backups_appear_without_a_remount_and_names_are_escaped() {
     assert_eq!(names(&fs, "/by-name"), ["first", "second", "we%2Fird%0A.."]);
     assert_eq!(names(&fs, "/by-tag"), ["%2E%2E", "a%2Fb"]);
     assert_eq!(names(&fs, "/by-name/we%2Fird%0A.."), ["2026-11-22T040805Z", "latest"]);
-    assert_eq!(counting.requests(), 0);
+    assert_eq!(requests(&counting), 0);
 }
 
 #[test]
@@ -442,7 +339,7 @@ fn encrypted_backups_need_the_right_password_at_mount_time() {
     let env = Env::new();
     let src = env.source("secret");
     let r = env.backup(&src, &[], Some("hunter2"));
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     // With one encrypted backup, a failed key check cannot tell a wrong password from a damaged header: it says both.
     let err = env.fs(counting.clone(), Some("wrong")).err().expect("a wrong password fails the mount");
     assert!(matches!(err, FsError::WrongPasswordOrDamaged { .. }), "{err:?}");
@@ -497,9 +394,9 @@ fn a_damaged_index_copy_makes_only_its_backup_unreadable_and_says_why() {
     damage_index_copy(&env, &records["b"], header + 20); // b: the first chunk
     damage_index_copy(&env, &records["c"], 30); // c: the salt
                                                 // Two failed key checks and nothing that opens: the password is wrong.
-    let wrong = env.fs(Counting::new(env.store(), false), Some("wrong")).err().expect("a wrong password fails");
+    let wrong = env.fs(counting(env.store()), Some("wrong")).err().expect("a wrong password fails");
     assert!(matches!(wrong, FsError::WrongPassword { .. }), "{wrong:?}");
-    let fs = env.fs(Counting::new(env.store(), false), Some("pw")).unwrap();
+    let fs = env.fs(counting(env.store()), Some("pw")).unwrap();
     let dir = |name: &str| format!("/by-name/{name}/{}", ts(&records[name]));
     assert_eq!(cat(&fs, &format!("{}/d/f.txt", dir("d"))).unwrap(), b"d");
     let expect = [
@@ -535,12 +432,12 @@ fn an_encrypted_raw_backup_shows_its_plaintext_size_before_any_read() {
     std::fs::write(&file, bytes(3, 100_003)).unwrap();
     let r = env.backup(&file, &[], Some("hunter2"));
     assert!(r.size > 100_003, "the stored object is larger than the plaintext");
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), Some("hunter2")).unwrap();
     let path = format!("/by-name/dump.sql/{}/dump.sql", ts(&r));
     let ino = resolve(&fs, &path).unwrap();
     assert_eq!(fs.getattr(ino).unwrap().attr.size, 100_003);
-    assert_eq!(counting.requests(), 0);
+    assert_eq!(requests(&counting), 0);
     assert_eq!(cat(&fs, &path).unwrap(), bytes(3, 100_003));
 }
 
@@ -573,14 +470,14 @@ fn a_full_cache_disk_costs_refetches_not_reads_and_a_full_staging_disk_gives_eno
     let r = env.backup(&src, &[], None);
     // The cache directory sits on a 1 MiB disk, far below the cache's own 64 MiB cap.
     let _disk = SmallDisk::mount(&env.path().join("cache"), "1m");
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     let path = format!("/by-name/data/{}/data/sub/big.bin", ts(&r));
     assert_eq!(cat(&fs, &path).unwrap(), bytes(7, 3_000_000), "reads succeed although blocks cannot be kept");
     wait_prefetch(&fs);
-    let before = counting.requests();
+    let before = requests(&counting);
     assert_eq!(cat(&fs, &path).unwrap(), bytes(7, 3_000_000));
-    assert!(counting.requests() > before, "what could not be cached is fetched again");
+    assert!(requests(&counting) > before, "what could not be cached is fetched again");
     // /incoming stages on the same full disk: the write says ENOSPC (not EIO), and nothing is backed up.
     let inc = resolve(&fs, "/incoming").unwrap();
     let (e, o) = fs.create(inc, b"big.iso", 0o644).unwrap();
@@ -603,7 +500,7 @@ fn a_store_failure_is_eio_with_its_cause_and_listing_still_works() {
     let r = env.backup(&src, &[], None);
     // The archive disappears from the store behind the inventory's back.
     std::fs::remove_file(env.path().join("store").join(r.stored_filename.as_str())).unwrap();
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     let base = format!("/by-name/data/{}/data", ts(&r));
     assert_eq!(names(&fs, &base), ["hard.txt", "small.txt", "sub"], "listing needs no store");
@@ -625,7 +522,7 @@ fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
     let mid = raw.len() / 2;
     raw[mid] ^= 0x55;
     std::fs::write(&obj, raw).unwrap();
-    let fs = env.fs(Counting::new(env.store(), false), None).unwrap();
+    let fs = env.fs(counting(env.store()), None).unwrap();
     let err = cat(&fs, &format!("/by-name/dmg/{}/dmg/sub/big.bin", ts(&r))).unwrap_err();
     assert!(matches!(err, FsError::Integrity { .. }), "{err:?}");
     assert_eq!(crate::fuse::errno(&err), fuser::Errno::EIO);
@@ -636,7 +533,8 @@ fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
     let env = Env::new();
     let src = env.source("cold");
     let r = env.backup(&src, &[], None);
-    let counting = Counting::new(env.store(), true);
+    let cold = Arc::new(ColdStore::new(env.store()));
+    let counting = counting(cold.clone());
     let fs = env.fs(counting.clone(), None).unwrap();
     let dir = format!("/by-name/cold/{}", ts(&r));
     // Listing, stat, xattrs and the status file never ask the store, let alone start a retrieval.
@@ -650,7 +548,7 @@ fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
     assert_eq!(get("state").as_deref(), Some("archived"));
     assert_eq!(get("storage_class").as_deref(), Some("GLACIER"));
     assert!(String::from_utf8(cat(&fs, &format!("{dir}/.bakthat-status")).unwrap()).unwrap().contains("state:"));
-    assert_eq!(counting.requests(), 0);
+    assert_eq!(requests(&counting), 0);
     // The first read starts the retrieval; later reads do not start another one.
     let file = format!("{dir}/cold/small.txt");
     for _ in 0..3 {
@@ -658,21 +556,21 @@ fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
         assert!(matches!(e, FsError::RetrievalPending { .. }), "{e:?}");
         assert_eq!(crate::fuse::errno(&e), fuser::Errno::EAGAIN);
     }
-    assert_eq!(counting.starts.load(Ordering::SeqCst), 1, "the retrieval is started once");
-    assert_eq!(counting.ranges.load(Ordering::SeqCst), 0);
+    assert_eq!(counting.meter().count(Op::StartRetrieval), 1, "the retrieval is started once");
+    assert_eq!(counting.meter().count(Op::GetRange), 0);
     let job = env.ctx().inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
     assert_eq!((job.status, job.job_id.as_str()), (JobStatus::Pending, "job-1"));
     assert_eq!(get("state").as_deref(), Some("retrieving"));
     assert_eq!(get("job_id").as_deref(), Some("job-1"));
     assert!(get("ready_at").is_some());
     // The store finishes; the poller notices; reads succeed and the job is marked ready.
-    counting.cold.as_ref().unwrap().store(2, Ordering::SeqCst);
+    cold.finish_retrieval();
     fs.poll_retrievals();
     assert_eq!(get("state").as_deref(), Some("ready"));
     let job = env.ctx().inventory.job(r.stored_filename.as_str(), JobKind::ArchiveRetrieval).unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Ready);
     assert_eq!(cat(&fs, &file).unwrap(), b"hello world\n");
-    assert_eq!(counting.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.meter().count(Op::StartRetrieval), 1);
 }
 
 /// A bakthat 0.6 style archive: one gzip stream, no index anywhere.
@@ -713,17 +611,17 @@ fn legacy_archives_are_read_whole_once_then_served_from_the_cache() {
         tags: String::new(),
     };
     env.ctx().inventory.insert(&record).unwrap();
-    let counting = Counting::new(store, false);
+    let counting = counting(store);
     let fs = env.fs(counting.clone(), None).unwrap();
     let base = "/by-name/old/2020-01-01T000000Z/old";
     assert_eq!(cat(&fs, &format!("{base}/d/f.txt")).unwrap(), b"legacy bytes");
     assert_eq!(cat(&fs, &format!("{base}/big")).unwrap(), bytes(3, 700_000));
-    assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "downloaded once");
+    assert_eq!(counting.meter().count(Op::Get), 1, "downloaded once");
     drop(fs);
     let fs = env.fs(counting.clone(), None).unwrap();
-    let before = counting.requests();
+    let before = requests(&counting);
     assert_eq!(cat(&fs, &format!("{base}/big")).unwrap(), bytes(3, 700_000));
-    assert_eq!(counting.requests(), before, "the index and content come from the cache after a remount");
+    assert_eq!(requests(&counting), before, "the index and content come from the cache after a remount");
 }
 
 #[test]
@@ -731,7 +629,7 @@ fn concurrent_readers_fetch_each_block_once() {
     let env = Env::new();
     let src = env.source("par");
     let r = env.backup(&src, &[], None);
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
     let path = format!("/by-name/par/{}/par/sub/big.bin", ts(&r));
     let want = bytes(7, 3_000_000);
@@ -743,9 +641,9 @@ fn concurrent_readers_fetch_each_block_once() {
     wait_prefetch(&fs);
     let members = fs.cache().used() / (512 << 10);
     assert!(
-        counting.ranges.load(Ordering::SeqCst) <= members + 2,
+        counting.meter().count(Op::GetRange) <= members + 2,
         "{} ranged reads",
-        counting.ranges.load(Ordering::SeqCst)
+        counting.meter().count(Op::GetRange)
     );
 }
 
@@ -760,7 +658,7 @@ fn put_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
 #[test]
 fn incoming_files_and_directories_become_backups() {
     let env = Env::new();
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.incoming_fs(&counting);
     let inc = resolve(&fs, "/incoming").unwrap();
     // A file: staged on disk while written, backed up on its last close.
@@ -793,7 +691,7 @@ fn incoming_files_and_directories_become_backups() {
     let by_name = resolve(&fs, "/by-name").unwrap();
     assert!(matches!(fs.mkdir(by_name, b"x", 0o755), Err(FsError::ReadOnly)));
     assert!(matches!(fs.remove(by_name, b"dump", true), Err(FsError::ReadOnly)));
-    assert_eq!(counting.ranges.load(Ordering::SeqCst), 3, "only the three reads above reached the store");
+    assert_eq!(counting.meter().count(Op::GetRange), 3, "only the three reads above reached the store");
 }
 
 #[test]
@@ -803,7 +701,7 @@ fn units_left_in_incoming_by_an_earlier_mount_are_backed_up_with_their_tags() {
     std::fs::create_dir_all(staging.join("@weekly,db/dump/sub")).unwrap();
     std::fs::write(staging.join("@weekly,db/dump/sub/a.sql"), b"select 1;\n").unwrap();
     std::fs::write(staging.join("notes.txt"), b"left over\n").unwrap();
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.incoming_fs(&counting);
     assert_eq!(names(&fs, "/incoming"), ["@weekly,db", "notes.txt"]);
     fs.incoming_tick();
@@ -851,7 +749,7 @@ fn an_incoming_backup_shows_its_progress_while_it_runs() {
     let (go, go_rx) = std::sync::mpsc::sync_channel(1);
     ctx.reporter = Arc::new(Gate(Arc::new(std::sync::Mutex::new(Some((reached_tx, go_rx))))));
     let env = Env { dir, client: client(ctx) };
-    let counting = Counting::new(env.store(), false);
+    let counting = counting(env.store());
     let fs = env.incoming_fs(&counting);
     let inc = resolve(&fs, "/incoming").unwrap();
     put_file(&fs, inc, "disk.img", &bytes(11, 32 << 20));
@@ -918,7 +816,7 @@ fn hostile_index_names_are_not_shown() {
         index.entries.push(crate::archive::index::Entry { path, ..file.clone() });
     }
     env.ctx().inventory.put_index(&rec.stored_filename, &crate::archive::index_sidecar(&index, None)).unwrap();
-    let fs = env.fs(Counting::new(env.store(), false), None).unwrap();
+    let fs = env.fs(counting(env.store()), None).unwrap();
     let dir = format!("/by-name/first/{}/first", ts(&rec));
     assert_eq!(names(&fs, &dir), ["hard.txt", "small.txt", "sub"]);
     assert_eq!(names(&fs, &format!("/by-name/first/{}", ts(&rec))), [".bakthat-status", "first"]);
@@ -947,7 +845,7 @@ fn an_incoming_backup_runs_the_profiles_hooks_events_and_auto_sync() {
     let s2 = seen.clone();
     env.client.events().on_any(move |ev| s2.lock().unwrap().push(format!("{} {}", ev.kind, ev.name)));
 
-    let fs = env.incoming_fs(&Counting::new(env.store(), false));
+    let fs = env.incoming_fs(&counting(env.store()));
     let inc = resolve(&fs, "/incoming").unwrap();
     put_file(&fs, inc, "notes.txt", b"dropped into the mount\n");
     fs.incoming_tick();

@@ -4,6 +4,9 @@
 //! Backends are synchronous: each one hides its own runtime. Cold storage (Glacier vaults, S3 archive classes) is a
 //! normal state of an object ([`Retrieval`]), not an error. This module knows nothing about archives or the
 //! inventory.
+//!
+//! Wrappers: [`metered`] counts the requests a store receives; [`testing`] holds the test doubles (a cold store, a
+//! store that fails on purpose) and test data shared by the unit, integration and mount tests.
 
 use std::io::{self, Read, Write};
 
@@ -15,6 +18,63 @@ pub mod local;
 pub mod metered;
 pub mod s3;
 pub mod swift;
+pub mod testing;
+
+/// A call on a store or on what it returns, as [`metered`] counts them and [`testing::Faulty`] fails them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`Backend::create`]: starting an upload.
+    Create,
+    /// [`Upload`]'s `write`: each call, on any upload.
+    Write,
+    /// [`Upload::commit`].
+    Commit,
+    /// [`Backend::get`]: opening a streaming read.
+    Get,
+    /// `read` on a stream returned by [`Backend::get`]: each call, on any stream.
+    Read,
+    /// [`Backend::get_range`].
+    GetRange,
+    /// [`Backend::head`].
+    Head,
+    /// [`Backend::list`] and [`Backend::list_after`].
+    List,
+    /// [`Backend::delete`].
+    Delete,
+    /// [`Backend::put_bytes`].
+    PutBytes,
+    /// [`Backend::retrieval_state`].
+    RetrievalState,
+    /// [`Backend::start_retrieval`].
+    StartRetrieval,
+    /// [`Backend::cleanup`].
+    Cleanup,
+}
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 13] = [
+        Op::Create,
+        Op::Write,
+        Op::Commit,
+        Op::Get,
+        Op::Read,
+        Op::GetRange,
+        Op::Head,
+        Op::List,
+        Op::Delete,
+        Op::PutBytes,
+        Op::RetrievalState,
+        Op::StartRetrieval,
+        Op::Cleanup,
+    ];
+
+    /// Whether [`metered::Metered`] counts it as a request: calls on the store itself are, writes, commits and reads
+    /// on an upload or a stream already open are not.
+    pub fn is_request(self) -> bool {
+        !matches!(self, Op::Write | Op::Commit | Op::Read)
+    }
+}
 
 /// What a store knows about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,21 +35,14 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
     }
 }
 
-/// Deterministic pseudo-random bytes (compressible when `text`).
+/// Deterministic pseudo-random bytes (compressible when `text`): [`bakthat::storage::testing::bytes`] or
+/// [`bakthat::storage::testing::text`].
 pub fn bytes(seed: u64, len: usize, text: bool) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if text {
-                b"the quick brown fox jumps over the lazy dog\n"[(x as usize + i) % 44]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
+    if text {
+        bakthat::storage::testing::text(seed, len)
+    } else {
+        bakthat::storage::testing::bytes(seed, len)
+    }
 }
 
 /// A tree with every kind of entry the format supports.
