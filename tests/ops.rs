@@ -269,3 +269,60 @@ fn names_differing_only_by_unicode_normalisation_stay_distinct() {
     assert!(matches!(again, Err(ops::OpsError::Exists { .. })), "{again:?}");
     assert_eq!(fs::read(dest.join(nfd)).unwrap(), b"decomposed");
 }
+
+/// Every file left in the store directory (journal entries included), and every row of the inventory.
+fn leftovers(dir: &std::path::Path, c: &Ctx) -> (Vec<String>, usize) {
+    let mut files: Vec<String> = fs::read_dir(dir.join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let rows = ops::show(c, &ops::ShowQuery { include_deleted: true, ..Default::default() }).unwrap().len();
+    (files, rows)
+}
+
+#[test]
+fn a_store_failing_during_a_backup_leaves_no_row_and_no_object() {
+    use bakthat::storage::testing::{bytes, Faulty, When};
+    use bakthat::storage::Op;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    fs::create_dir(&src).unwrap();
+    // Several MB in several members: the archive is written in many calls.
+    fs::write(src.join("big.bin"), bytes(1, 3_000_000)).unwrap();
+    fs::write(src.join("small.txt"), b"hello\n").unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    // Each failure point of a backup: starting the upload, the nth write, the commit, the index sidecar (the first
+    // small object after the archive), the journal entry (the second), and a seeded fifth of all writes.
+    let faults = [
+        (Op::Create, When::Nth(1)),
+        (Op::Write, When::Nth(3)),
+        (Op::Commit, When::Nth(1)),
+        (Op::PutBytes, When::Nth(1)),
+        (Op::PutBytes, When::Nth(2)),
+        (Op::Write, When::Fraction { ratio: 0.2, seed: 7 }),
+    ];
+    for (op, when) in faults {
+        let mut c = ctx(t.path(), clock.clone(), None);
+        let faulty = Arc::new(std::sync::Mutex::new(None::<Arc<Faulty>>));
+        let seen = faulty.clone();
+        c.store_layer = Some(Arc::new(move |inner| {
+            let f = Arc::new(Faulty::new(inner).fail(op, when));
+            *seen.lock().unwrap() = Some(f.clone());
+            f
+        }));
+        let e = ops::backup(&c, &BackupOptions { source: src.clone(), ..BackupOptions::default() })
+            .expect_err(&format!("{op:?} {when:?} fails the backup"));
+        let chain = bakthat::error_chain(&e);
+        assert!(chain.contains("injected fault"), "{op:?} {when:?}: the error says what failed: {chain}");
+        let f = faulty.lock().unwrap().clone().unwrap();
+        assert!(f.injected(op) >= 1, "{op:?} {when:?}");
+        assert_eq!(leftovers(t.path(), &c), (vec![], 0), "{op:?} {when:?}: no object, no journal entry, no row");
+    }
+    // The same store without faults takes the backup.
+    let c = ctx(t.path(), clock, None);
+    ops::backup(&c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap();
+    let (files, rows) = leftovers(t.path(), &c);
+    assert_eq!(rows, 1);
+    assert!(files.len() >= 2, "{files:?}");
+}

@@ -860,3 +860,27 @@ fn an_incoming_backup_runs_the_profiles_hooks_events_and_auto_sync() {
     let cursor = format!("sync_journal:{}", env.store().describe());
     assert!(env.ctx().inventory.get_config(&cursor).unwrap().is_some(), "sync.auto ran after the backup");
 }
+
+#[test]
+fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
+    use crate::storage::testing::{Faulty, When};
+    let want = bytes(7, 3_000_000);
+    // A passing glitch on the first, second or fourth ranged read, a seeded third of them, and a store gone for good.
+    let cases = [When::Nth(1), When::Nth(2), When::Nth(4), When::Fraction { ratio: 0.3, seed: 3 }, When::From(2)];
+    for when in cases {
+        let env = Env::new();
+        let r = env.backup(&env.source("flaky"), &[], None);
+        let path = format!("/by-name/flaky/{}/flaky/sub/big.bin", ts(&r));
+        let faulty = Arc::new(Faulty::new(env.store()).fail(Op::GetRange, when));
+        let fs = env.fs(counting(faulty.clone()), None).unwrap();
+        match cat(&fs, &path) {
+            Ok(got) => assert!(got == want, "{when:?}: a read that succeeds has the right bytes"),
+            Err(e) => assert_eq!(crate::fuse::errno(&e), fuser::Errno::EIO, "{when:?}: {e:?}"),
+        }
+        assert!(faulty.injected(Op::GetRange) >= 1, "{when:?}: the fault was met");
+        // What failed was not cached: once the store answers again, every byte is right.
+        if matches!(when, When::Nth(_)) {
+            assert!(cat(&fs, &path).unwrap() == want, "{when:?}: the next read is whole and right");
+        }
+    }
+}

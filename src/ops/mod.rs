@@ -60,7 +60,13 @@ pub struct Ctx {
     /// Returns "now" in UTC epoch seconds; tests pass a fixed clock.
     pub clock: Arc<dyn Fn() -> Epoch + Send + Sync>,
     pub reporter: Arc<dyn Reporter>,
+    /// Wraps every store [`Ctx::backend`] opens: tests put a counting or fault-injecting store here (see
+    /// [`crate::storage::testing`]).
+    pub store_layer: Option<StoreLayer>,
 }
+
+/// A wrapper around a store, see [`Ctx::store_layer`].
+pub type StoreLayer = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
 
 impl Ctx {
     /// A context with the system clock, the machine's host name and no progress output.
@@ -74,6 +80,7 @@ impl Ctx {
             host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             reporter: Arc::new(NoProgress),
+            store_layer: None,
         })
     }
 
@@ -86,8 +93,16 @@ impl Ctx {
         flag.map(str::to_string).unwrap_or_else(|| self.profile.destination().to_string())
     }
 
-    /// Opens the store for a destination.
+    /// Opens the store for a destination (wrapped by [`Ctx::store_layer`] when there is one).
     pub fn backend(&self, destination: &str) -> Result<Arc<dyn Backend>, OpsError> {
+        let store = self.open_backend(destination)?;
+        Ok(match &self.store_layer {
+            Some(wrap) => wrap(store),
+            None => store,
+        })
+    }
+
+    fn open_backend(&self, destination: &str) -> Result<Arc<dyn Backend>, OpsError> {
         match destination {
             "local" => {
                 let dir = match self.profile.local_dir() {
