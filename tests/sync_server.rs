@@ -4,48 +4,52 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use bakthat::sync::server::{serve, serve_tls, tls_config, ServerDb};
+use bakthat::sync::server::{run, tls_config, Limits, Options, ServerDb};
 use common::cli::Home;
 use common::moto;
 use serde_json::{json, Value};
 
 struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start() -> Server {
-        Server::start_with(None)
+        Server::start_with(None, Limits::default())
     }
 
-    /// With `tls`: HTTPS with this (certificate, key).
-    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Server {
+    /// With `tls`: HTTPS with this (certificate, key). `server::run` on a runtime of the test's, stopped on drop.
+    fn start_with(tls: Option<(PathBuf, PathBuf)>, limits: Limits) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let db = ServerDb::open(&dir.path().join("server.sqlite")).unwrap();
         db.add_user("alice", "s3cret").unwrap();
         db.add_user("bob", "other").unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let thread = match tls {
-            None => std::thread::spawn(move || serve(listener, db, s2).unwrap()),
-            Some((cert, key)) => {
-                let config = tls_config(&cert, &key).unwrap();
-                std::thread::spawn(move || serve_tls(listener, db, config, s2).unwrap())
-            }
-        };
-        Server { addr, stop, thread: Some(thread), _dir: dir }
+        let options = Options { tls: tls.map(|(cert, key)| tls_config(&cert, &key).unwrap()), limits };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                run(listener, db, options, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+            })
+        });
+        Server { addr, stop: Some(stop), thread: Some(thread), dir }
     }
 
     fn url(&self) -> String {
@@ -76,9 +80,57 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A connection whose reads give up after 10 s.
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends `raw` as it is; the answer's status, or `None` if the server closed the connection without one.
+    fn raw(&self, raw: &str) -> Option<u16> {
+        let mut s = self.connect();
+        let _ = s.write_all(raw.as_bytes());
+        status_of(&mut s)
+    }
+}
+
+/// The status of the answer on `s`, or `None` if it ends without one. Panics if neither happens before the read
+/// timeout: the server held the connection.
+fn status_of(s: &mut TcpStream) -> Option<u16> {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server neither answered nor closed the connection in time (read so far: {answer:?})")
+            }
+            // A reset after the answer (the server closed with unread bytes): what came before it counts.
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)).and_then(|c| c.parse().ok())
+}
+
+/// A request head for `path` with `extra` header lines.
+fn head(path: &str, auth: Option<(&str, &str)>, extra: &str) -> String {
+    let mut h =
+        format!("POST {path} HTTP/1.1\r\nHost: sync\r\ncontent-type: application/json\r\nbakthat-client: h\r\n{extra}");
+    if let Some((u, p)) = auth {
+        h.push_str(&format!("Authorization: Basic {}\r\n", b64(format!("{u}:{p}").as_bytes())));
+    }
+    h + "\r\n"
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -265,7 +317,7 @@ fn two_homes_round_trip_through_the_server() {
 fn https_with_a_certificate() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = common::tls::self_signed_cert(certs.path());
-    let srv = Server::start_with(Some((cert.clone(), key)));
+    let srv = Server::start_with(Some((cert.clone(), key)), Limits::default());
     let url = format!("https://{}", srv.addr);
     let bucket = moto::unique("synctls");
     let a = home(&bucket, &url);
@@ -278,4 +330,136 @@ fn https_with_a_certificate() {
     // Plain HTTP to the HTTPS port gets nothing usable.
     let plain = home(&bucket, &srv.url());
     assert_eq!(plain.run(&["sync"], None).status.code(), Some(1));
+}
+
+// ---- strangers and slow clients (issue 11, item 3) ----
+
+const SYNC_BODY: &str = "{\"sync_ts\": 0, \"new\": []}";
+
+/// Issue 11 item 3: the old server allocated the announced body (up to 64 MiB) and waited for it before it looked
+/// at the credentials; 12 such connections took it to 768 MB.
+#[test]
+fn strangers_are_refused_before_their_body_is_read() {
+    let srv = Server::start();
+    for auth in [None, Some(("alice", "wrong")), Some(("nobody", "s3cret"))] {
+        let status = srv.raw(&head("/backups/sync", auth, &format!("Content-Length: {}\r\n", 60 << 20)));
+        assert_eq!(status, Some(401), "{auth:?}");
+    }
+}
+
+/// Issue 11 item 3: `Content-Length: -1` or an unparsable one was read as 0 and answered 200.
+#[test]
+fn a_malformed_content_length_is_a_400() {
+    let srv = Server::start();
+    for value in ["-1", "abc", "1, 2", "99999999999999999999999"] {
+        for path in ["/clients", "/backups/sync"] {
+            let status = srv.raw(&head(path, ALICE, &format!("Content-Length: {value}\r\n")));
+            assert_eq!(status, Some(400), "{path} with Content-Length: {value}");
+        }
+    }
+}
+
+/// Issue 11 item 3: over 64 MiB the old server dropped the connection without an answer.
+#[test]
+fn a_body_over_the_limit_is_a_413() {
+    let srv = Server::start();
+    let status = srv.raw(&head("/backups/sync", ALICE, &format!("Content-Length: {}\r\n", (64 << 20) + 1)));
+    assert_eq!(status, Some(413), "announced over 64 MiB");
+
+    // With a 1 KiB limit: a chunked body is cut where it passes the limit; a body of exactly the limit is read.
+    let srv = Server::start_with(None, Limits { max_body: 1024, ..Limits::default() });
+    let chunked =
+        head("/backups/sync", ALICE, "Transfer-Encoding: chunked\r\n") + &format!("800\r\n{}\r\n", "x".repeat(0x800));
+    assert_eq!(srv.raw(&chunked), Some(413), "chunked over the limit");
+    let body = format!("{{\"sync_ts\": 0, \"new\": []}}{}", " ".repeat(1024 - SYNC_BODY.len()));
+    assert_eq!(srv.raw(&(head("/backups/sync", ALICE, "Content-Length: 1024\r\n") + &body)), Some(200));
+}
+
+/// Issue 11 item 3: `[]` (or any non-object) was accepted as a sync and answered with every row.
+#[test]
+fn a_sync_body_must_be_an_object_of_sync_ts_and_new() {
+    let srv = Server::start();
+    for body in
+        ["[]", "\"sync\"", "3", "{\"sync_ts\": \"soon\"}", "{\"sync_ts\": -1}", "{\"new\": {}}", "{\"new\": [1]}"]
+    {
+        let (status, answer) = srv.request("POST", "/backups/sync", ALICE, "h", body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer["error"].is_string(), "{body}: {answer}");
+    }
+    assert_eq!(srv.request("POST", "/backups/sync", ALICE, "h", SYNC_BODY).0, 200);
+}
+
+/// Issue 11 item 3: a verified password was cached by user, so the old password stayed valid until a restart.
+#[test]
+fn a_changed_password_takes_effect_at_once() {
+    let srv = Server::start();
+    assert_eq!(srv.request("POST", "/backups/sync", ALICE, "h", SYNC_BODY).0, 200);
+    // What `bakthat sync-server --db PATH --add-user alice` does from another process.
+    ServerDb::open(&srv.dir.path().join("server.sqlite")).unwrap().add_user("alice", "n3w").unwrap();
+    assert_eq!(srv.request("POST", "/backups/sync", ALICE, "h", SYNC_BODY).0, 401);
+    for _ in 0..2 {
+        assert_eq!(srv.request("POST", "/backups/sync", Some(("alice", "n3w")), "h", SYNC_BODY).0, 200);
+    }
+    assert_eq!(srv.request("POST", "/backups/sync", ALICE, "h", SYNC_BODY).0, 401);
+}
+
+/// Issue 11 item 3 (slowloris): the old server gave every connection a thread and waited 30 s for each read.
+#[test]
+fn slow_clients_are_cut_off() {
+    let limits = Limits {
+        head_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let srv = Server::start_with(None, limits.clone());
+    // Silent, then a head that never ends: closed (or answered 408) well before the 10 s read timeout.
+    for sent in ["", "POST /backups/sync HTTP/1.1\r\nHost: sync\r\n"] {
+        let mut s = srv.connect();
+        s.write_all(sent.as_bytes()).unwrap();
+        let status = status_of(&mut s);
+        assert!(matches!(status, None | Some(408)), "{sent:?}: {status:?}");
+    }
+    // A body that never ends.
+    let mut s = srv.connect();
+    s.write_all((head("/backups/sync", ALICE, "Content-Length: 100\r\n") + "{\"sync").as_bytes()).unwrap();
+    assert_eq!(status_of(&mut s), Some(408));
+
+    // A TLS handshake that never starts.
+    let certs = tempfile::tempdir().unwrap();
+    let tls = Server::start_with(Some(common::tls::self_signed_cert(certs.path())), limits);
+    let started = Instant::now();
+    assert_eq!(status_of(&mut tls.connect()), None);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// Issue 11 item 3: one thread per connection and no cap. Over the cap a connection waits until one ends.
+#[test]
+fn connections_over_the_cap_wait_for_a_free_slot() {
+    let srv = Server::start_with(None, Limits { max_connections: 2, ..Limits::default() });
+    // Alice's password verified once, so that her next request is answered without Argon2's delay.
+    assert_eq!(srv.raw(&head("/clients", ALICE, "Content-Length: 0\r\n")), Some(200));
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = srv.connect();
+            s.write_all(b"POST /clients HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut third = srv.connect();
+    third.write_all(head("/clients", ALICE, "Content-Length: 0\r\n").as_bytes()).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let waited = third.read(&mut [0u8; 1]).expect_err("answered while two held connections had both slots");
+    assert!(matches!(waited.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{waited}");
+    drop(held);
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(status_of(&mut third), Some(200));
+}
+
+/// Issue 11 item 3: the old server read header lines of any length.
+#[test]
+fn an_oversized_head_is_a_431() {
+    let srv = Server::start();
+    let junk = format!("X-Junk: {}\r\nContent-Length: 0\r\n", "j".repeat(32 << 10));
+    assert_eq!(srv.raw(&head("/clients", ALICE, &junk)), Some(431));
+    assert_eq!(srv.raw(&head("/clients", ALICE, "Content-Length: 0\r\n")), Some(200));
 }
