@@ -49,6 +49,7 @@ fn main() {
                 link: None,
                 header_offset: off,
                 data_offset: off + 512,
+                damaged: false,
             });
             off += 512 + size.div_ceil(512) * 512;
         };

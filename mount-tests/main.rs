@@ -66,7 +66,11 @@ impl Env {
     }
 
     fn mount(&self, extra: &[&str]) -> Mount {
-        let mp = self.path().join(format!("mnt{}", fastrand()));
+        self.mount_at(&self.path().join(format!("mnt{}", fastrand())), extra)
+    }
+
+    fn mount_at(&self, mp: &Path, extra: &[&str]) -> Mount {
+        let mp = mp.to_path_buf();
         fs::create_dir_all(&mp).unwrap();
         let cache = self.path().join("cache");
         let mut args = vec!["mount", mp.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
@@ -546,4 +550,51 @@ fn glacier_gives_eagain_until_the_retrieval_completes_then_reads() {
     }
     assert_eq!(xattr(&dir, "user.bakthat.state").as_deref(), Some("ready"));
     assert!(fs::read(dir.join("cold/sub/big.bin")).unwrap() == bytes(1, 5_000_000));
+}
+
+// Regression (issue 11, item 7): `backup ~` with the mount at ~/backups read every backup through the mount (EIO
+// on each cold or damaged one), and a file whose read failed part way was stored zero-padded and restored as if
+// the zeros were real. The mount is now stored as an empty directory, and a file that fails mid-read (here: read
+// through the mount from an archive damaged in its middle) is marked, and named when it is restored.
+#[test]
+fn backup_never_reads_through_its_own_mount_and_marks_files_that_fail_mid_read() {
+    let e = Env::new();
+    let docs = e.path().join("docs");
+    tree(&docs);
+    let ts = e.backup(&docs, &[]);
+    let home = e.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join("notes.txt"), b"mine\n").unwrap();
+    let m = e.mount_at(&home.join("backups"), &[]);
+    let big = m.p(&format!("by-name/docs/{ts}/docs/sub/big.bin"));
+    assert_eq!(fs::metadata(&big).unwrap().len(), 5_000_000);
+
+    let o = e.cmd().args(["backup", home.to_str().unwrap(), "--prompt", "no"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("not descended into: a bakthat mount"), "{}", text(&o));
+    let out = e.path().join("restored-home");
+    e.ok(&["restore", "home", "--to", out.to_str().unwrap()]);
+    assert_eq!(fs::read(out.join("home/notes.txt")).unwrap(), b"mine\n");
+    assert_eq!(fs::read_dir(out.join("home/backups")).unwrap().count(), 0, "the mount is stored empty");
+
+    // Damage the middle of the docs archive: reading big.bin through the mount fails part way (EIO).
+    let stored = fs::read_dir(e.path().join("store"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("docs.") && n.ends_with(".tgz")
+        })
+        .unwrap();
+    let mut data = fs::read(&stored).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    fs::write(&stored, &data).unwrap();
+    let o = e.cmd().args(["backup", big.to_str().unwrap(), "--prompt", "no"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "a file that fails mid-read makes the backup exit 1: {}", text(&o));
+    assert!(text(&o).contains("read failed part way"), "{}", text(&o));
+    let out = e.path().join("restored-big");
+    let o = e.cmd().args(["restore", "big.bin", "--to", out.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("big.bin: could not be read completely when it was backed up"), "{}", text(&o));
 }

@@ -35,6 +35,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::WrongPassword { .. } => Errno::EACCES,
         FsError::WrongPasswordOrDamaged { .. } => Errno::EACCES,
         FsError::Integrity { .. } => Errno::EIO,
+        FsError::IncompleteAtBackup { .. } => Errno::EIO,
         FsError::Backend { .. } => Errno::EIO,
         FsError::TooLarge { .. } => Errno::EFBIG,
         FsError::Open { .. } => Errno::EIO,

@@ -10,9 +10,13 @@
 //! flags (bit 0: seekable, bit 1: has crypto header) | span | tar_len | stored_len | [crypto header bytes]
 //! member count | per member: tar_len, comp_len          (offsets are running sums from 0)
 //! entry count  | per entry: shared path prefix length with the previous entry, path suffix,
-//!                kind, mode, uid, gid, mtime (zigzag), size, header_offset, data_offset - header_offset,
+//!                kind, mode (+ flags), uid, gid, mtime (zigzag), size, header_offset, data_offset - header_offset,
 //!                [link target, for symlinks and hard links]
 //! ```
+//!
+//! The mode varint carries entry flags above bit 31, which readers before the flags existed drop (they keep the low
+//! 32 bits), so the format stays readable both ways: bit 32 ([`DAMAGED_FLAG`]) marks a file whose read failed or
+//! came up short part way at backup time; its stored content from that point on is zeros, not the file's bytes.
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -21,6 +25,9 @@ use thiserror::Error;
 
 /// Magic and version of the serialized index.
 pub const MAGIC: &[u8; 8] = b"BKTIDX\x00\x01";
+
+/// The mode varint's bit marking an [`Entry::damaged`] file.
+pub const DAMAGED_FLAG: u64 = 1 << 32;
 
 /// What a tar entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +83,9 @@ pub struct Entry {
     pub header_offset: u64,
     /// Offset in the tar stream of the entry's data.
     pub data_offset: u64,
+    /// The file's read failed (or came up short) part way at backup time: the stored content ends in zeros that were
+    /// not in the file. Restore warns about it and the mount answers EIO.
+    pub damaged: bool,
 }
 
 /// One gzip member: `tar_len` bytes of the tar stream starting at `tar_offset`, stored as `comp_len` bytes at
@@ -159,7 +169,7 @@ impl Index {
             put(&mut body, shared as u64);
             put_bytes(&mut body, &e.path[shared..]);
             put(&mut body, e.kind.code());
-            put(&mut body, e.mode as u64);
+            put(&mut body, e.mode as u64 | if e.damaged { DAMAGED_FLAG } else { 0 });
             put(&mut body, e.uid);
             put(&mut body, e.gid);
             put(&mut body, zigzag(e.mtime));
@@ -221,7 +231,8 @@ impl Index {
             let mut path = prev[..shared].to_vec();
             path.extend_from_slice(c.bytes()?);
             let kind = EntryKind::from_code(c.get()?)?;
-            let mode = c.get()? as u32;
+            let mode_and_flags = c.get()?;
+            let (mode, damaged) = (mode_and_flags as u32, mode_and_flags & DAMAGED_FLAG != 0);
             let uid = c.get()?;
             let gid = c.get()?;
             let mtime = unzigzag(c.get()?);
@@ -233,7 +244,8 @@ impl Index {
                 _ => None,
             };
             prev.clone_from(&path);
-            idx.entries.push(Entry { path, kind, size, mode, uid, gid, mtime, link, header_offset, data_offset });
+            let e = Entry { path, kind, size, mode, uid, gid, mtime, link, header_offset, data_offset, damaged };
+            idx.entries.push(e);
         }
         if c.pos != body.len() {
             return Err(IndexError::Corrupt("trailing bytes"));
@@ -270,6 +282,7 @@ impl Index {
                 link: entry.link_name_bytes().map(|l| l.into_owned()),
                 header_offset: entry.raw_header_position(),
                 data_offset: entry.raw_file_position(),
+                damaged: false,
             });
         }
         // The tar reader stops at the end-of-archive blocks; read the rest so tar_len is the stream's length.
@@ -372,6 +385,7 @@ mod tests {
             link: (kind == EntryKind::Symlink).then(|| b"../target".to_vec()),
             header_offset: off,
             data_offset: off + 512,
+            damaged: false,
         }
     }
 
@@ -399,6 +413,7 @@ mod tests {
                 let kind = [EntryKind::File, EntryKind::Dir, EntryKind::Symlink, EntryKind::HardLink][i % 4];
                 let mut e = entry(p, kind, i as u64 * 1000, i as u64 * 4096);
                 e.mtime = mtime;
+                e.damaged = kind == EntryKind::File && i % 3 == 0;
                 if kind == EntryKind::HardLink { e.link = Some(b"x/y".to_vec()); }
                 idx.entries.push(e);
                 idx.members.push(Member { tar_offset: i as u64 * 7, tar_len: 7, comp_offset: i as u64 * 3, comp_len: 3 });
@@ -406,6 +421,21 @@ mod tests {
             let bytes = idx.to_bytes();
             prop_assert_eq!(Index::from_bytes(&bytes).unwrap(), idx);
         }
+    }
+
+    // The damaged flag rides above bit 31 of the mode varint: a reader from before the flag (which keeps the low 32
+    // bits) still reads the index, with the right mode.
+    #[test]
+    fn damaged_flag_is_invisible_to_the_mode() {
+        let mut e = entry("a/b", EntryKind::File, 3, 0);
+        e.damaged = true;
+        let idx = Index { entries: vec![e.clone()], ..Index::default() };
+        let back = Index::from_bytes(&idx.to_bytes()).unwrap();
+        assert_eq!(back.entries[0], e);
+        assert_eq!((e.mode as u64 | DAMAGED_FLAG) as u32, e.mode);
+        e.damaged = false;
+        let plain = Index { entries: vec![e], ..Index::default() };
+        assert!(!Index::from_bytes(&plain.to_bytes()).unwrap().entries[0].damaged);
     }
 
     #[test]

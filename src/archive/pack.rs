@@ -39,11 +39,25 @@ pub struct PackOptions {
     pub threads: usize,
     pub filter: Option<Filter>,
     pub progress: Option<Progress>,
+    /// Directories on another file system than the source are stored as empty directories, not descended into
+    /// (`-x`, as restic, borg and GNU tar do).
+    pub one_file_system: bool,
+    /// Directories stored as empty directories, never descended into, whatever `one_file_system` says: bakthat's
+    /// own mounts (reading a backup through its own mount stores it twice, or fails on every cold file).
+    pub stop_at: Vec<PathBuf>,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { span: DEFAULT_SPAN, level: DEFAULT_LEVEL, threads: 0, filter: None, progress: None }
+        PackOptions {
+            span: DEFAULT_SPAN,
+            level: DEFAULT_LEVEL,
+            threads: 0,
+            filter: None,
+            progress: None,
+            one_file_system: false,
+            stop_at: Vec::new(),
+        }
     }
 }
 
@@ -60,6 +74,9 @@ pub struct PackReport {
     /// The entry index, with the member table (`stored_len`/`crypto_header` are left for the caller).
     pub index: Index,
     pub warnings: Vec<PackWarning>,
+    /// Directories stored empty, not descended into, and why (another file system, a bakthat mount). Not warnings:
+    /// the backup asked for it.
+    pub not_descended: Vec<PackWarning>,
     /// Regular files packed, and their bytes.
     pub files: u64,
     pub bytes: u64,
@@ -78,8 +95,25 @@ pub enum PackError {
     Output(#[source] io::Error),
 }
 
+/// Opens a regular file for reading (a seam for tests, which inject read faults).
+type Open = fn(&Path) -> io::Result<Box<dyn Read>>;
+
+fn open_file(path: &Path) -> io::Result<Box<dyn Read>> {
+    Ok(Box::new(File::open(path)?))
+}
+
 /// Packs `source` (a file or directory) as `arcname` into `out` as a sequence of gzip members.
 pub fn pack<W: Write>(source: &Path, arcname: &str, opts: &PackOptions, out: &mut W) -> Result<PackReport, PackError> {
+    pack_with(source, arcname, opts, out, open_file)
+}
+
+fn pack_with<W: Write>(
+    source: &Path,
+    arcname: &str,
+    opts: &PackOptions,
+    out: &mut W,
+    open: Open,
+) -> Result<PackReport, PackError> {
     let meta = fs::symlink_metadata(source).map_err(|e| PackError::Source { path: source.into(), source: e })?;
     let threads = if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads };
     let batch = (threads * 2).max(2);
@@ -89,7 +123,7 @@ pub fn pack<W: Write>(source: &Path, arcname: &str, opts: &PackOptions, out: &mu
     std::thread::scope(|scope| {
         let producer = scope.spawn(move || {
             let sink = SpanWriter { tx, buf: Vec::with_capacity(span), span, pos: 0 };
-            let mut w = TarWalker::new(sink, opts);
+            let mut w = TarWalker::new(sink, opts, open);
             w.add_root(source, arcname, &meta)?;
             w.finish()
         });
@@ -188,18 +222,29 @@ struct TarWalker<'o> {
     /// (dev, ino) of files with several links -> their archive path.
     links: HashMap<(u64, u64), Vec<u8>>,
     root: PathBuf,
+    /// The source's device (for `one_file_system`).
+    root_dev: u64,
+    open: Open,
 }
 
 impl<'o> TarWalker<'o> {
-    fn new(sink: SpanWriter, opts: &'o PackOptions) -> Self {
+    fn new(sink: SpanWriter, opts: &'o PackOptions, open: Open) -> Self {
         let mut tar = tar::Builder::new(sink);
         tar.follow_symlinks(false);
         TarWalker {
             tar,
             opts,
-            report: PackReport { index: Index::default(), warnings: Vec::new(), files: 0, bytes: 0 },
+            report: PackReport {
+                index: Index::default(),
+                warnings: Vec::new(),
+                not_descended: Vec::new(),
+                files: 0,
+                bytes: 0,
+            },
             links: HashMap::new(),
             root: PathBuf::new(),
+            root_dev: 0,
+            open,
         }
     }
 
@@ -215,6 +260,7 @@ impl<'o> TarWalker<'o> {
 
     fn add_root(&mut self, source: &Path, arcname: &str, meta: &Metadata) -> Result<(), PackError> {
         self.root = source.to_path_buf();
+        self.root_dev = meta.dev();
         let src_err = |e: io::Error| PackError::Source { path: source.into(), source: e };
         if meta.is_dir() {
             // Fail early (not as a warning) when the top directory itself cannot be listed.
@@ -241,6 +287,7 @@ impl<'o> TarWalker<'o> {
             link: None,
             header_offset,
             data_offset: 0,
+            damaged: false,
         };
         let out = |e| PackError::Output(e);
         if ft.is_dir() {
@@ -250,7 +297,13 @@ impl<'o> TarWalker<'o> {
             dname.push(b'/');
             self.tar.append_data(&mut header, os(&dname), io::empty()).map_err(out)?;
             self.push(entry);
-            self.add_children(path, &name)?;
+            match self.stop_reason(path, meta) {
+                Some(why) => {
+                    tracing::info!("{}: stored empty, not descended into: {why}", path.display());
+                    self.report.not_descended.push(PackWarning { path: path.to_path_buf(), message: why.into() });
+                }
+                None => self.add_children(path, &name)?,
+            }
         } else if ft.is_file() {
             if meta.nlink() > 1 {
                 if let Some(first) = self.links.get(&(meta.dev(), meta.ino())).cloned() {
@@ -263,7 +316,7 @@ impl<'o> TarWalker<'o> {
                     return Ok(());
                 }
             }
-            let file = match File::open(path) {
+            let file = match (self.open)(path) {
                 Ok(f) => f,
                 Err(e) => {
                     self.warn(path, format!("skipped, cannot be read: {e}"));
@@ -274,6 +327,8 @@ impl<'o> TarWalker<'o> {
             let mut reader =
                 ExactReader { file, left: size, failed: None, short: false, progress: self.opts.progress.clone() };
             self.tar.append_data(&mut header, os(&name), &mut reader).map_err(out)?;
+            // The zeros are marked in the index, so restore and the mount never pass them off as the file's bytes.
+            entry.damaged = reader.failed.is_some() || reader.short;
             if let Some(e) = reader.failed {
                 self.warn(path, format!("read failed part way ({e}); the rest of the file is stored as zeros"));
             } else if reader.short {
@@ -315,6 +370,19 @@ impl<'o> TarWalker<'o> {
             self.warn(path, format!("skipped, a {what} is not backed up"));
         }
         Ok(())
+    }
+
+    /// Why a directory below the source is not descended into, if it is not.
+    fn stop_reason(&self, path: &Path, meta: &Metadata) -> Option<&'static str> {
+        if path == self.root {
+            None
+        } else if self.opts.stop_at.iter().any(|p| p == path) {
+            Some("a bakthat mount")
+        } else if self.opts.one_file_system && meta.dev() != self.root_dev {
+            Some("another file system (--one-file-system)")
+        } else {
+            None
+        }
     }
 
     fn push(&mut self, mut entry: Entry) {
@@ -373,7 +441,7 @@ fn os(b: &[u8]) -> &Path {
 
 /// Yields exactly `left` bytes of a file: zeros after a short read or an error, so the tar stays consistent.
 struct ExactReader {
-    file: File,
+    file: Box<dyn Read>,
     left: u64,
     failed: Option<io::Error>,
     short: bool,
@@ -414,5 +482,107 @@ impl Read for ExactReader {
         };
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens files as they are, except `bad.bin`, whose reads fail with EIO after its first 1000 bytes.
+    fn faulty_open(path: &Path) -> io::Result<Box<dyn Read>> {
+        struct FailAfter(File, u64);
+        impl Read for FailAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.1 == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let want = buf.len().min(self.1 as usize);
+                let n = self.0.read(&mut buf[..want])?;
+                self.1 -= n as u64;
+                Ok(n)
+            }
+        }
+        let f = File::open(path)?;
+        Ok(if path.ends_with("bad.bin") { Box::new(FailAfter(f, 1000)) } else { Box::new(f) })
+    }
+
+    fn entries(report: &PackReport) -> Vec<(String, bool)> {
+        report.index.entries.iter().map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.damaged)).collect()
+    }
+
+    // Regression (issue 11, item 7): a file whose read failed part way was stored zero-padded with nothing in the
+    // archive or its index saying so, and was restored later as if the zeros were its content.
+    #[test]
+    fn a_read_that_fails_part_way_marks_the_entry_damaged() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("bad.bin"), vec![7u8; 5000]).unwrap();
+        fs::write(src.join("good.txt"), b"fine").unwrap();
+        let mut out = Vec::new();
+        let report = pack_with(&src, "src", &PackOptions::default(), &mut out, faulty_open).unwrap();
+        assert_eq!(
+            entries(&report),
+            [("src".into(), false), ("src/bad.bin".into(), true), ("src/good.txt".into(), false)]
+        );
+        assert_eq!(report.warnings.len(), 1);
+        assert!(report.warnings[0].message.contains("read failed part way"), "{:?}", report.warnings);
+        let back = Index::from_bytes(&report.index.to_bytes()).unwrap();
+        assert!(back.entries[1].damaged, "the mark survives the index's serialization");
+    }
+
+    #[test]
+    fn stop_at_directories_are_stored_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("home");
+        fs::create_dir_all(src.join("backups/by-name")).unwrap();
+        fs::write(src.join("backups/by-name/x"), b"through the mount").unwrap();
+        fs::write(src.join("notes.txt"), b"mine").unwrap();
+        let opts = PackOptions { stop_at: vec![src.join("backups")], ..PackOptions::default() };
+        let report = pack(&src, "home", &opts, &mut Vec::new()).unwrap();
+        let names: Vec<String> = entries(&report).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(names, ["home", "home/backups", "home/notes.txt"]);
+        assert_eq!(report.not_descended.len(), 1);
+        assert_eq!(report.not_descended[0].message, "a bakthat mount");
+        assert!(report.warnings.is_empty(), "not descending is no warning: the backup exits 0");
+        // The source itself is never skipped, even when it is listed.
+        let opts = PackOptions { stop_at: vec![src.join("backups")], ..PackOptions::default() };
+        let report = pack(&src.join("backups"), "backups", &opts, &mut Vec::new()).unwrap();
+        assert_eq!(report.index.entries.len(), 3);
+    }
+
+    /// Mounts a tmpfs (as root) and unmounts it on drop.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(at: &Path) -> Tmpfs {
+            fs::create_dir_all(at).unwrap();
+            let st = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at).status().unwrap();
+            assert!(st.success(), "mounting a tmpfs needs root (the test suite runs as root, as for FUSE)");
+            Tmpfs(at.to_path_buf())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn one_file_system_stores_other_mounts_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        let tmpfs = Tmpfs::mount(&src.join("mnt"));
+        fs::write(tmpfs.0.join("elsewhere.txt"), b"other fs").unwrap();
+        fs::write(src.join("here.txt"), b"this fs").unwrap();
+        let all = pack(&src, "src", &PackOptions::default(), &mut Vec::new()).unwrap();
+        assert_eq!(all.index.entries.len(), 4);
+        let opts = PackOptions { one_file_system: true, ..PackOptions::default() };
+        let report = pack(&src, "src", &opts, &mut Vec::new()).unwrap();
+        let names: Vec<String> = entries(&report).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(names, ["src", "src/here.txt", "src/mnt"]);
+        assert_eq!(report.not_descended[0].path, src.join("mnt"));
     }
 }

@@ -30,6 +30,9 @@ pub(super) struct BackupArgs {
     /// A gitignore-style exclude file, merged with .bakthatexclude and .gitignore
     #[arg(long, value_name = "PATH")]
     exclude_file: Option<PathBuf>,
+    /// Stay on the source's file system: directories of other mounts are stored empty, not descended into
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
     /// Store with the REDUCED_REDUNDANCY storage class (S3)
     #[arg(long)]
     s3_reduced_redundancy: bool,
@@ -61,6 +64,7 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
         pack: None,
         progress: None,
+        one_file_system: a.one_file_system,
     };
     let out = match &a.key {
         Some(key) => client.backup_monitored(&opts, key)?,

@@ -49,6 +49,9 @@ pub enum FsError {
     WrongPasswordOrDamaged { stored: String },
     #[error("{stored}: damaged or tampered data ({detail}); run `bakthat verify` on it")]
     Integrity { stored: String, detail: String },
+    /// The file's read failed part way when it was backed up: the archive holds zeros, not its bytes.
+    #[error("{stored}: {path} could not be read completely when it was backed up; its stored content ends in zeros")]
+    IncompleteAtBackup { stored: String, path: String },
     #[error("{stored}: the store failed")]
     Backend {
         stored: String,
@@ -115,6 +118,7 @@ impl FsError {
             | FsError::WrongPassword { .. }
             | FsError::WrongPasswordOrDamaged { .. }
             | FsError::Integrity { .. }
+            | FsError::IncompleteAtBackup { .. }
             | FsError::Backend { .. }
             | FsError::TooLarge { .. }
             | FsError::Open { .. }

@@ -228,6 +228,10 @@ impl Inner {
         if entry.kind != EntryKind::File {
             return Err(FsError::IsADirectory);
         }
+        if entry.damaged {
+            let path = String::from_utf8_lossy(&entry.path).into_owned();
+            return Err(FsError::IncompleteAtBackup { stored: record.stored_filename.to_string(), path });
+        }
         let end = offset.saturating_add(size).min(entry.size);
         if offset >= end {
             return Ok(Vec::new());

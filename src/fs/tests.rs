@@ -884,3 +884,21 @@ fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
         }
     }
 }
+
+// Regression (issue 11, item 7): a file read incompletely at backup time (marked in the index) read as its
+// zero-padded bytes through the mount; it is EIO now, and its neighbours read as before.
+#[test]
+fn files_read_incompletely_at_backup_time_are_eio() {
+    let env = Env::new();
+    let rec = env.backup(&env.source("first"), &[], None);
+    let bytes = env.ctx().inventory.get_index(&rec.stored_filename).unwrap().unwrap();
+    let mut index = crate::archive::read_index_sidecar(&bytes, None).unwrap();
+    index.entries.iter_mut().find(|e| e.path.ends_with(b"sub/big.bin")).unwrap().damaged = true;
+    env.ctx().inventory.put_index(&rec.stored_filename, &crate::archive::index_sidecar(&index, None)).unwrap();
+    let fs = env.fs(counting(env.store()), None).unwrap();
+    let base = format!("/by-name/first/{}/first", ts(&rec));
+    let err = cat(&fs, &format!("{base}/sub/big.bin")).unwrap_err();
+    assert!(matches!(err, FsError::IncompleteAtBackup { .. }), "{err:?}");
+    assert!(err.to_string().contains("first/sub/big.bin could not be read completely"), "{err}");
+    assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
+}

@@ -1,6 +1,7 @@
 //! `backup`: pack a file or directory, upload it and its index sidecar, record it.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct BackupOptions {
     /// Called with the number of source bytes just read, besides the context's reporter (the mount shows it as
     /// the progress of an /incoming backup).
     pub progress: Option<crate::archive::pack::Progress>,
+    /// `-x`: directories on another file system than the source are stored empty, not descended into.
+    pub one_file_system: bool,
 }
 
 /// What a backup stored.
@@ -98,7 +101,11 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
 
     let put = PutOptions { storage_class: opts.storage_class.clone(), ..PutOptions::default() };
     let upload = backend.create(stored.as_str(), &put)?;
-    let total = if raw { Some(meta.len()) } else { Some(tree_size(&source)) };
+    // Never read a backup through bakthat's own mount (`backup ~` with the mount at ~/backups read it all).
+    let stop_at =
+        if raw { Vec::new() } else { fs::read_to_string(MOUNTINFO).map(|m| bakthat_mounts(&m)).unwrap_or_default() };
+    let dev = opts.one_file_system.then(|| std::os::unix::fs::MetadataExt::dev(&meta));
+    let total = if raw { Some(meta.len()) } else { Some(tree_size_within(&source, &stop_at, dev)) };
     let meter: Box<dyn super::Meter> = Box::new(AlsoTell {
         inner: ctx.reporter.start(&format!("backing up {}", source.display()), total),
         also: opts.progress.clone(),
@@ -120,6 +127,8 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
             ..PackOptions::default()
         });
         pack.filter = opts.filter.clone();
+        pack.one_file_system = opts.one_file_system;
+        pack.stop_at = stop_at;
         let meter: Arc<dyn super::Meter> = Arc::from(meter);
         let m2 = meter.clone();
         pack.progress = Some(Arc::new(move |n| m2.inc(n)));
@@ -128,6 +137,13 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         meter.finish();
         let (report, out) = result.map_err(|e| OpsError::from(e).classify())?;
         warnings = report.warnings;
+        for skipped in &report.not_descended {
+            ctx.reporter.warn(&format!(
+                "{}: stored empty, not descended into: {}",
+                skipped.path.display(),
+                skipped.message
+            ));
+        }
         let size = report.index.stored_len;
         (Some(report.index), size, out.inner)
     };
@@ -246,16 +262,63 @@ pub(crate) fn master_key(ctx: &Ctx, secret: &Secret) -> Result<Arc<MasterKey>, O
     secret.keys().master(salt, KdfParams::default()).map_err(|e| OpsError::Archive(ArchiveError::Crypto(e)))
 }
 
+/// Where the kernel lists this process's mounts.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The mount points of bakthat's FUSE mounts in a `/proc/self/mountinfo` text (file system type `fuse.bakthat`, or
+/// a FUSE file system whose source is `bakthat`).
+pub(crate) fn bakthat_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let (fstype, source) = (*fields.get(sep + 1)?, *fields.get(sep + 2)?);
+            let ours = fstype == "fuse.bakthat" || (fstype.starts_with("fuse") && source == "bakthat");
+            let mount_point = unescape_octal(fields.get(4)?);
+            ours.then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&mount_point)))
+        })
+        .collect()
+}
+
+/// Undoes the kernel's `\ooo` escapes of space, tab, newline and backslash in mount points.
+fn unescape_octal(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code =
+            b.get(i + 1..i + 4).and_then(|o| std::str::from_utf8(o).ok()).and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) if b[i] == b'\\' => {
+                out.push(c);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Bytes of regular files below `path` (for the progress bar's total; errors count as 0).
 pub(crate) fn tree_size(path: &Path) -> u64 {
+    tree_size_within(path, &[], None)
+}
+
+/// [`tree_size`] that does not descend into `stop` or, with `dev`, into other file systems (as the packer).
+fn tree_size_within(path: &Path, stop: &[PathBuf], dev: Option<u64>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
     if meta.is_file() {
         return meta.len();
     }
-    if !meta.is_dir() {
+    if !meta.is_dir() || stop.iter().any(|s| s == path) || dev.is_some_and(|d| d != meta.dev()) {
         return 0;
     }
-    fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
+    fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size_within(&e.path(), stop, dev)).sum()).unwrap_or(0)
 }
 
 /// A reporter's meter that also passes progress to a caller's callback.
@@ -288,5 +351,18 @@ mod tests {
         assert_eq!(strip_gz("already.tar.gz"), "already");
         assert_eq!(strip_gz("x.tgz.tar.gz"), "x");
         assert_eq!(strip_gz("a.taz"), "a.taz");
+    }
+
+    #[test]
+    fn own_mounts_are_found_in_mountinfo() {
+        let info = "\
+36 35 98:0 / / rw,noatime - ext4 /dev/vda rw
+80 36 0:50 / /home/u/backups rw,nosuid,nodev shared:40 - fuse.bakthat bakthat rw,user_id=0,group_id=0
+81 36 0:51 / /home/u/my\\040mount rw - fuse bakthat rw
+82 36 0:52 / /media/other rw - fuse.sshfs host:/x rw
+83 36 0:53 / /mnt/bakthat rw - tmpfs bakthat rw
+";
+        assert_eq!(bakthat_mounts(info), [PathBuf::from("/home/u/backups"), PathBuf::from("/home/u/my mount")]);
+        assert_eq!(unescape_octal("a\\134b\\011"), b"a\\b\t");
     }
 }

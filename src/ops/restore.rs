@@ -32,6 +32,9 @@ pub struct RestoreOutcome {
     pub written: Vec<PathBuf>,
     pub entries: u64,
     pub bytes: u64,
+    /// Restored files (relative to the destination) whose read failed part way at backup time: their content ends
+    /// in zeros that were not in the original. Each was also reported as a warning.
+    pub incomplete: Vec<PathBuf>,
 }
 
 /// Finds the backup a name refers to (the newest non-deleted one).
@@ -93,8 +96,16 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
         for (path, why) in &summary.skipped {
             ctx.reporter.warn(&format!("{}: {why}", path.display()));
         }
+        let incomplete = incomplete_entries(ctx, &record, secret);
+        for path in &incomplete {
+            ctx.reporter.warn(&format!(
+                "{}: could not be read completely when it was backed up; the restored file ends in zeros that were \
+                 not in the original",
+                dest.join(path).display()
+            ));
+        }
         let written = summary.top_level.iter().map(|p| dest.join(p)).collect();
-        return Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes });
+        return Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes, incomplete });
     }
     // A payload stored as is: written to <dest>/<name> under a temporary name, renamed when complete. The name is
     // a row's, which may have come from a journal, a sync server or a 0.6 database: confined like a tar entry.
@@ -115,7 +126,20 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     } else {
         tmp.persist_noclobber(&target).map_err(|e| io_err(e.error))?;
     }
-    Ok(RestoreOutcome { record, written: vec![target], entries: 1, bytes })
+    Ok(RestoreOutcome { record, written: vec![target], entries: 1, bytes, incomplete: Vec::new() })
+}
+
+/// The files of a backup whose read failed part way at backup time (marked in its entry index; see
+/// [`crate::archive::index::DAMAGED_FLAG`]). An index that cannot be read marks nothing: the data was checked anyway.
+fn incomplete_entries(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>) -> Vec<PathBuf> {
+    let Ok(Some(bytes)) = ctx.inventory.get_index(&record.stored_filename) else { return Vec::new() };
+    let Ok(index) = archive::read_index_sidecar(&bytes, secret) else { return Vec::new() };
+    index
+        .entries
+        .iter()
+        .filter(|e| e.damaged)
+        .filter_map(|e| crate::model::relative_path(&e.path).ok().flatten())
+        .collect()
 }
 
 /// What verify found.
