@@ -22,6 +22,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
+use super::retry::{Retry, Transient};
 use super::StorageError;
 
 /// The region used when neither the profile, the environment nor `~/.aws/config` names one.
@@ -275,6 +276,20 @@ impl Failure {
     }
 }
 
+impl Transient for Failure {
+    /// The SDK already retried the requests that got an answer; what is left to retry here is a body that broke
+    /// after the headers, or a request that got no answer at all.
+    fn is_transient(&self) -> bool {
+        self.class == Class::Transient && self.status.is_none()
+    }
+}
+
+/// The policy for what the SDK does not retry itself (bodies broken mid-way): `attempts` in all, waits from 200 ms
+/// doubling up to 6.4 s.
+pub(crate) fn body_retry(attempts: u32) -> Retry {
+    Retry::new(attempts, Duration::from_millis(200), Duration::from_millis(6400))
+}
+
 /// A boxed future, for the reopen callback of [`StreamReader`].
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -385,7 +400,7 @@ async fn resume(
             return Err(Failure::io(io::Error::other(format!("gave up after {max} resumed downloads"))));
         }
         *resumes += 1;
-        tokio::time::sleep(Duration::from_millis(100u64 << (*resumes).min(6))).await;
+        tokio::time::sleep(body_retry(max).delay(*resumes)).await;
         match reopen(offset).await {
             Ok((b, s)) => {
                 *body = b;

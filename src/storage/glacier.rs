@@ -33,6 +33,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use super::aws::{self, AwsAccess, AwsTuning, Class, Failure, StreamReader};
+use super::retry::Retry;
 use super::{check_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// One mebibyte: the leaf size of tree hashes and the alignment of ranged retrievals.
@@ -271,6 +272,8 @@ struct Inner {
     tier: String,
     stale_upload_age: Duration,
     attempts: u32,
+    /// Retries of ranged reads whose body broke (the SDK retries the requests).
+    retry: Retry,
     vault_ready: AtomicBool,
 }
 
@@ -408,6 +411,7 @@ impl GlacierStore {
                 tier: settings.tier.clone(),
                 stale_upload_age: settings.stale_upload_age,
                 attempts: settings.tuning.max_attempts.max(1),
+                retry: aws::body_retry(settings.tuning.max_attempts),
                 vault_ready: AtomicBool::new(false),
             }),
         })
@@ -785,9 +789,7 @@ impl Backend for GlacierStore {
             return Ok(Vec::new());
         }
         let (a, b, aligned) = retrieval_range(start, len, size);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let res = inner.retry.run(|_| {
             let req = inner
                 .client
                 .get_job_output()
@@ -795,42 +797,35 @@ impl Backend for GlacierStore {
                 .vault_name(&inner.vault)
                 .job_id(&job_id)
                 .range(format!("bytes={}-{}", a, b - 1));
-            let res = inner.rt.block_on(async {
+            inner.rt.block_on(async {
                 let out = req.send().await.map_err(Failure::of)?;
                 let ranged = out.content_range().is_some();
                 let checksum = out.checksum().map(str::to_string);
                 let data = out.body.collect().await.map_err(|e| Failure::io(io::Error::other(e)))?;
                 Ok::<_, Failure>((ranged, checksum, data.to_vec()))
+            })
+        });
+        let (ranged, checksum, data) = res.map_err(|f| inner.fail(f, "downloading a range of", key))?;
+        let base = if ranged { a } else { 0 };
+        let want = if ranged { b - a } else { size };
+        if data.len() as u64 != want {
+            return Err(StorageError::Backend {
+                store: inner.describe.clone(),
+                message: format!("Glacier sent {} bytes of {key}, expected {want}", data.len()),
+                source: None,
             });
-            match res {
-                Ok((ranged, checksum, data)) => {
-                    let base = if ranged { a } else { 0 };
-                    let want = if ranged { b - a } else { size };
-                    if data.len() as u64 != want {
-                        return Err(StorageError::Backend {
-                            store: inner.describe.clone(),
-                            message: format!("Glacier sent {} bytes of {key}, expected {want}", data.len()),
-                            source: None,
-                        });
-                    }
-                    if let (Some(sum), true) = (checksum, aligned || !ranged) {
-                        let got = hex(&tree_hash(&data));
-                        if !got.eq_ignore_ascii_case(&sum) {
-                            return Err(StorageError::Backend {
-                                store: inner.describe.clone(),
-                                message: format!("tree hash of a range of {key} is {got}, Glacier says {sum}"),
-                                source: None,
-                            });
-                        }
-                    }
-                    return Ok(data[(start - base) as usize..(end - base) as usize].to_vec());
-                }
-                Err(f) if f.class == Class::Transient && f.status.is_none() && attempt < inner.attempts => {
-                    std::thread::sleep(Duration::from_millis(100 << attempt.min(6)));
-                }
-                Err(f) => return Err(inner.fail(f, "downloading a range of", key)),
+        }
+        if let (Some(sum), true) = (checksum, aligned || !ranged) {
+            let got = hex(&tree_hash(&data));
+            if !got.eq_ignore_ascii_case(&sum) {
+                return Err(StorageError::Backend {
+                    store: inner.describe.clone(),
+                    message: format!("tree hash of a range of {key} is {got}, Glacier says {sum}"),
+                    source: None,
+                });
             }
         }
+        Ok(data[(start - base) as usize..(end - base) as usize].to_vec())
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {

@@ -6,7 +6,8 @@
 //! inventory.
 //!
 //! Wrappers: [`metered`] counts the requests a store receives; [`testing`] holds the test doubles (a cold store, a
-//! store that fails on purpose) and test data shared by the unit, integration and mount tests.
+//! store that fails on purpose) and test data shared by the unit, integration and mount tests; [`retry`] is the one
+//! retry policy of the network stores.
 
 use std::io::{self, Read, Write};
 
@@ -16,6 +17,7 @@ pub mod aws;
 pub mod glacier;
 pub mod local;
 pub mod metered;
+pub mod retry;
 pub mod s3;
 pub mod swift;
 pub mod testing;

@@ -28,6 +28,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use super::aws::{self, AwsAccess, AwsTuning, Class, Failure, StreamReader};
+use super::retry::Retry;
 use super::{check_object_key, Backend, ObjectInfo, PutOptions, Retrieval, StorageError, Upload};
 
 /// The storage classes an upload may ask for.
@@ -101,6 +102,8 @@ struct Inner {
     max_in_flight: usize,
     stale_upload_age: Duration,
     attempts: u32,
+    /// Retries of ranged reads whose body broke (the SDK retries the requests).
+    retry: Retry,
     bucket_ready: AtomicBool,
 }
 
@@ -189,6 +192,7 @@ impl S3Store {
                 max_in_flight: settings.max_in_flight.max(1),
                 stale_upload_age: settings.stale_upload_age,
                 attempts: settings.tuning.max_attempts.max(1),
+                retry: aws::body_retry(settings.tuning.max_attempts),
                 bucket_ready: AtomicBool::new(false),
             }),
         })
@@ -590,35 +594,29 @@ impl Backend for S3Store {
             };
         }
         let end = start.saturating_add(len) - 1;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let res = inner.retry.run(|_| {
             let req = inner.client.get_object().bucket(&inner.bucket).key(key).range(format!("bytes={start}-{end}"));
-            let res = inner.rt.block_on(async {
+            inner.rt.block_on(async {
                 let out = req.send().await.map_err(Failure::of)?;
                 let ranged = out.content_range().is_some();
                 let data = out.body.collect().await.map_err(|e| Failure::io(io::Error::other(e)))?;
                 Ok::<_, Failure>((ranged, data.to_vec()))
-            });
-            match res {
-                Ok((true, data)) => return Ok(data),
-                Ok((false, data)) => {
-                    // The server ignored Range and sent the whole object.
-                    let s = (start.min(data.len() as u64)) as usize;
-                    let e = (start.saturating_add(len).min(data.len() as u64)) as usize;
-                    return Ok(data[s..e].to_vec());
-                }
-                Err(f) if f.is("InvalidRange") => return Ok(Vec::new()),
-                Err(f) if f.is("InvalidObjectState") => {
-                    let state = self.retrieval_state(key).unwrap_or(Retrieval::NotStarted);
-                    return Err(StorageError::NotRetrieved { key: key.to_string(), state });
-                }
-                // The SDK retried the request itself; this loop covers bodies that broke after the headers.
-                Err(f) if f.class == Class::Transient && f.status.is_none() && attempt < inner.attempts => {
-                    std::thread::sleep(Duration::from_millis(100 << attempt.min(6)));
-                }
-                Err(f) => return Err(inner.fail(f, "downloading a range of", key)),
+            })
+        });
+        match res {
+            Ok((true, data)) => Ok(data),
+            Ok((false, data)) => {
+                // The server ignored Range and sent the whole object.
+                let s = (start.min(data.len() as u64)) as usize;
+                let e = (start.saturating_add(len).min(data.len() as u64)) as usize;
+                Ok(data[s..e].to_vec())
             }
+            Err(f) if f.is("InvalidRange") => Ok(Vec::new()),
+            Err(f) if f.is("InvalidObjectState") => {
+                let state = self.retrieval_state(key).unwrap_or(Retrieval::NotStarted);
+                Err(StorageError::NotRetrieved { key: key.to_string(), state })
+            }
+            Err(f) => Err(inner.fail(f, "downloading a range of", key)),
         }
     }
 

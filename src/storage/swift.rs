@@ -20,7 +20,7 @@
 //!   must not change in between).
 //! * **Deletes** of a manifest use `?multipart-manifest=delete`, so the segments go too.
 //! * **Failures**: 5xx, 408, 429, 498, timeouts and connection errors are retried ([`ATTEMPTS`] attempts with
-//!   exponential backoff); after that a connection problem is [`StorageError::Io`] (transient) and a server error
+//!   exponential backoff and jitter, see [`super::retry`]); after that a connection problem is [`StorageError::Io`] (transient) and a server error
 //!   is [`StorageError::Backend`]. An untrusted TLS certificate is not retried.
 //!
 //! Not here: Swift's S3 emulation (`s3api`) is reached through the S3 store; container ACLs, storage policies and
@@ -40,6 +40,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use super::retry::{Retry, Transient};
 use super::{check_key, Backend, ObjectInfo, PutOptions, StorageError, Upload};
 
 /// The default segment size, and so the largest object written with a single `PUT`: 64 MiB.
@@ -60,8 +61,10 @@ const SPILL: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Slowest transfer rate tolerated for a `PUT` before it times out (the timeout grows with the body).
 const MIN_RATE: u64 = 256 << 10;
-/// The first retry waits this long, the next ones twice as long as the one before.
+/// The first retry waits up to this long, the next ones twice as long as the one before (with jitter).
 const BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// Which auth protocol `auth_url` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +181,23 @@ struct Inner {
     session: Mutex<Option<Arc<Session>>>,
     segments_container: String,
     segments_ready: AtomicBool,
-    backoff: Duration,
+    retry: Retry,
+}
+
+/// A failed attempt at a request.
+enum Attempt {
+    /// A status worth another attempt (5xx, 408, 429, 498).
+    Status(Box<Response>),
+    /// No answer: a timeout or a connection problem.
+    Transport(reqwest::Error),
+    /// A failure that another attempt cannot cure.
+    Final(StorageError),
+}
+
+impl Transient for Attempt {
+    fn is_transient(&self) -> bool {
+        !matches!(self, Attempt::Final(_))
+    }
 }
 
 /// A token and the account URL it is good for.
@@ -196,10 +215,10 @@ pub struct AuthRefused(String);
 impl SwiftStore {
     /// Authenticates and makes sure the container exists (creating it when missing).
     pub fn new(settings: &SwiftSettings) -> Result<SwiftStore, StorageError> {
-        Self::with_backoff(settings, BACKOFF)
+        Self::with_retry(settings, Retry::new(ATTEMPTS, BACKOFF, MAX_BACKOFF))
     }
 
-    fn with_backoff(settings: &SwiftSettings, backoff: Duration) -> Result<SwiftStore, StorageError> {
+    fn with_retry(settings: &SwiftSettings, retry: Retry) -> Result<SwiftStore, StorageError> {
         let describe = format!("swift container {} at {}", settings.container, settings.auth_url);
         let bad = |message: String| StorageError::Backend { store: describe.clone(), message, source: None };
         if settings.container.is_empty() || settings.container.contains('/') {
@@ -234,7 +253,7 @@ impl SwiftStore {
                 describe,
                 session: Mutex::new(None),
                 segments_ready: AtomicBool::new(false),
-                backoff,
+                retry,
             }),
         };
         store.inner.ensure_container(&store.inner.settings.container)?;
@@ -284,64 +303,58 @@ impl Inner {
 
     // ---- transport ------------------------------------------------------------------------------------------------
 
-    /// Sends a request built afresh for each attempt, retrying transient failures. Any other response, error
-    /// statuses included, is returned for the caller to judge.
+    /// Sends a request built afresh for each attempt, retrying transient failures ([`Inner::retry`]). Any other
+    /// response, error statuses included, is returned for the caller to judge.
     fn exec(
         &self,
         what: &str,
         build: &dyn Fn() -> Result<RequestBuilder, StorageError>,
     ) -> Result<Response, StorageError> {
-        let mut last: Option<Result<Response, reqwest::Error>> = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let why = match &last {
-                    Some(Ok(r)) => r.status().to_string(),
-                    Some(Err(e)) => e.to_string(),
-                    None => String::new(),
-                };
-                tracing::debug!("{}: {what}: {why}; retrying", self.describe);
-                std::thread::sleep(self.backoff * 2u32.pow(attempt - 1));
-            }
-            match build()?.send() {
-                Ok(resp) if retryable(resp.status()) => last = Some(Ok(resp)),
+        let result = self.retry.run(|n| {
+            let failed = match build().map_err(Attempt::Final)?.send() {
+                Ok(resp) if retryable(resp.status()) => Attempt::Status(Box::new(resp)),
                 Ok(resp) => return Ok(resp),
-                Err(e) if e.is_builder() || e.is_redirect() => {
-                    return Err(StorageError::Backend {
-                        store: self.store(),
-                        message: format!("{what}: cannot make the request"),
-                        source: Some(Box::new(e)),
-                    })
-                }
-                Err(e) if is_certificate_error(&e) => {
-                    return Err(StorageError::Backend {
-                        store: self.store(),
-                        message: format!(
-                            "{what}: the server's TLS certificate is not trusted; add its CA to the system CA bundle \
-                             (or point SSL_CERT_FILE at it), or set swift_insecure: true in the profile"
-                        ),
-                        source: Some(Box::new(e)),
-                    })
-                }
-                Err(e) => last = Some(Err(e)),
+                Err(e) if e.is_builder() || e.is_redirect() => Attempt::Final(StorageError::Backend {
+                    store: self.store(),
+                    message: format!("{what}: cannot make the request"),
+                    source: Some(Box::new(e)),
+                }),
+                Err(e) if is_certificate_error(&e) => Attempt::Final(StorageError::Backend {
+                    store: self.store(),
+                    message: format!(
+                        "{what}: the server's TLS certificate is not trusted; add its CA to the system CA bundle \
+                         (or point SSL_CERT_FILE at it), or set swift_insecure: true in the profile"
+                    ),
+                    source: Some(Box::new(e)),
+                }),
+                Err(e) => Attempt::Transport(e),
+            };
+            match &failed {
+                Attempt::Status(r) => tracing::debug!("{}: {what}: attempt {n}: {}", self.describe, r.status()),
+                Attempt::Transport(e) => tracing::debug!("{}: {what}: attempt {n}: {e}", self.describe),
+                Attempt::Final(_) => {}
             }
-        }
-        match last {
-            Some(Ok(resp)) => {
+            Err(failed)
+        });
+        let attempts = self.retry.attempts;
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Status(resp)) => {
                 let status = resp.status();
                 Err(self.backend_err(format!(
-                    "{what}: the server answered {status} {ATTEMPTS} times{}; try again later",
-                    snippet(resp)
+                    "{what}: the server answered {status} {attempts} times{}; try again later",
+                    snippet(*resp)
                 )))
             }
-            Some(Err(e)) => {
+            Err(Attempt::Transport(e)) => {
                 let kind = if e.is_timeout() { io::ErrorKind::TimedOut } else { io::ErrorKind::ConnectionAborted };
                 Err(StorageError::Io {
                     store: self.store(),
-                    key: format!("{what} failed {ATTEMPTS} times; check the network and auth_url"),
+                    key: format!("{what} failed {attempts} times; check the network and auth_url"),
                     source: io::Error::new(kind, e),
                 })
             }
-            None => Err(self.backend_err(format!("{what}: no attempt was made"))),
         }
     }
 
@@ -1123,7 +1136,7 @@ struct ObjectReader {
 impl ObjectReader {
     fn reopen(&mut self) -> io::Result<()> {
         self.resp = None;
-        std::thread::sleep(self.inner.backoff * 2u32.pow(self.failures.saturating_sub(1)));
+        self.inner.retry.pause(self.failures);
         let resp = self.inner.open(&self.key, self.pos).map_err(io::Error::other)?;
         let etag = header_str(resp.headers(), ETAG.as_str());
         if etag != self.etag {
@@ -1161,10 +1174,11 @@ impl Read for ObjectReader {
                 Err(e) => e,
             };
             self.failures += 1;
-            if self.failures >= ATTEMPTS {
+            let attempts = self.inner.retry.attempts;
+            if self.failures >= attempts {
                 return Err(io::Error::new(
                     error.kind(),
-                    format!("downloading {} failed {ATTEMPTS} times at byte {}: {error}", self.key, self.pos),
+                    format!("downloading {} failed {attempts} times at byte {}: {error}", self.key, self.pos),
                 ));
             }
             tracing::debug!(

@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
+use crate::storage::retry::tests::Recorded;
 
 #[derive(Debug, Clone)]
 struct Req {
@@ -135,7 +136,9 @@ fn settings(auth_url: String, version: AuthVersion) -> SwiftSettings {
 }
 
 fn open(s: &SwiftSettings) -> Result<SwiftStore, StorageError> {
-    SwiftStore::with_backoff(s, Duration::from_millis(1))
+    // Retries wait through a recorder: the tests never sleep.
+    let retry = Retry::new(ATTEMPTS, BACKOFF, MAX_BACKOFF).with_sleep(Arc::new(Recorded::default()));
+    SwiftStore::with_retry(s, retry)
 }
 
 /// A v1 auth endpoint handing out `tok1`, `tok2`, … and an account at `/v1/AUTH_t`.
