@@ -875,7 +875,12 @@ fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
         let fs = env.fs(counting(faulty.clone()), None).unwrap();
         match cat(&fs, &path) {
             Ok(got) => assert!(got == want, "{when:?}: a read that succeeds has the right bytes"),
-            Err(e) => assert_eq!(crate::fuse::errno(&e), fuser::Errno::EIO, "{when:?}: {e:?}"),
+            Err(e) => {
+                assert_eq!(crate::fuse::errno(&e), fuser::Errno::EIO, "{when:?}: {e:?}");
+                // A clear error: the log line names the backup and the store's own cause.
+                let chain = crate::error_chain(&e);
+                assert!(chain.contains(r.stored_filename.as_str()) && chain.contains("injected fault"), "{chain}");
+            }
         }
         assert!(faulty.injected(Op::GetRange) >= 1, "{when:?}: the fault was met");
         // What failed was not cached: once the store answers again, every byte is right.
