@@ -2,7 +2,7 @@
 //! Swift all-in-one runs the conformance tests in tests/backends.rs.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::AtomicUsize;
 
