@@ -250,6 +250,15 @@ impl MasterKey {
     pub fn params(&self) -> KdfParams {
         self.params
     }
+
+    /// A key for a purpose other than archives (HKDF-SHA256 of this key with `label` as the info): keys for
+    /// different labels are independent, and none of them can open or forge an archive.
+    pub fn subkey(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let hkdf = Hkdf::<Sha256>::new(None, &self.key[..]);
+        hkdf.expand(label, &mut out[..]).expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
 }
 
 fn random_array<const N: usize>() -> [u8; N] {

@@ -49,13 +49,14 @@ fn print_report(report: &SyncReport, quiet: bool) -> i32 {
     for (key, why) in &report.unreadable {
         eprintln!("bakthat: cannot read journal entry {key}: {why}");
     }
-    if report.unreadable.is_empty() {
+    for (key, why) in &report.rejected {
+        eprintln!("bakthat: rejected journal entry {key}: {why}");
+    }
+    let skipped = report.unreadable.len() + report.rejected.len();
+    if skipped == 0 {
         EXIT_OK
     } else {
-        eprintln!(
-            "bakthat: {} journal entries were not applied; they are retried by the next sync",
-            report.unreadable.len()
-        );
+        eprintln!("bakthat: {skipped} journal entries were not applied; they are read again by the next sync");
         EXIT_FAILURE
     }
 }

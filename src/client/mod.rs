@@ -352,6 +352,9 @@ impl Client {
                 for (key, why) in &report.unreadable {
                     warn(&format!("cannot read journal entry {key}: {why}"));
                 }
+                for (key, why) in &report.rejected {
+                    warn(&format!("rejected journal entry {key}: {why}"));
+                }
             }
             Some(Err(e)) => {
                 warn(&format!("the backup is stored, but the sync after it failed: {}", crate::error_chain(&e)))

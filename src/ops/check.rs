@@ -279,18 +279,21 @@ fn read_journal(
                 continue;
             }
         };
-        if password.is_none() && crypto::is_v1(&bytes) {
-            report.journal_locked += 1;
-            continue;
-        }
+        let decoded = match crate::journal::decode_entry(&bytes, password) {
+            Err(crate::journal::DecodeError::NeedsPassword) => {
+                report.journal_locked += 1;
+                continue;
+            }
+            other => other,
+        };
         report.journal_entries += 1;
-        match crate::journal::decode_entry(&bytes, password) {
-            Ok(entry) => {
-                if entry.kind == crate::journal::EntryKind::Backup {
-                    journaled.insert(entry.record.stored_filename);
+        match decoded {
+            Ok(d) => {
+                if d.entry.kind == crate::journal::EntryKind::Backup {
+                    journaled.insert(d.entry.record.stored_filename);
                 }
             }
-            Err(why) => report.problem(&o.key, ProblemKind::Journal(why)),
+            Err(why) => report.problem(&o.key, ProblemKind::Journal(why.to_string())),
         }
     }
     Ok(())

@@ -47,7 +47,7 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
                 ctx.reporter.warn(&format!("{index} could not be removed from the S3 bucket: {e}"));
             }
         }
-        match crate::journal::publish_tombstone(journal.as_ref(), record, when) {
+        match crate::journal::publish_tombstone(journal.as_ref(), record, when, None) {
             Ok(_) => {}
             // As for backups: Glacier's journal is in S3, which the credentials may not reach.
             Err(e) if record.backend == "glacier" => ctx

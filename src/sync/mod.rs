@@ -6,7 +6,8 @@
 //! yet, and applies them with [`Inventory::upsert_newer`](crate::inventory::Inventory::upsert_newer): the newer
 //! `last_updated` wins. The listing starts [`SKEW_MS`] before the newest key seen, so writers whose clocks lag by
 //! less than that are not missed; entries already applied are remembered and not read again. Entries that cannot be
-//! read (no password, a wrong one, damage) are reported and retried on the next sync.
+//! read (no password, damage) are reported and retried on the next sync; entries not believed ([`Trust`]: plain
+//! ones in a profile with a password, tampered ones) are reported as rejected and never applied.
 //!
 //! **Through a server**: [`server`] is the bakthat 0.6 sync server (`POST /clients`, `POST /backups/sync`) with its
 //! bugs fixed, and [`client`] is the matching client.
@@ -24,11 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::archive::crypto::{self, MasterKey};
 use crate::archive::Secret;
 use crate::inventory::{InventoryError, UpsertOutcome};
 use crate::journal::{
-    decode_entry, key_ms, publish_backup, publish_tombstone, read_object, Entry, EntryKind, JOURNAL_PREFIX,
+    decode_entry, key_ms, publish_backup, publish_tombstone, read_object, DecodeError, Decoded, Entry, EntryKind,
+    JOURNAL_PREFIX,
 };
 use crate::model::{BackupRecord, BadRecordName, StoredName};
 use crate::ops::{journal_for, Ctx, OpsError};
@@ -81,6 +82,10 @@ pub struct SyncReport {
     /// Entries that could not be read: (key, why). They are retried on the next sync, except refused ones (a name
     /// that cannot be a file name), which will not change.
     pub unreadable: Vec<(String, String)>,
+    /// Entries read but not believed (see [`Trust`]): (key, why). Never applied; reported again by each sync
+    /// until removed from the store (a wrong password makes good entries fail too, and a later sync with the right
+    /// one applies them).
+    pub rejected: Vec<(String, String)>,
 }
 
 impl SyncReport {
@@ -99,11 +104,12 @@ impl SyncReport {
     /// A one-line summary.
     pub fn summary(&self) -> String {
         format!(
-            "{} new, {} updated, {} unchanged, {} unreadable ({} journal entries listed, {} read)",
+            "{} new, {} updated, {} unchanged, {} unreadable, {} rejected ({} journal entries listed, {} read)",
             self.inserted,
             self.updated,
             self.unchanged,
             self.unreadable.len(),
+            self.rejected.len(),
             self.listed,
             self.fetched
         )
@@ -124,22 +130,18 @@ pub fn publish_all(
         include_deleted: true,
         ..Default::default()
     })?;
-    let mut master = None;
-    for row in &rows {
-        if row.is_enc() && !row.is_deleted && master.is_none() {
-            let secret = secret.ok_or(SyncError::PasswordNeeded(row.stored_filename.to_string()))?;
-            let m = MasterKey::derive(secret.bytes(), MasterKey::random_salt(), crypto::KdfParams::default())
-                .map_err(|e| OpsError::Archive(e.into()))?;
-            master = Some(m);
-        }
+    if let Some(row) = rows.iter().find(|r| r.is_enc() && !r.is_deleted).filter(|_| secret.is_none()) {
+        return Err(SyncError::PasswordNeeded(row.stored_filename.to_string()));
     }
+    // With the password every entry is authenticated (and those of encrypted backups encrypted) with it.
+    let master = secret.map(|s| crate::ops::master_key(ctx, s)).transpose()?;
+    let key = master.as_deref();
     for row in &rows {
         if row.is_deleted {
-            publish_tombstone(journal, row, row.last_updated)?;
+            publish_tombstone(journal, row, row.last_updated, key)?;
         } else {
             let index = ctx.inventory.get_index(&row.stored_filename)?;
-            let m = if row.is_enc() { master.as_ref() } else { None };
-            publish_backup(journal, row, index.as_deref(), m)?;
+            publish_backup(journal, row, index.as_deref(), key)?;
         }
     }
     Ok(rows.len())
@@ -152,8 +154,12 @@ struct Cursor {
     ms: i64,
     /// Keys applied within [`SKEW_MS`] of `ms`.
     seen: BTreeSet<String>,
-    /// Keys that could not be read; retried.
+    /// Keys that could not be read or were rejected; retried.
     failed: BTreeSet<String>,
+    /// Set once a sync of this journal ran with a password: from then on plain entries are not believed here even
+    /// when a later sync runs without one (a sync without the password then applies nothing and says so).
+    #[serde(default)]
+    authenticated: bool,
 }
 
 fn cursor_key(journal: &dyn Backend) -> String {
@@ -174,10 +180,12 @@ pub fn sync_store(
     rebuild: bool,
 ) -> Result<SyncReport, SyncError> {
     let state_key = cursor_key(journal);
-    let mut cursor: Cursor = match ctx.inventory.get_config(&state_key)? {
-        Some(v) if !rebuild => serde_json::from_value(v).unwrap_or_default(),
-        _ => Cursor::default(),
-    };
+    let saved: Cursor =
+        ctx.inventory.get_config(&state_key)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let authenticated = saved.authenticated || secret.is_some();
+    let mut cursor = if rebuild { Cursor::default() } else { saved };
+    cursor.authenticated = authenticated;
+    let trust = if authenticated { Trust::Password } else { Trust::Store };
     let start =
         if cursor.ms > 0 { format!("{JOURNAL_PREFIX}{:013}", (cursor.ms - SKEW_MS).max(0)) } else { String::new() };
     let listed = journal.list_after(JOURNAL_PREFIX, &start)?;
@@ -190,15 +198,24 @@ pub fn sync_store(
     let mut failed = BTreeSet::new();
     for key in todo {
         report.fetched += 1;
-        let entry = match read_object(journal, &key) {
-            Ok(bytes) => decode_entry(&bytes, secret),
+        let bytes = match read_object(journal, &key) {
+            Ok(bytes) => bytes,
             Err(StorageError::NotFound { .. }) => continue,
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                report.unreadable.push((key.clone(), e.to_string()));
+                failed.insert(key.clone());
+                cursor.seen.insert(key);
+                continue;
+            }
         };
-        match entry {
+        match admit(ctx, trust, decode_entry(&bytes, secret)) {
             Ok(entry) => report.count(&key, apply(ctx, &entry))?,
-            Err(why) => {
+            Err(Refused::Unreadable(why)) => {
                 report.unreadable.push((key.clone(), why));
+                failed.insert(key.clone());
+            }
+            Err(Refused::Rejected(why)) => {
+                report.rejected.push((key.clone(), why));
                 failed.insert(key.clone());
             }
         }
@@ -213,6 +230,73 @@ pub fn sync_store(
     let value = serde_json::to_value(&cursor).unwrap_or(Value::Null);
     ctx.inventory.set_config(&state_key, &value)?;
     Ok(report)
+}
+
+/// What a sync believes of the journal.
+///
+/// A profile with a password (the sync has it, or an earlier sync of this journal had it) believes only entries
+/// authenticated with it ([`crate::journal::encode_entry`]): anyone who can write to the store could have written a
+/// plain one. A profile without a password believes plain entries: its archives are not authenticated either, so
+/// whoever can write to the store can already replace them. Either way a plain tombstone is believed only once the
+/// archive it names is gone from the store (in [`Trust::Store`], only for rows of unencrypted backups it is
+/// believed as it is): so a host without the password can still delete, and a planted tombstone hides nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Password,
+    Store,
+}
+
+/// Why [`admit`] did not let an entry through.
+enum Refused {
+    /// Retried: the password is missing, or the store could not be asked.
+    Unreadable(String),
+    /// Not believed.
+    Rejected(String),
+}
+
+/// Decides whether a decoded entry may be applied (see [`Trust`]).
+fn admit(ctx: &Ctx, trust: Trust, decoded: Result<Decoded, DecodeError>) -> Result<Entry, Refused> {
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(DecodeError::NeedsPassword) => return Err(Refused::Unreadable(DecodeError::NeedsPassword.to_string())),
+        Err(e @ DecodeError::BadTag) => return Err(Refused::Rejected(e.to_string())),
+        Err(e @ DecodeError::Damaged(_)) => return Err(Refused::Unreadable(e.to_string())),
+    };
+    let entry = decoded.entry;
+    if decoded.authenticated {
+        return Ok(entry);
+    }
+    let local = ctx.inventory.get(&entry.record.stored_filename).map_err(|e| Refused::Unreadable(e.to_string()))?;
+    match (entry.kind, trust) {
+        (EntryKind::Backup, Trust::Store) => Ok(entry),
+        // It would change nothing (this host's own plain entries, say): no need to believe it, nor to complain.
+        (EntryKind::Backup, Trust::Password) if local.as_ref().is_some_and(|l| same_row(l, &entry.record)) => Ok(entry),
+        (EntryKind::Backup, Trust::Password) => Err(Refused::Rejected(
+            "not authenticated: this profile has a password, and only entries written with it are believed".into(),
+        )),
+        (EntryKind::Tombstone, Trust::Store) if !local.as_ref().is_some_and(|l| l.is_enc()) => Ok(entry),
+        (EntryKind::Tombstone, _) => {
+            let row = local.as_ref().unwrap_or(&entry.record);
+            let gone = ctx
+                .backend(&row.backend)
+                .and_then(|b| Ok(b.head(row.stored_filename.as_str())?))
+                .map_err(|e| Refused::Unreadable(format!("cannot check whether the archive is gone: {e}")))?
+                .is_none();
+            if gone {
+                Ok(entry)
+            } else {
+                Err(Refused::Rejected(format!(
+                    "an unauthenticated tombstone, and {} is still in the store: not believed",
+                    row.stored_filename
+                )))
+            }
+        }
+    }
+}
+
+/// Whether two records say the same (their inventory ids aside).
+fn same_row(a: &BackupRecord, b: &BackupRecord) -> bool {
+    BackupRecord { id: None, ..a.clone() } == BackupRecord { id: None, ..b.clone() }
 }
 
 /// Applies one entry to the inventory: a new row (recorded under the current profile), or the newer state of a
