@@ -21,7 +21,7 @@ fn main() {
         let stored = StoredName::new(&name, date, true, false);
         let record = BackupRecord {
             id: None,
-            backend: "local".into(),
+            backend: "local".parse().unwrap(),
             backend_hash: None,
             backup_date: date,
             filename: name.clone(),

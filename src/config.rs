@@ -26,14 +26,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_norway::{Mapping, Value};
 use sha2::{Digest, Sha512};
 
+use crate::model::Destination;
+
 /// The profile used when none is named (`-p`).
 pub const DEFAULT_PROFILE: &str = "default";
 /// The environment variable naming the config file when `-c` is not given.
 pub const CONFIG_ENV: &str = "BAKTHAT_CONFIG";
-/// The values `default_destination` may take.
-pub const DESTINATIONS: [&str; 4] = ["s3", "glacier", "swift", "local"];
 /// The destination when a profile sets none. (0.6 defaulted to `s3`; the local store needs no account.)
-pub const DEFAULT_DESTINATION: &str = "local";
+pub const DEFAULT_DESTINATION: Destination = Destination::Local;
 /// The first day of the week for rotation when `first_week_day` is unset: saturday, as in 0.6 (monday = 0).
 pub const DEFAULT_FIRST_WEEK_DAY: i64 = 5;
 
@@ -158,9 +158,9 @@ pub struct Profile {
     /// Glacier vault (0.6 also needed it for the inventory hash of S3 backups).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub glacier_vault: Option<String>,
-    /// One of [`DESTINATIONS`]; see [`Profile::destination`] for the default.
+    /// See [`Profile::destination`] for the default.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub default_destination: Option<String>,
+    pub default_destination: Option<Destination>,
     /// Gzip the archive (default true; written only when false).
     #[serde(skip_serializing_if = "is_true")]
     pub compress: bool,
@@ -270,8 +270,8 @@ impl Default for Profile {
 
 impl Profile {
     /// `default_destination`, or `local` when unset (0.6 defaulted to `s3`).
-    pub fn destination(&self) -> &str {
-        self.default_destination.as_deref().unwrap_or(DEFAULT_DESTINATION)
+    pub fn destination(&self) -> Destination {
+        self.default_destination.unwrap_or(DEFAULT_DESTINATION)
     }
 
     /// Whether to gzip the archive.
@@ -290,15 +290,13 @@ impl Profile {
 
     fn from_value(value: Value) -> Result<Profile, Bad> {
         let mut e = Entries::new(value, "a mapping of settings (`key: value` lines indented under the profile name)")?;
-        let default_destination = e.text("default_destination")?;
-        if let Some(dest) = &default_destination {
-            if !DESTINATIONS.contains(&dest.as_str()) {
-                return Err(Bad::new(
-                    "default_destination",
-                    format!("expected one of {}, got {dest:?}", DESTINATIONS.join(", ")),
-                ));
-            }
-        }
+        let default_destination = match e.text("default_destination")? {
+            None => None,
+            Some(dest) => Some(dest.parse::<Destination>().map_err(|_| {
+                let names: Vec<&str> = Destination::ALL.iter().map(|d| d.as_str()).collect();
+                Bad::new("default_destination", format!("expected one of {}, got {dest:?}", names.join(", ")))
+            })?),
+        };
         Ok(Profile {
             access_key: e.text("access_key")?,
             secret_key: e.text("secret_key")?,
@@ -1140,7 +1138,7 @@ sync:
         assert_eq!(d.region_name.as_deref(), Some("us-east-1"));
         assert_eq!(d.s3_bucket.as_deref(), Some("mybucket"));
         assert_eq!(d.glacier_vault.as_deref(), Some("myvault"));
-        assert_eq!(d.destination(), "s3");
+        assert_eq!(d.destination().as_str(), "s3");
         assert!(d.compress());
         assert_eq!(d.plugins, ["test_plugin.TestPlugin", "other.Plugin"]);
         assert_eq!(d.plugins_dir.as_deref(), Some("/home/user/.bakthat_plugins"));
@@ -1154,7 +1152,7 @@ sync:
         let s = config.profile("swift").unwrap();
         assert_eq!(s.access_key.as_deref(), Some("account:user"));
         assert_eq!(s.glacier_vault.as_deref(), Some(""));
-        assert_eq!(s.destination(), "swift");
+        assert_eq!(s.destination().as_str(), "swift");
         assert_eq!(s.auth_version.as_deref(), Some("2"));
         assert!(!s.compress(), "YAML 1.1 `no` is false, as 0.6 read it");
         let r = s.rotation.as_ref().unwrap();
@@ -1167,7 +1165,7 @@ sync:
 
         let l = config.profile("legacy").unwrap();
         assert_eq!(l.auth_version.as_deref(), Some("1"));
-        assert_eq!(l.destination(), "local", "the new default destination");
+        assert_eq!(l.destination().as_str(), "local", "the new default destination");
         assert_eq!(l.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(l.local_path.as_deref(), Some(Path::new("~/backups")));
         assert_eq!(l.s3_storage_class.as_deref(), Some("STANDARD_IA"));
@@ -1271,7 +1269,7 @@ sync:
         let p = config.profile(DEFAULT_PROFILE).unwrap();
         assert_eq!(p, Profile::default());
         assert!(p.compress());
-        assert_eq!(p.destination(), "local");
+        assert_eq!(p.destination().as_str(), "local");
         assert!(matches!(config.profile("nope"), Err(ConfigError::UnknownProfile { known, .. }) if known.is_empty()));
         // An empty file, or one with only comments, is empty too.
         let empty = Config::load(&write(dir.path(), "e.yml", "# nothing yet\n")).unwrap();

@@ -229,7 +229,7 @@ pub fn publish_tombstone(
 ) -> Result<String, StorageError> {
     let tomb = BackupRecord {
         id: None,
-        backend: record.backend.clone(),
+        backend: record.backend,
         backend_hash: record.backend_hash.clone(),
         backup_date: record.backup_date,
         filename: record.filename.clone(),

@@ -21,7 +21,7 @@ use crate::archive::crypto::{self, CryptoError};
 use crate::archive::legacy::{BlowfishReader, LegacyError};
 use crate::archive::Secret;
 use crate::inventory::InventoryError;
-use crate::model::{BackupRecord, StoredName};
+use crate::model::{BackupRecord, Destination, StoredName};
 use crate::ops::{Ctx, OpsError};
 use crate::storage::s3::S3Store;
 use crate::storage::{Backend, PutOptions, StorageError};
@@ -40,6 +40,8 @@ pub enum KvError {
     Ops(#[from] OpsError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Open(#[from] crate::stores::OpenError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     #[error("{key} is encrypted (or is not JSON); give its password with BAKTHAT_PASSWORD or at the prompt")]
@@ -66,7 +68,7 @@ pub struct KeyValue<'a> {
 impl<'a> KeyValue<'a> {
     /// KeyValue on the profile's `s3_bucket`.
     pub fn open(ctx: &'a Ctx) -> Result<KeyValue<'a>, KvError> {
-        Ok(KeyValue { ctx, store: ctx.s3_store()? })
+        Ok(KeyValue { ctx, store: ctx.stores().s3_hot()? })
     }
 
     /// KeyValue on another bucket.
@@ -85,8 +87,8 @@ impl<'a> KeyValue<'a> {
         let stored = StoredName::from_key(key);
         let record = BackupRecord {
             id: None,
-            backend: "s3".into(),
-            backend_hash: Some(self.ctx.backend_hash("s3", &self.store)),
+            backend: Destination::S3,
+            backend_hash: self.ctx.stores().backend_hash(Destination::S3).ok(),
             backup_date: now,
             filename: key.to_string(),
             is_deleted: false,

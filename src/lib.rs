@@ -5,7 +5,7 @@
 //!
 //! Architecture. Dependencies point one way, and `scripts/deps.sh` prints the module graph and fails on a cycle
 //! (`scripts/test.sh` runs it):
-//! - [`model`]: names, timestamps and records; no I/O.
+//! - [`model`]: names, timestamps, destinations and records; no I/O.
 //! - [`archive`]: the archive format (tar, independent gzip members, chunked authenticated encryption, entry
 //!   index) and the legacy bakthat 0.6 (beefish) reader.
 //! - [`storage`]: the `Backend` trait and its implementations.
@@ -13,6 +13,7 @@
 //! - [`rotation`] and [`interval`]: grandfather-father-son retention as a pure function, and 0.6's interval grammar.
 //! - [`config`]: `~/.bakthat.yml` profiles.
 //! - [`journal`]: the sync journal's entries, written to a store with a key; a leaf beside `archive` and `storage`.
+//! - [`stores`]: a profile's stores, built in one place, and the one place that starts a cold retrieval.
 //! - [`ops`]: backup, restore, show, delete, rotate, composed from the above (a backup or delete appends to the
 //!   journal).
 //! - [`kv`]: KeyValue, small JSON values in the profile's S3 bucket (0.6's `helper.KeyValue`).
@@ -41,6 +42,7 @@ pub mod mount;
 pub mod ops;
 pub mod rotation;
 pub mod storage;
+pub mod stores;
 pub mod sync;
 
 /// An error and its causes on one line, `a: b: c`: what logs and one-line messages show.

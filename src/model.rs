@@ -2,12 +2,15 @@
 //!
 //! A [`StoredName`] is the object key in a store (`name.YYYYmmddHHMMSS.tgz[.enc]`), a [`BackupRecord`] is one row of
 //! the inventory, mirroring bakthat 0.6's `backups` table. [`relative_path`] and [`FileName`] say which names from
-//! outside (a store, the journal, a sync server, a 0.6 database, an archive entry) bakthat accepts.
+//! outside (a store, the journal, a sync server, a 0.6 database, an archive entry) bakthat accepts. A
+//! [`Destination`] is a kind of store, parsed once where its name enters (config, `-d`, an inventory row, a journal
+//! entry); nothing else compares store names.
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,11 +28,93 @@ pub fn utc(epoch: Epoch) -> DateTime<Utc> {
     Utc.timestamp_opt(epoch, 0).single().unwrap_or_default()
 }
 
+/// A kind of store: where a backup goes (`-d`, `default_destination`) and the inventory's `backend` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Destination {
+    /// A directory (`local_path`).
+    Local,
+    /// An S3 bucket (`s3_bucket`), whose archive class may be cold (`s3_storage_class: GLACIER`).
+    S3,
+    /// A Glacier vault (`glacier_vault`): always cold.
+    Glacier,
+    /// A Swift container (`s3_bucket`).
+    Swift,
+}
+
+impl Destination {
+    /// Every destination, in the order `configure` and messages list them.
+    pub const ALL: [Destination; 4] = [Destination::S3, Destination::Glacier, Destination::Swift, Destination::Local];
+
+    /// The name used in the config, on the command line and in the inventory.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Local => "local",
+            Destination::S3 => "s3",
+            Destination::Glacier => "glacier",
+            Destination::Swift => "swift",
+        }
+    }
+
+    /// Whether objects in this kind of store may need a retrieval before they can be read.
+    pub fn may_be_cold(self) -> bool {
+        match self {
+            Destination::Glacier | Destination::S3 => true,
+            Destination::Local | Destination::Swift => false,
+        }
+    }
+
+    /// Whether an object stored here with `storage_class` (S3's class; `None` when not recorded) is archived, that
+    /// is, cannot be read before a retrieval. Glacier always is; S3 is in `GLACIER` and `DEEP_ARCHIVE` (not
+    /// `GLACIER_IR`, which reads at once).
+    pub fn is_archived(self, storage_class: Option<&str>) -> bool {
+        match self {
+            Destination::Glacier => true,
+            Destination::S3 => matches!(storage_class, Some("GLACIER" | "DEEP_ARCHIVE")),
+            Destination::Local | Destination::Swift => false,
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A destination name that is none of `local`, `s3`, `glacier`, `swift`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown destination {0:?}; use local, s3, glacier or swift")]
+pub struct UnknownDestination(pub String);
+
+impl FromStr for Destination {
+    type Err = UnknownDestination;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Destination::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| UnknownDestination(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for Destination {
+    type Error = UnknownDestination;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Destination> for String {
+    fn from(d: Destination) -> String {
+        d.as_str().to_string()
+    }
+}
+
 /// How the payload of a stored object is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encryption {
     /// Not encrypted.
+    #[default]
     None,
     /// bakthat's own format (`\x89BKT` header, Argon2id, AES-256-CBC + HMAC-SHA256 chunks).
     V1,
@@ -242,8 +327,8 @@ pub struct BackupRecord {
     /// Local row id; never synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
-    /// `local`, `s3`, `glacier` or `swift`.
-    pub backend: String,
+    /// The kind of store holding it.
+    pub backend: Destination,
     /// sha512(access_key + container) as in 0.6, or a hash identifying the local store.
     pub backend_hash: Option<String>,
     /// UTC epoch of the backup.
@@ -253,7 +338,8 @@ pub struct BackupRecord {
     pub is_deleted: bool,
     /// UTC epoch of the last change to this row (used by sync: newer wins).
     pub last_updated: Epoch,
-    /// JSON object: `is_enc`, `client`, `enc`, …
+    /// JSON object: `is_enc`, `client`, `enc`, … (0.6's free-form column). Read it through the typed accessors
+    /// ([`BackupRecord::encryption`], [`BackupRecord::plain_size`], …), which know each key's meaning.
     pub metadata: serde_json::Value,
     /// Size in bytes of the stored object.
     pub size: u64,
@@ -285,9 +371,114 @@ impl BackupRecord {
 
     /// Whether the payload is encrypted, by metadata or by name.
     pub fn is_enc(&self) -> bool {
-        self.metadata.get("is_enc").and_then(|v| v.as_bool()).unwrap_or(false) || self.stored_filename.is_enc()
+        self.meta_bool(META_IS_ENC).unwrap_or(false) || self.stored_filename.is_enc()
+    }
+
+    /// How the payload is encrypted: bakthat's own format when the row says so (`enc: v1`), else a 0.6 beefish
+    /// file (AES for `.ae` names), else none.
+    pub fn encryption(&self) -> Encryption {
+        if !self.is_enc() {
+            Encryption::None
+        } else if self.meta_str(META_ENC) == Some("v1") {
+            Encryption::V1
+        } else if self.stored_filename.as_str().ends_with(".ae") {
+            Encryption::LegacyAes
+        } else {
+            Encryption::LegacyBlowfish
+        }
+    }
+
+    /// The plaintext size of a raw (not tar) backup, when it was recorded.
+    pub fn plain_size(&self) -> Option<u64> {
+        self.metadata.get(META_PLAIN_SIZE).and_then(|v| v.as_u64())
+    }
+
+    /// The S3 storage class the archive was stored with, when it was recorded (`s3_storage_class`).
+    pub fn storage_class(&self) -> Option<&str> {
+        self.meta_str(META_STORAGE_CLASS)
+    }
+
+    /// Whether the archive cannot be read before a retrieval, by its store and storage class (see
+    /// [`Destination::is_archived`]).
+    pub fn is_archived(&self) -> bool {
+        self.backend.is_archived(self.storage_class())
+    }
+
+    /// Whether the backup has an `.index` sidecar beside it: a tar archive written by this version
+    /// (`format: bakthat-1`).
+    pub fn has_sidecar(&self) -> bool {
+        self.stored_filename.is_tgz() && self.meta_str(META_FORMAT) == Some(FORMAT_ARCHIVE)
+    }
+
+    /// The host that made the backup (0.6's `client`).
+    pub fn client(&self) -> Option<&str> {
+        self.meta_str(META_CLIENT)
+    }
+
+    fn meta_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(|v| v.as_str())
+    }
+
+    fn meta_bool(&self, key: &str) -> Option<bool> {
+        self.metadata.get(key).and_then(|v| v.as_bool())
     }
 }
+
+/// What a stored payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A bakthat 0.7 tar archive with an `.index` sidecar.
+    Archive,
+    /// The backed-up file itself.
+    Raw,
+}
+
+/// The metadata of a new backup, as [`BackupRecord::metadata`] stores it (the keys the accessors read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewMetadata {
+    /// The host making the backup.
+    pub client: String,
+    /// How the payload is encrypted.
+    pub encryption: Encryption,
+    /// What the payload is, when known.
+    pub format: Option<Format>,
+    /// The plaintext size of a raw backup.
+    pub plain_size: Option<u64>,
+    /// The S3 storage class the archive was stored with.
+    pub storage_class: Option<String>,
+}
+
+impl NewMetadata {
+    /// The JSON object for [`BackupRecord::metadata`].
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::json!({
+            META_IS_ENC: self.encryption != Encryption::None,
+            META_CLIENT: self.client,
+            META_ENC: (self.encryption == Encryption::V1).then_some("v1"),
+        });
+        if let Some(f) = self.format {
+            m[META_FORMAT] = serde_json::json!(match f {
+                Format::Archive => FORMAT_ARCHIVE,
+                Format::Raw => "raw",
+            });
+        }
+        if let Some(p) = self.plain_size {
+            m[META_PLAIN_SIZE] = serde_json::json!(p);
+        }
+        if let Some(c) = &self.storage_class {
+            m[META_STORAGE_CLASS] = serde_json::json!(c);
+        }
+        m
+    }
+}
+
+const META_IS_ENC: &str = "is_enc";
+const META_ENC: &str = "enc";
+const META_CLIENT: &str = "client";
+const META_PLAIN_SIZE: &str = "plain_size";
+const META_STORAGE_CLASS: &str = "storage_class";
+const META_FORMAT: &str = "format";
+const FORMAT_ARCHIVE: &str = "bakthat-1";
 
 #[cfg(test)]
 mod tests {
@@ -316,7 +507,7 @@ mod tests {
     fn tags_match_whole_words() {
         let r = BackupRecord {
             id: None,
-            backend: "local".into(),
+            backend: Destination::Local,
             backend_hash: None,
             backup_date: 0,
             filename: "x".into(),

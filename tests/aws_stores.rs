@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bakthat::inventory::Inventory;
-use bakthat::ops::InventoryCatalog;
 use bakthat::storage::glacier::{GlacierCatalog, GlacierStore, JobState, RetrievalJob};
 use bakthat::storage::s3::{S3Settings, S3Store};
 use bakthat::storage::{Backend, PutOptions, Retrieval, StorageError};
+use bakthat::stores::InventoryCatalog;
 use common::moto;
 
 fn s3(bucket: &str) -> S3Store {

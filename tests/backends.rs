@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use bakthat::inventory::Inventory;
-use bakthat::ops::InventoryCatalog;
 use bakthat::storage::glacier::GlacierStore;
 use bakthat::storage::local::LocalStore;
 use bakthat::storage::s3::S3Store;
+use bakthat::stores::InventoryCatalog;
 use common::moto;
 
 #[test]

@@ -184,7 +184,12 @@ fn missing_path_unknown_profile_destination_and_bad_yaml() {
     e.fails(&["show", "-p", "nope"], 1, "nope");
     let src = e.path().join("d");
     fs::create_dir(&src).unwrap();
-    e.fails(&["backup", src.to_str().unwrap(), "-d", "ftp", "--prompt", "no"], 1, "unknown destination");
+    // A destination is parsed with the flags: a usage error (exit 2), as for any bad flag value.
+    e.fails(
+        &["backup", src.to_str().unwrap(), "-d", "ftp", "--prompt", "no"],
+        2,
+        "unknown destination \"ftp\"; use local, s3",
+    );
     e.fails(&["restore", "never-backed-up"], 1, "no backup matches");
     fs::write(e.config(), "default:\n  local_path: /x\n  bad: [unclosed\n").unwrap();
     let o = e.fails(&["show"], 1, "bakthat.yml:");

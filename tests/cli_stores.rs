@@ -119,3 +119,51 @@ fn an_archive_storage_class_leaves_sidecars_and_the_journal_hot() {
     }
     assert!(!s3.list("bakthat-journal.").unwrap().is_empty(), "the backup was journaled");
 }
+
+/// Regression (issue 13): the mount decided "archived" from a `storage_class` metadata key that no backup wrote, so
+/// an S3 backup stored with `s3_storage_class: GLACIER` showed `state = ready` until a read failed. The row now
+/// records the class the store applied, and the mount shows the backup archived before any request.
+#[test]
+fn a_glacier_class_s3_backup_shows_archived_in_the_mount_before_any_read() {
+    use bakthat::fs::{Fs, MountOptions, OpenBackend, XattrReply};
+    use std::sync::Arc;
+    let (env, _bucket) = scratch_home();
+    let mut config = fs::read_to_string(env.path("bakthat.yml")).unwrap();
+    config.push_str("  s3_storage_class: GLACIER\n");
+    fs::write(env.path("bakthat.yml"), config).unwrap();
+    let src = source(&env.path("cold"));
+    ok(&env.run(&["backup", src.to_str().unwrap(), "-d", "s3", "--prompt", "no"], None), "backup");
+
+    let config = bakthat::config::Config::load(&env.path("bakthat.yml")).unwrap();
+    let inventory = bakthat::inventory::Inventory::open(env.path("inventory.sqlite")).unwrap();
+    let ctx = bakthat::ops::Ctx::new(config, "default", inventory).unwrap();
+    let client = Arc::new(bakthat::client::Client::from_ctx(ctx).unwrap());
+    let c2 = client.clone();
+    let open: OpenBackend = Arc::new(move |d| Ok(c2.ctx().stores().open(d)?));
+    let fs = Fs::new(client, open, None, MountOptions::new(env.path("cache"))).unwrap();
+    let lookup = |parent, name: &str| fs.lookup(parent, name.as_bytes()).unwrap().attr.ino;
+    let by_name = lookup(lookup(1, "by-name"), "project");
+    let names: Vec<String> =
+        fs.readdir(by_name, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect();
+    let date = names.iter().find(|n| n.as_str() != "latest").expect("a dated backup directory");
+    let dir = lookup(by_name, date);
+    let get = |name: &str| match fs.getxattr(dir, format!("user.bakthat.{name}").as_bytes(), 4096).unwrap() {
+        XattrReply::Data(d) => String::from_utf8(d).unwrap(),
+        XattrReply::Size(_) => unreachable!(),
+    };
+    assert_eq!(get("storage_class"), "GLACIER");
+    assert_eq!(get("state"), "archived", "before any read");
+    // The first read starts the object's restore (moto may complete it at once) and reads once it is done.
+    let file = lookup(lookup(lookup(dir, "project"), "sub"), "big.bin");
+    let fh = fs.open(file, false).unwrap().fh;
+    match fs.read(file, fh, 0, 4096) {
+        Ok(data) => {
+            assert_eq!(data.len(), 4096);
+            assert_eq!(get("state"), "ready");
+        }
+        Err(e) => {
+            assert!(matches!(e, bakthat::fs::FsError::RetrievalPending { .. }), "{e}");
+            assert_eq!(get("state"), "retrieving");
+        }
+    }
+}

@@ -151,7 +151,7 @@ fn verify_indexes_a_legacy_archive_on_its_first_full_read() {
     fs::write(t.path().join("store").join(stored.as_str()), &enc).unwrap();
     let record = BackupRecord {
         id: None,
-        backend: "local".into(),
+        backend: "local".parse().unwrap(),
         backend_hash: None,
         backup_date: START,
         filename: "old".into(),

@@ -50,7 +50,7 @@ fn host(dir: &Path, name: &str, store: &Path) -> Ctx {
 fn record(name: &str, date: &str, last_updated: i64, tags: &str, host: &str) -> BackupRecord {
     BackupRecord {
         id: None,
-        backend: "s3".into(),
+        backend: "s3".parse().unwrap(),
         backend_hash: Some("h".into()),
         backup_date: 1_700_000_000,
         filename: name.into(),
@@ -466,20 +466,23 @@ fn rows_without_entries_are_published_on_request() {
     let b = host(t.path(), "b", &store_dir);
     // Rows as an import from 0.6 leaves them: no journal entries.
     let mut plain = record("old", "20120101000000", 10, "x", "a");
-    plain.backend = "local".into();
+    plain.backend = bakthat::model::Destination::Local;
     let mut enc = record("secret", "20120101000000", 11, "", "a");
-    enc.backend = "local".into();
+    enc.backend = bakthat::model::Destination::Local;
     enc.stored_filename = StoredName::from_key("secret.20120101000000.tgz.enc");
     enc.metadata = json!({"is_enc": true});
     let mut gone = record("gone", "20120101000000", 12, "", "a");
-    gone.backend = "local".into();
+    gone.backend = bakthat::model::Destination::Local;
     gone.is_deleted = true;
     for r in [&plain, &enc, &gone] {
         a.inventory.insert(r).unwrap();
     }
-    let e = sync::publish_all(&a, &store, "local", None).unwrap_err();
+    let e = sync::publish_all(&a, &store, bakthat::model::Destination::Local, None).unwrap_err();
     assert!(e.to_string().contains("BAKTHAT_PASSWORD"), "{e}");
-    assert_eq!(sync::publish_all(&a, &store, "local", Some(&Secret::new(b"pw"))).unwrap(), 3);
+    assert_eq!(
+        sync::publish_all(&a, &store, bakthat::model::Destination::Local, Some(&Secret::new(b"pw"))).unwrap(),
+        3
+    );
     // Published with the password, every entry is authenticated with it: none is read without it.
     let r = sync::sync_store(&b, &store, None, false).unwrap();
     assert_eq!((r.inserted, r.unreadable.len()), (0, 3), "{r:?}");
@@ -519,7 +522,7 @@ fn a_running_mount_shows_synced_backups_without_a_remount() {
     let mut opts = MountOptions::new(t.path().join("cache"));
     opts.refresh_interval = std::time::Duration::ZERO;
     let s2 = store.clone();
-    let open: OpenBackend = Arc::new(move |_: &str| Ok(s2.clone()));
+    let open: OpenBackend = Arc::new(move |_| Ok(s2.clone()));
     let fs = Fs::new(b.clone(), open, None, opts).unwrap();
     assert!(fs_names(&fs, "/by-name").is_empty());
 

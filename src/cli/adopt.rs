@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use super::{context, human, read_password, Cli, EXIT_OK};
-use crate::model::StoredName;
+use crate::model::{Destination, StoredName};
 use crate::ops;
 
 #[derive(Parser, Debug)]
@@ -13,15 +13,15 @@ pub(super) struct AdoptArgs {
     /// The archive's stored name, as `bakthat check` prints it
     stored: String,
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
 }
 
 pub(super) fn run(cli: &Cli, a: &AdoptArgs) -> Result<i32> {
     let ctx = context(cli)?;
     let stored = StoredName::from_key(a.stored.as_str());
-    let dest = ctx.destination(a.destination.as_deref());
+    let dest = ctx.destination(a.destination);
     let password = read_password(stored.is_enc())?;
-    let record = ops::adopt(&ctx, &dest, &stored, password.as_deref())?;
+    let record = ops::adopt(&ctx, dest, &stored, password.as_deref())?;
     println!("adopted {} ({}) in {}, every checksum verified", record.stored_filename, human(record.size), dest);
     Ok(EXIT_OK)
 }

@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 
 use super::{client, excludes, human, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::archive::Secret;
+use crate::model::Destination;
 use crate::ops;
 
 #[derive(Parser, Debug)]
@@ -17,7 +18,7 @@ pub(super) struct BackupArgs {
     filename: Option<PathBuf>,
     /// local, s3, glacier or swift (default: the profile's default_destination, else local)
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
     /// Ask for a password when BAKTHAT_PASSWORD is not set
     #[arg(long, value_enum, default_value = "yes")]
     prompt: YesNo,
@@ -56,7 +57,7 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
     let filter = excludes::filter(&source, a.exclude_file.as_deref())?;
     let opts = ops::BackupOptions {
         source,
-        destination: a.destination.clone(),
+        destination: a.destination,
         tags: a.tags.iter().cloned().collect(),
         name: a.name.clone(),
         password: backup_password(a.prompt)?,

@@ -9,13 +9,14 @@ use clap::Parser;
 
 use super::{context, read_password, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::config::DEFAULT_PROFILE;
+use crate::model::Destination;
 use crate::ops::{self, CheckOptions, ReadData, Subset};
 
 #[derive(Parser, Debug)]
 pub(super) struct CheckArgs {
     /// Only this destination (repeatable; default: every destination with backups)
     #[arg(short, long)]
-    destination: Vec<String>,
+    destination: Vec<Destination>,
     /// Also download every backup and check every checksum and MAC
     #[arg(long, conflicts_with = "read_data_subset")]
     read_data: bool,
@@ -66,7 +67,7 @@ fn adopt_command(cli: &Cli, o: &ops::Orphan) -> String {
     if cli.profile != DEFAULT_PROFILE {
         words.push(format!("-p {}", shell_word(&cli.profile)));
     }
-    words.push(format!("adopt {} -d {}", shell_word(o.stored.as_str()), shell_word(&o.destination)));
+    words.push(format!("adopt {} -d {}", shell_word(o.stored.as_str()), shell_word(o.destination.as_str())));
     words.join(" ")
 }
 

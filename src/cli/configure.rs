@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use super::{ask, load_config, Cli, EXIT_OK};
 use crate::config::{self, Profile};
+use crate::model::Destination;
 
 #[derive(Parser, Debug, Default)]
 pub(super) struct ConfigureArgs {
@@ -19,7 +20,7 @@ pub(super) struct ConfigureArgs {
     #[arg(long)]
     glacier_vault: Option<String>,
     #[arg(long)]
-    default_destination: Option<String>,
+    default_destination: Option<Destination>,
     #[arg(long)]
     region_name: Option<String>,
     #[arg(long)]
@@ -52,7 +53,9 @@ pub(super) fn run(cli: &Cli, a: &ConfigureArgs) -> Result<i32> {
         set(&mut p.secret_key, &a.secret_key);
         set(&mut p.s3_bucket, &a.s3_bucket);
         set(&mut p.glacier_vault, &a.glacier_vault);
-        set(&mut p.default_destination, &a.default_destination);
+        if let Some(d) = a.default_destination {
+            p.default_destination = Some(d);
+        }
         set(&mut p.region_name, &a.region_name);
         set(&mut p.auth_version, &a.auth_version);
         set(&mut p.auth_url, &a.auth_url);
@@ -66,22 +69,19 @@ pub(super) fn run(cli: &Cli, a: &ConfigureArgs) -> Result<i32> {
         p.s3_bucket = ask("S3 Bucket Name: ", p.s3_bucket.as_deref())?;
         p.glacier_vault = ask("Glacier Vault Name: ", p.glacier_vault.as_deref())?;
         loop {
-            let d = ask("Default destination (local): ", Some(p.destination()))?.unwrap_or_else(|| "local".into());
-            if config::DESTINATIONS.contains(&d.as_str()) {
-                p.default_destination = Some(d);
-                break;
+            let d = ask("Default destination (local): ", Some(p.destination().as_str()))?;
+            match d.unwrap_or_else(|| config::DEFAULT_DESTINATION.to_string()).parse() {
+                Ok(d) => {
+                    p.default_destination = Some(d);
+                    break;
+                }
+                Err(e) => eprintln!("{e}"),
             }
-            eprintln!("choose one of {}", config::DESTINATIONS.join(", "));
         }
         p.region_name = ask("Region Name (us-east-1): ", p.region_name.as_deref().or(Some("us-east-1")))?;
-        if p.destination() == "swift" {
+        if p.destination() == Destination::Swift {
             p.auth_version = ask("Swift Auth Version: ", p.auth_version.as_deref())?;
             p.auth_url = ask("Swift Auth URL: ", p.auth_url.as_deref())?;
-        }
-    }
-    if let Some(d) = &p.default_destination {
-        if !config::DESTINATIONS.contains(&d.as_str()) {
-            bail!("unknown destination {d:?}; use one of {}", config::DESTINATIONS.join(", "));
         }
     }
     config.set_profile(&cli.profile, p);

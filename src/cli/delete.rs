@@ -4,13 +4,14 @@ use anyhow::Result;
 use clap::Parser;
 
 use super::{client, Cli, EXIT_OK};
+use crate::model::Destination;
 use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct DeleteArgs {
     filename: String,
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
 }
 
 #[derive(Parser, Debug)]
@@ -19,21 +20,21 @@ pub(super) struct DeleteOlderArgs {
     /// s m h D W M Y units, e.g. 2W, 3M2D8h
     interval: String,
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
     /// Only print what would be deleted
     #[arg(long)]
     dry_run: bool,
 }
 
 pub(super) fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
-    let r = client(cli)?.delete(&a.filename, a.destination.as_deref())?;
+    let r = client(cli)?.delete(&a.filename, a.destination)?;
     println!("deleted {}", r.stored_filename);
     Ok(EXIT_OK)
 }
 
 pub(super) fn older_than(cli: &Cli, a: &DeleteOlderArgs) -> Result<i32> {
     let c = client(cli)?;
-    let done = c.delete_older_than(&a.filename, &a.interval, a.destination.as_deref(), a.dry_run)?;
+    let done = c.delete_older_than(&a.filename, &a.interval, a.destination, a.dry_run)?;
     print_plan(&done, a.dry_run);
     Ok(EXIT_OK)
 }

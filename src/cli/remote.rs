@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use super::{context, read_password, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::interval::parse_expiry;
 use crate::kv::KeyValue;
+use crate::model::Destination;
 use crate::ops;
 
 /// `bakthat kv ...`
@@ -46,7 +47,7 @@ pub(super) struct ShareArgs {
     name: String,
     /// Only s3 backups can be shared (the default)
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
     /// How long the URL works: 1h, 30m, 7D (at most 7 days)
     #[arg(long, default_value = "1h")]
     expires: String,
@@ -112,7 +113,7 @@ pub(super) fn kv(cli: &Cli, op: &KvCommand) -> Result<i32> {
 
 pub(super) fn share(cli: &Cli, a: &ShareArgs) -> Result<i32> {
     let ctx = context(cli)?;
-    let s = ops::share(&ctx, &a.name, a.destination.as_deref(), &a.expires)?;
+    let s = ops::share(&ctx, &a.name, a.destination, &a.expires)?;
     println!("{}", s.url);
     if !cli.quiet {
         let hours = s.expires.as_secs() as f64 / 3600.0;
@@ -159,7 +160,7 @@ pub(super) fn glacier_inventory(cli: &Cli, what: GlacierInventory) -> Result<i32
             println!(
                 "stored {n} archive id(s) in {} of bucket {}",
                 ops::GLACIER_INVENTORY_KEY,
-                ctx.s3_store()?.bucket()
+                ctx.stores().s3_hot()?.bucket()
             );
         }
         GlacierInventory::Restore => {

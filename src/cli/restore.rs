@@ -7,13 +7,14 @@ use anyhow::Result;
 use clap::Parser;
 
 use super::{client, human, needs_password, read_password, Cli, EXIT_OK};
+use crate::model::Destination;
 use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct RestoreArgs {
     filename: String,
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
     /// Directory to restore into (default: the current directory)
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
@@ -26,13 +27,13 @@ pub(super) fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
     let client = client(cli)?;
     let mut opts = ops::RestoreOptions {
         name: a.filename.clone(),
-        destination: a.destination.clone(),
+        destination: a.destination,
         to: a.to.clone(),
         force: a.force,
         password: read_password(false)?,
     };
     // Ask before restoring rather than after a failed try, so that restore hooks run once.
-    let encrypted = client.inventory().newest(&a.filename, a.destination.as_deref())?.is_some_and(|r| r.is_enc());
+    let encrypted = client.inventory().newest(&a.filename, a.destination)?.is_some_and(|r| r.is_enc());
     if encrypted && opts.password.is_none() && io::stdin().is_terminal() {
         opts.password = read_password(true)?;
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use super::{context, human, Cli, EXIT_OK};
-use crate::model::{utc, BackupRecord};
+use crate::model::{utc, BackupRecord, Destination};
 use crate::ops;
 
 #[derive(Parser, Debug)]
@@ -14,7 +14,7 @@ pub(super) struct ShowArgs {
     query: Option<String>,
     /// Only these destinations (repeatable; default: all)
     #[arg(short, long)]
-    destination: Vec<String>,
+    destination: Vec<Destination>,
     /// Only backups with all these tags (space separated)
     #[arg(short, long)]
     tags: Option<String>,

@@ -8,13 +8,14 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use super::{context, read_password, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::model::Destination;
 use crate::sync::{self as s, SyncReport};
 
 #[derive(Parser, Debug)]
 pub(super) struct SyncArgs {
     /// The destination whose store journal to read (default: the profile's default destination)
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
     /// Read the whole journal again and recreate every row from it (for a lost or damaged inventory)
     #[arg(long)]
     rebuild: bool,
@@ -65,16 +66,16 @@ pub(super) fn sync(cli: &Cli, a: &SyncArgs) -> Result<i32> {
     let ctx = context(cli)?;
     let secret = read_password(false)?;
     if a.publish {
-        let dest = ctx.destination(a.destination.as_deref());
-        let n = s::publish_destination(&ctx, &dest, secret.as_deref())?;
+        let dest = ctx.destination(a.destination);
+        let n = s::publish_destination(&ctx, dest, secret.as_deref())?;
         if !cli.quiet {
             println!("published {n} journal entries");
         }
     }
-    let mut report = s::run(&ctx, a.destination.as_deref(), secret.as_deref(), a.rebuild)?;
+    let mut report = s::run(&ctx, a.destination, secret.as_deref(), a.rebuild)?;
     if secret.is_none() && !report.unreadable.is_empty() && io::stdin().is_terminal() {
         let secret = read_password(true)?;
-        report = s::run(&ctx, a.destination.as_deref(), secret.as_deref(), false)?;
+        report = s::run(&ctx, a.destination, secret.as_deref(), false)?;
     }
     Ok(print_report(&report, cli.quiet))
 }

@@ -5,6 +5,7 @@ use std::io::{self, IsTerminal};
 use anyhow::Result;
 use clap::Parser;
 
+use crate::model::Destination;
 use crate::ops::SidecarState;
 
 use super::{client, needs_password, read_password, Cli, EXIT_FAILURE, EXIT_OK};
@@ -13,16 +14,16 @@ use super::{client, needs_password, read_password, Cli, EXIT_FAILURE, EXIT_OK};
 pub(super) struct VerifyArgs {
     filename: String,
     #[arg(short, long)]
-    destination: Option<String>,
+    destination: Option<Destination>,
 }
 
 pub(super) fn run(cli: &Cli, a: &VerifyArgs) -> Result<i32> {
     let client = client(cli)?;
     let mut password = read_password(false)?;
-    let out = match client.verify(&a.filename, a.destination.as_deref(), password.as_deref()) {
+    let out = match client.verify(&a.filename, a.destination, password.as_deref()) {
         Err(e) if needs_password(&e) && io::stdin().is_terminal() => {
             password = read_password(true)?;
-            client.verify(&a.filename, a.destination.as_deref(), password.as_deref())?
+            client.verify(&a.filename, a.destination, password.as_deref())?
         }
         other => other?,
     };

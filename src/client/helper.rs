@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use super::{Client, ClientError};
 use crate::archive::Secret;
+use crate::model::Destination;
 use crate::ops::{BackupOptions, BackupOutcome, Planned, RestoreOptions, RestoreOutcome, RotateOptions};
 
 /// A temporary working directory and the actions on backups named after it. Made by [`Client::helper`].
@@ -46,7 +47,7 @@ pub struct Scope<'c> {
     name: String,
     dir: PathBuf,
     root: Option<tempfile::TempDir>,
-    destination: Option<String>,
+    destination: Option<Destination>,
     password: Option<Arc<Secret>>,
     tags: Vec<String>,
 }
@@ -93,8 +94,8 @@ impl<'c> Scope<'c> {
     }
 
     /// Uses this destination instead of the profile's default.
-    pub fn destination(mut self, destination: &str) -> Self {
-        self.destination = Some(destination.to_string());
+    pub fn destination(mut self, destination: Destination) -> Self {
+        self.destination = Some(destination);
         self
     }
 
@@ -128,7 +129,7 @@ impl<'c> Scope<'c> {
         opts.source = self.dir.clone();
         opts.name = Some(self.name.clone());
         if opts.destination.is_none() {
-            opts.destination.clone_from(&self.destination);
+            opts.destination = self.destination;
         }
         if opts.password.is_none() {
             opts.password.clone_from(&self.password);
@@ -141,20 +142,20 @@ impl<'c> Scope<'c> {
 
     /// Applies the profile's rotation policy to this helper's backups.
     pub fn rotate(&self) -> Result<Vec<Planned>, ClientError> {
-        let opts = RotateOptions { destination: self.destination.clone(), dry_run: false };
+        let opts = RotateOptions { destination: self.destination, dry_run: false };
         self.client.rotate(&self.name, &opts)
     }
 
     /// Deletes this helper's backups older than `interval` (e.g. `3M2D`).
     pub fn delete_older_than(&self, interval: &str) -> Result<Vec<Planned>, ClientError> {
-        self.client.delete_older_than(&self.name, interval, self.destination.as_deref(), false)
+        self.client.delete_older_than(&self.name, interval, self.destination, false)
     }
 
     /// Restores the newest backup of this helper into `to` (which then holds a directory named after the helper).
     pub fn restore(&self, to: &Path) -> Result<RestoreOutcome, ClientError> {
         self.client.restore(&RestoreOptions {
             name: self.name.clone(),
-            destination: self.destination.clone(),
+            destination: self.destination,
             to: Some(to.to_path_buf()),
             force: false,
             password: self.password.clone(),

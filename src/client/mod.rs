@@ -88,7 +88,7 @@ use uuid::Uuid;
 use crate::archive::Secret;
 use crate::config::{self, Config, ConfigError, Profile};
 use crate::inventory::{Inventory, InventoryError};
-use crate::model::BackupRecord;
+use crate::model::{BackupRecord, Destination};
 use crate::ops::{
     self, BackupOptions, BackupOutcome, Ctx, OpsError, Planned, RestoreOptions, RestoreOutcome, RotateOptions,
     ShowQuery, VerifyOutcome,
@@ -370,8 +370,9 @@ impl Client {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| opts.source.display().to_string()),
         };
-        let dest = self.ctx.destination(opts.destination.as_deref());
-        let subject = Subject { name: &name, source: Some(&opts.source), destination: Some(&dest), dry_run: false };
+        let dest = self.ctx.destination(opts.destination);
+        let subject =
+            Subject { name: &name, source: Some(&opts.source), destination: Some(dest.as_str()), dry_run: false };
         self.session(Action::Backup, subject, || Ok(ops::backup(&self.ctx, opts)?), |b| Outcome::Backup(b))
     }
 
@@ -403,8 +404,12 @@ impl Client {
 
     /// Restores the newest backup of `opts.name` (see [`ops::restore`]); fires `before_restore` and `on_restore`.
     pub fn restore(&self, opts: &RestoreOptions) -> Result<RestoreOutcome, ClientError> {
-        let subject =
-            Subject { name: &opts.name, source: None, destination: opts.destination.as_deref(), dry_run: false };
+        let subject = Subject {
+            name: &opts.name,
+            source: None,
+            destination: opts.destination.map(Destination::as_str),
+            dry_run: false,
+        };
         self.session(Action::Restore, subject, || Ok(ops::restore(&self.ctx, opts)?), |r| Outcome::Restore(r))
     }
 
@@ -414,10 +419,10 @@ impl Client {
     }
 
     /// Deletes the newest backup of `name`; fires `before_delete` and `on_delete`.
-    pub fn delete(&self, name: &str, destination: Option<&str>) -> Result<BackupRecord, ClientError> {
+    pub fn delete(&self, name: &str, destination: Option<Destination>) -> Result<BackupRecord, ClientError> {
         let dest = self.ctx.destination(destination);
-        let subject = Subject { name, source: None, destination: Some(&dest), dry_run: false };
-        self.session(Action::Delete, subject, || Ok(ops::delete(&self.ctx, name, Some(&dest))?), |r| Outcome::Delete(r))
+        let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run: false };
+        self.session(Action::Delete, subject, || Ok(ops::delete(&self.ctx, name, Some(dest))?), |r| Outcome::Delete(r))
     }
 
     /// Deletes the backups named exactly `name` older than `interval` (e.g. `3M2D`); fires
@@ -426,15 +431,15 @@ impl Client {
         &self,
         name: &str,
         interval: &str,
-        destination: Option<&str>,
+        destination: Option<Destination>,
         dry_run: bool,
     ) -> Result<Vec<Planned>, ClientError> {
         let dest = self.ctx.destination(destination);
-        let subject = Subject { name, source: None, destination: Some(&dest), dry_run };
+        let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run };
         self.session(
             Action::DeleteOlderThan,
             subject,
-            || Ok(ops::delete_older_than(&self.ctx, name, interval, Some(&dest), dry_run)?),
+            || Ok(ops::delete_older_than(&self.ctx, name, interval, Some(dest), dry_run)?),
             |p| Outcome::Plan(p),
         )
     }
@@ -442,8 +447,8 @@ impl Client {
     /// Applies the profile's rotation policy to the backups named exactly `name`; fires `before_rotate_backups`
     /// and `on_rotate_backups`.
     pub fn rotate(&self, name: &str, opts: &RotateOptions) -> Result<Vec<Planned>, ClientError> {
-        let dest = self.ctx.destination(opts.destination.as_deref());
-        let subject = Subject { name, source: None, destination: Some(&dest), dry_run: opts.dry_run };
+        let dest = self.ctx.destination(opts.destination);
+        let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run: opts.dry_run };
         self.session(Action::RotateBackups, subject, || Ok(ops::rotate(&self.ctx, name, opts)?), |p| Outcome::Plan(p))
     }
 
@@ -451,7 +456,7 @@ impl Client {
     pub fn verify(
         &self,
         name: &str,
-        destination: Option<&str>,
+        destination: Option<Destination>,
         password: Option<&Secret>,
     ) -> Result<VerifyOutcome, ClientError> {
         Ok(ops::verify(&self.ctx, name, destination, password)?)

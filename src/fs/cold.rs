@@ -1,13 +1,14 @@
-//! Cold storage: whether a backup's object can be read now, starting its retrieval (once) when it cannot, the
-//! retrieval jobs recorded in the inventory (shared with `bakthat restore`), and polling pending ones.
+//! Cold storage in the mount: what is known in memory about each cold object, asking [`crate::stores::cold`] (the
+//! one place that starts a retrieval and records its job, shared with `bakthat restore`) at most once per poll
+//! interval, and polling pending ones.
 //!
 //! Not here: what the status file says about it (`status.rs`).
 
 use std::time::Instant;
 
-use crate::inventory::{Job, JobKind, JobStatus};
 use crate::model::BackupRecord;
 use crate::storage::{Backend, Retrieval};
+use crate::stores::cold;
 
 use super::error::storage_error;
 use super::{lock, FsError, Inner, Result};
@@ -28,15 +29,10 @@ pub(super) fn state_word(r: &Retrieval) -> &'static str {
     }
 }
 
-/// Stores whose objects may need a retrieval before they can be read.
-pub(super) fn may_be_cold(kind: &str) -> bool {
-    matches!(kind, "glacier" | "s3")
-}
-
 impl Inner {
     /// Succeeds when the object can be read now; otherwise starts its retrieval (once) and says it is pending.
     pub(super) fn ensure_retrievable(&self, record: &BackupRecord, backend: &dyn Backend) -> Result<()> {
-        if !may_be_cold(backend.kind()) {
+        if !record.backend.may_be_cold() {
             return Ok(());
         }
         let stored = record.stored_filename.as_str();
@@ -61,54 +57,30 @@ impl Inner {
                 return Ok(());
             }
         }
-        let mut state = backend.retrieval_state(stored).map_err(|e| storage_error(stored, e))?;
-        if state == Retrieval::NotStarted {
-            state = backend.start_retrieval(stored).map_err(|e| storage_error(stored, e))?;
+        let requested = cold::request(&self.ctx().inventory, record, backend, self.ctx().now())
+            .map_err(|e| storage_error(stored, e))?;
+        let state = requested.state;
+        if requested.started {
             tracing::warn!(
                 stored,
                 state = state_word(&state),
                 "started the retrieval of a cold backup; reads give EAGAIN until it completes"
             );
         }
-        self.note_state(record, backend, &state)?;
+        self.note_state(stored, state.clone());
         match state {
             Retrieval::Ready => Ok(()),
             other => Err(pending(&other)),
         }
     }
 
-    /// Records a retrieval state in memory and its job in the inventory (shared with `bakthat restore`).
-    pub(super) fn note_state(&self, record: &BackupRecord, backend: &dyn Backend, state: &Retrieval) -> Result<()> {
-        let stored = record.stored_filename.as_str();
-        lock(&self.cold).insert(stored.to_string(), Cold { state: state.clone(), checked: Instant::now() });
-        let kind = if backend.kind() == "glacier" { JobKind::ArchiveRetrieval } else { JobKind::S3Restore };
-        let now = self.ctx().now();
-        let inv = &self.ctx().inventory;
-        match state {
-            Retrieval::Pending { job_id, .. } => {
-                let existing = inv.job(stored, kind)?;
-                if existing.as_ref().is_none_or(|j| j.status != JobStatus::Pending) {
-                    inv.put_job(&Job {
-                        target: stored.to_string(),
-                        job_id: job_id.clone().unwrap_or_else(|| "restore".into()),
-                        backend: backend.kind().to_string(),
-                        kind,
-                        status: JobStatus::Pending,
-                        created_at: now,
-                        ready_at: None,
-                        updated_at: now,
-                    })?;
-                }
-            }
-            Retrieval::Ready => {
-                if inv.job(stored, kind)?.is_some_and(|j| j.status == JobStatus::Pending) {
-                    inv.update_job_status(stored, kind, JobStatus::Ready, now)?;
-                    tracing::warn!(stored, "the retrieval of a cold backup completed; reads work now");
-                }
-            }
-            Retrieval::NotStarted => {}
+    /// Remembers a retrieval state (its job is in the inventory, see [`crate::stores::cold`]).
+    pub(super) fn note_state(&self, stored: &str, state: Retrieval) {
+        let before =
+            lock(&self.cold).insert(stored.to_string(), Cold { state: state.clone(), checked: Instant::now() });
+        if state == Retrieval::Ready && before.is_some_and(|c| matches!(c.state, Retrieval::Pending { .. })) {
+            tracing::warn!(stored, "the retrieval of a cold backup completed; reads work now");
         }
-        Ok(())
     }
 
     pub(super) fn poll_retrievals(&self) {
@@ -122,8 +94,9 @@ impl Inner {
             let Some(slot) = slot else { continue };
             let record = self.record(slot);
             let res = self.backend(&record).and_then(|b| {
-                let s = b.retrieval_state(&stored).map_err(|e| storage_error(&stored, e))?;
-                self.note_state(&record, b.as_ref(), &s)
+                let r = cold::request(&self.ctx().inventory, &record, b.as_ref(), self.ctx().now());
+                self.note_state(&stored, r.map_err(|e| storage_error(&stored, e))?.state);
+                Ok(())
             });
             if let Err(e) = res {
                 tracing::warn!("polling the retrieval of {stored}: {e:#}");

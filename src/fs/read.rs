@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::archive::index::EntryKind;
 use crate::archive::read::{Decoder, RangeRead};
-use crate::archive::{self, ArchiveError, Hints};
+use crate::archive::{self, ArchiveError};
 use crate::model::BackupRecord;
 use crate::storage::metered::Metered;
 use crate::storage::{Backend, StorageError};
@@ -20,12 +20,6 @@ use super::error::{archive_error, cache_io, classify_read, is_full, storage_erro
 use super::handles::Handle;
 use super::tree::{Content, Loaded, NodeKind};
 use super::{lock, FsError, Inner, Result};
-
-pub(super) fn hints(record: &BackupRecord) -> Hints {
-    let mut h = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
-    h.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
-    h
-}
 
 pub(super) fn key_hash(stored: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -72,10 +66,10 @@ impl Inner {
         if let Some(b) = lock(&self.backends).get(&record.backend) {
             return Ok(b.clone());
         }
-        let b = (self.open_backend)(&record.backend)
+        let b = (self.open_backend)(record.backend)
             .map_err(|e| FsError::Open { stored: record.stored_filename.to_string(), source: Box::new(e) })?;
         let b: Arc<dyn Backend> = Arc::new(Metered::new(b, self.meter.clone()));
-        lock(&self.backends).insert(record.backend.clone(), b.clone());
+        lock(&self.backends).insert(record.backend, b.clone());
         Ok(b)
     }
 
@@ -94,7 +88,7 @@ impl Inner {
         let backend = self.backend(record)?;
         self.ensure_retrievable(record, backend.as_ref())?;
         let stream = backend.get(stored).map_err(|e| storage_error(stored, e))?;
-        let h = hints(record);
+        let h = crate::ops::hints(record);
         let tgz = record.stored_filename.is_tgz();
         let (plain, _) = archive::decode(stream, h, self.secret.as_deref()).map_err(|e| archive_error(stored, e))?;
         let mut reader =
@@ -285,7 +279,7 @@ impl Inner {
     /// The plaintext size of a raw backup: recorded at backup time, or exact once cached; for rows written before
     /// bakthat recorded it, the stored size (an upper bound for encrypted ones).
     pub(super) fn raw_size(&self, record: &BackupRecord) -> u64 {
-        if let Some(n) = record.metadata.get("plain_size").and_then(|v| v.as_u64()) {
+        if let Some(n) = record.plain_size() {
             return n;
         }
         self.cache.open_file(&whole_key(record.stored_filename.as_str())).map(|f| f.len()).unwrap_or(record.size)

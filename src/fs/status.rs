@@ -168,20 +168,19 @@ impl Inner {
     pub(super) fn status_of(&self, slot: &Slot) -> BackupStatus {
         let record = &slot.record;
         let stored = record.stored_filename.as_str();
-        // Opening a store object makes no request; its kind says whether objects can be cold.
-        let kind = self.backend(record).map(|b| b.kind()).unwrap_or("unknown");
-        let glacier = kind == "glacier";
-        let storage_class = record
-            .metadata
-            .get("storage_class")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| if glacier { "GLACIER".into() } else { "STANDARD".into() });
+        // The row says where the backup is and with which storage class (no store is asked).
+        let storage_class = record.storage_class().map(str::to_string).unwrap_or_else(|| {
+            if record.backend.is_archived(None) {
+                "GLACIER".into()
+            } else {
+                "STANDARD".into()
+            }
+        });
         let job: Option<Job> = [JobKind::ArchiveRetrieval, JobKind::S3Restore]
             .into_iter()
             .find_map(|k| self.ctx().inventory.job(stored, k).ok().flatten());
         let mem = lock(&self.cold).get(stored).map(|c| c.state.clone());
-        let cold_class = glacier || matches!(storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE");
+        let cold_class = record.is_archived();
         let availability = match (&mem, &job) {
             (Some(Retrieval::Ready), _) => Availability::Ready,
             (Some(Retrieval::Pending { .. }), _) => Availability::Retrieving,
@@ -200,7 +199,7 @@ impl Inner {
         BackupStatus {
             availability,
             storage_class,
-            backend: record.backend.clone(),
+            backend: record.backend.to_string(),
             stored_name: stored.to_string(),
             job_id,
             ready_at,

@@ -80,7 +80,7 @@ impl Env {
         let mut opts = MountOptions::new(self.path().join("cache"));
         opts.refresh_interval = Duration::ZERO;
         opts.cache_size = 64 << 20;
-        let open: OpenBackend = Arc::new(move |_: &str| Ok(backend.clone() as Arc<dyn Backend>));
+        let open: OpenBackend = Arc::new(move |_| Ok(backend.clone() as Arc<dyn Backend>));
         Fs::new(self.client.clone(), open, password.map(|p| Arc::new(Secret::new(p.as_bytes()))), opts)
     }
 }
@@ -92,7 +92,7 @@ impl Env {
         opts.refresh_interval = Duration::ZERO;
         opts.settle = Duration::ZERO;
         let b = counting.clone();
-        let open: OpenBackend = Arc::new(move |_: &str| Ok(b.clone() as Arc<dyn Backend>));
+        let open: OpenBackend = Arc::new(move |_| Ok(b.clone() as Arc<dyn Backend>));
         Fs::new(self.client.clone(), open, None, opts).unwrap()
     }
 }
@@ -316,7 +316,7 @@ fn new_backups_appear_without_a_remount_and_names_are_escaped() {
     let other = Inventory::open(env.path().join("inv.sqlite")).unwrap();
     let weird = BackupRecord {
         id: None,
-        backend: "local".into(),
+        backend: "local".parse().unwrap(),
         backend_hash: None,
         backup_date: 1_795_320_485,
         filename: "we/ird\n..".into(),
@@ -532,7 +532,13 @@ fn damaged_data_is_an_integrity_error_never_wrong_bytes() {
 fn cold_backups_start_one_retrieval_and_give_eagain_until_it_completes() {
     let env = Env::new();
     let src = env.source("cold");
-    let r = env.backup(&src, &[], None);
+    let mut r = env.backup(&src, &[], None);
+    // The row's destination says whether a backup may be cold: make it a Glacier row over the same objects.
+    let index = env.ctx().inventory.get_index(&r.stored_filename).unwrap().unwrap();
+    env.ctx().inventory.remove(&r.stored_filename).unwrap();
+    r.backend = crate::model::Destination::Glacier;
+    env.ctx().inventory.insert(&r).unwrap();
+    env.ctx().inventory.put_index(&r.stored_filename, &index).unwrap();
     let cold = Arc::new(ColdStore::new(env.store()));
     let counting = counting(cold.clone());
     let fs = env.fs(counting.clone(), None).unwrap();
@@ -599,7 +605,7 @@ fn legacy_archives_are_read_whole_once_then_served_from_the_cache() {
     up.commit().unwrap();
     let record = BackupRecord {
         id: None,
-        backend: "local".into(),
+        backend: "local".parse().unwrap(),
         backend_hash: None,
         backup_date: 1_577_836_800,
         filename: "old".into(),
@@ -787,7 +793,7 @@ fn a_failed_incoming_backup_keeps_the_data_and_says_why() {
     let store: Arc<dyn Backend> = Arc::new(LocalStore::open(&dir.path().join("store")).unwrap());
     let mut opts = MountOptions::new(dir.path().join("cache"));
     opts.settle = Duration::ZERO;
-    let open: OpenBackend = Arc::new(move |_: &str| Ok(store.clone()));
+    let open: OpenBackend = Arc::new(move |_| Ok(store.clone()));
     let fs = Fs::new(ctx, open, None, opts).unwrap();
     let inc = resolve(&fs, "/incoming").unwrap();
     let d = fs.mkdir(inc, b"photos", 0o755).unwrap().attr.ino;

@@ -158,7 +158,7 @@ impl Inventory {
             let job = Job {
                 target: filename.clone(),
                 job_id: job_id.clone(),
-                backend: "glacier".into(),
+                backend: crate::model::Destination::Glacier,
                 kind: JobKind::ArchiveRetrieval,
                 status: JobStatus::Pending,
                 created_at: job_date,

@@ -25,7 +25,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior};
 use serde_json::Value;
 
-use crate::model::{BackupRecord, Epoch, StoredName};
+use crate::model::{BackupRecord, Destination, Epoch, StoredName};
 
 pub use legacy::ImportReport;
 pub use schema::SCHEMA_VERSION;
@@ -92,7 +92,7 @@ pub struct Query {
     /// `filename` equality (never a substring).
     pub exact_name: Option<String>,
     /// Backends to include; empty means all.
-    pub backends: Vec<String>,
+    pub backends: Vec<Destination>,
     /// Tags that must all be present, as whole tags (each entry is itself split on whitespace).
     pub tags: Vec<String>,
     /// Only rows with `backup_date < older_than`.
@@ -193,6 +193,18 @@ macro_rules! sql_enum {
 sql_enum!(JobKind);
 sql_enum!(JobStatus);
 
+impl ToSql for Destination {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Destination {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
 /// A cold-storage job (one row of `jobs`), unique per (`target`, `kind`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -200,8 +212,8 @@ pub struct Job {
     pub target: String,
     /// The store's job id.
     pub job_id: String,
-    /// The backend that runs the job (`glacier`, `s3`).
-    pub backend: String,
+    /// The store that runs the job.
+    pub backend: Destination,
     pub kind: JobKind,
     pub status: JobStatus,
     pub created_at: Epoch,
@@ -258,7 +270,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// The host recorded with a row: the `client` of its metadata, as 0.6 wrote it.
 fn host_of(record: &BackupRecord) -> Option<&str> {
-    record.metadata.get("client").and_then(Value::as_str)
+    record.client()
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -480,7 +492,7 @@ impl Inventory {
     /// else the newest row whose `filename` equals it; else the newest row whose stored name starts with it
     /// literally, provided the prefix reaches past the backup name (`mydir.2026` selects `mydir.20261122040805.tgz`,
     /// but `foo` never selects `foobar.…`).
-    pub fn newest(&self, name_or_stored: &str, backend: Option<&str>) -> Result<Option<BackupRecord>> {
+    pub fn newest(&self, name_or_stored: &str, backend: Option<Destination>) -> Result<Option<BackupRecord>> {
         let conn = self.conn();
         let backend_clause = " AND is_deleted = 0 AND (?2 IS NULL OR backend = ?2)";
         let order = " ORDER BY backup_date DESC, stored_filename DESC";

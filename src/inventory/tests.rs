@@ -12,7 +12,7 @@ use crate::model::StoredName;
 fn rec(name: &str, date: Epoch, backend: &str, tags: &str) -> BackupRecord {
     BackupRecord {
         id: None,
-        backend: backend.into(),
+        backend: backend.parse().unwrap(),
         backend_hash: Some(format!("hash-{backend}")),
         backup_date: date,
         filename: name.into(),
@@ -210,13 +210,13 @@ fn search_filters_backends_hash_age_and_orders_newest_first() {
             s3.stored_filename.as_str()
         ]
     );
-    let q = Query { backends: vec!["s3".into(), "swift".into()], ..Query::default() };
+    let q = Query { backends: vec![Destination::S3, Destination::Swift], ..Query::default() };
     assert_eq!(names(&inv.search(&q).unwrap()), vec![sw.stored_filename.as_str(), s3.stored_filename.as_str()]);
     let q = Query { backend_hash: Some("hash-glacier".into()), ..Query::default() };
     assert_eq!(names(&inv.search(&q).unwrap()), vec![gl.stored_filename.as_str()]);
     let q = Query { older_than: Some(D + 5), ..Query::default() };
     assert_eq!(names(&inv.search(&q).unwrap()), vec![s3.stored_filename.as_str()]);
-    let q = Query { older_than: Some(D + 6), backends: vec!["glacier".into()], ..Query::default() };
+    let q = Query { older_than: Some(D + 6), backends: vec![Destination::Glacier], ..Query::default() };
     assert_eq!(names(&inv.search(&q).unwrap()), vec![gl.stored_filename.as_str()]);
 }
 
@@ -233,7 +233,9 @@ fn newest_prefers_stored_name_then_exact_name_then_safe_prefix() {
     }
     inv.set_deleted(&newer_deleted.stored_filename, D + 500).unwrap();
 
-    let n = |q: &str, b: Option<&str>| inv.newest(q, b).unwrap().map(|r| r.stored_filename.to_string());
+    let n = |q: &str, b: Option<&str>| {
+        inv.newest(q, b.map(|b| b.parse().unwrap())).unwrap().map(|r| r.stored_filename.to_string())
+    };
     assert_eq!(n(old.stored_filename.as_str(), None), Some(old.stored_filename.to_string()));
     assert_eq!(n(old.stored_filename.as_str(), Some("glacier")), None);
     assert_eq!(n("mydir", Some("s3")), Some(new.stored_filename.to_string()), "deleted rows are skipped");
@@ -382,7 +384,7 @@ fn jobs_round_trip() {
     let job = Job {
         target: "a.20200101000000.tgz".into(),
         job_id: "J1".into(),
-        backend: "glacier".into(),
+        backend: "glacier".parse().unwrap(),
         kind: JobKind::ArchiveRetrieval,
         status: JobStatus::Pending,
         created_at: 100,
@@ -646,7 +648,7 @@ fn import_legacy_copies_everything_and_leaves_the_file_alone() {
         a,
         BackupRecord {
             id: a.id,
-            backend: "s3".into(),
+            backend: "s3".parse().unwrap(),
             backend_hash: Some("69c02b2e6d9c".into()),
             backup_date: 1_795_000_000,
             filename: "mydir".into(),

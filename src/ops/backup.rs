@@ -5,13 +5,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::{Ctx, OpsError, Watched};
 use crate::archive::crypto::{KdfParams, MasterKey};
 use crate::archive::pack::{Filter, PackOptions, PackWarning};
 use crate::archive::{self, ArchiveError, Encryption, Secret};
-use crate::model::{BackupRecord, StoredName};
+use crate::model::{self, BackupRecord, Destination, Format, NewMetadata, StoredName};
 use crate::storage::{Backend, PutOptions};
 
 /// Suffix of the index sidecar object stored beside each archive.
@@ -22,7 +20,7 @@ pub const INDEX_SUFFIX: &str = ".index";
 pub struct BackupOptions {
     pub source: PathBuf,
     /// `-d`; the profile's default destination when `None`.
-    pub destination: Option<String>,
+    pub destination: Option<Destination>,
     /// Space-separated tags.
     pub tags: Vec<String>,
     /// The backup's name instead of the source's basename.
@@ -69,9 +67,9 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
     let arcname = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
     let name = opts.name.clone().unwrap_or_else(|| arcname.clone());
-    let destination = ctx.destination(opts.destination.as_deref());
-    let backend = ctx.backend(&destination)?;
-    let journal = super::journal_for(ctx, &destination, &backend)?;
+    let destination = ctx.destination(opts.destination);
+    let backend = ctx.stores().open(destination)?;
+    let journal = super::journal_for(ctx, destination, &backend)?;
     let cleaned = backend.cleanup()?;
 
     let enc = match &opts.password {
@@ -149,24 +147,23 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     };
     let info = upload.commit()?;
     let sidecar = index.as_ref().map(|i| archive::index_sidecar(i, enc.as_ref()));
-    let mut metadata = json!({
-        "is_enc": enc.is_some(),
-        "client": ctx.host,
-        "format": if raw { "raw" } else { "bakthat-1" },
-        "enc": enc.as_ref().map(|_| "v1"),
-    });
-    if let Some(p) = plain_size {
-        metadata["plain_size"] = json!(p);
-    }
+    let metadata = NewMetadata {
+        client: ctx.host.clone(),
+        encryption: if enc.is_some() { model::Encryption::V1 } else { model::Encryption::None },
+        format: Some(if raw { Format::Raw } else { Format::Archive }),
+        plain_size,
+        // The class the store applied (S3): the mount tells an archived backup by it before any read.
+        storage_class: info.storage_class.clone(),
+    };
     let record = BackupRecord {
         id: None,
-        backend: destination.clone(),
-        backend_hash: Some(ctx.backend_hash(&destination, backend.as_ref())),
+        backend: destination,
+        backend_hash: Some(ctx.stores().backend_hash(destination)?),
         backup_date: now,
         filename: if raw && ctx.profile.compress() { arcname.clone() } else { name.clone() },
         is_deleted: false,
         last_updated: now,
-        metadata,
+        metadata: metadata.to_json(),
         size: info.size.max(size),
         stored_filename: stored.clone(),
         tags: opts.tags.iter().flat_map(|t| t.split_whitespace()).collect::<Vec<_>>().join(" "),
@@ -205,7 +202,7 @@ pub(crate) fn finish(
 ) -> Result<(), OpsError> {
     if let Some(bytes) = sidecar {
         let key = format!("{}{INDEX_SUFFIX}", record.stored_filename);
-        if record.backend == "glacier" {
+        if record.backend == Destination::Glacier {
             // A vault can neither list nor quickly read small objects: Glacier's sidecars live in the profile's S3
             // bucket, beside its journal. The inventory keeps a copy either way, so trouble there is a warning.
             let stored = journal.map(|j| j.put_bytes(&key, bytes, &PutOptions::default()));
@@ -226,7 +223,7 @@ pub(crate) fn finish(
             Ok(key) => *entry_key = Some(key),
             // Glacier's journal is in another service (the profile's S3 bucket), which the credentials may not
             // reach: the backup itself is fine, so it stands, unjournaled.
-            Err(e) if record.backend == "glacier" => ctx.reporter.warn(&format!(
+            Err(e) if record.backend == Destination::Glacier => ctx.reporter.warn(&format!(
                 "{} is stored but not journaled for sync ({e}); run `bakthat sync --publish -d glacier` later",
                 record.stored_filename
             )),

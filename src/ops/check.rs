@@ -10,14 +10,12 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::restore::{self, SidecarState};
 use super::{Ctx, OpsError};
 use crate::archive::{self, crypto, Secret};
 use crate::inventory::Query;
 use crate::journal::JOURNAL_PREFIX;
-use crate::model::{BackupRecord, StoredName};
+use crate::model::{BackupRecord, Destination, Encryption, Format, NewMetadata, StoredName};
 use crate::storage::{Backend, Retrieval, StorageError};
 
 use super::backup::INDEX_SUFFIX;
@@ -78,7 +76,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[derive(Default)]
 pub struct CheckOptions {
     /// Only these destinations; when empty, the profile's default destination and every destination with rows.
-    pub destinations: Vec<String>,
+    pub destinations: Vec<Destination>,
     pub read_data: ReadData,
     /// Needed to read encrypted journal entries, sidecars and contents.
     pub password: Option<Arc<Secret>>,
@@ -97,7 +95,7 @@ pub enum ProblemKind {
     /// The destination's store could not be opened or listed.
     Store(String),
     /// A live row's archive is not in its store.
-    Missing { destination: String },
+    Missing { destination: Destination },
     /// The archive's `.index` sidecar is not in the store.
     SidecarMissing,
     /// The sidecar differs from the inventory's copy, or from the archive, or does not decode.
@@ -130,7 +128,7 @@ impl fmt::Display for Problem {
 /// A complete archive in a store that no inventory row names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
-    pub destination: String,
+    pub destination: Destination,
     pub stored: StoredName,
     /// Whether the store's journal has an entry for it (then `bakthat sync` would also bring its row back).
     pub journaled: bool,
@@ -192,7 +190,7 @@ impl CheckReport {
 pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
     let all = ctx.inventory.search(&Query { include_deleted: true, ..Query::default() })?;
     let known: BTreeSet<&StoredName> = all.iter().map(|r| &r.stored_filename).collect();
-    let mut by_dest: BTreeMap<String, Vec<&BackupRecord>> = BTreeMap::new();
+    let mut by_dest: BTreeMap<Destination, Vec<&BackupRecord>> = BTreeMap::new();
     // The profile's own store is always looked at, so that archives without rows are found even by an empty (lost,
     // or new) inventory.
     let wanted = if opts.destinations.is_empty() { vec![ctx.destination(None)] } else { opts.destinations.clone() };
@@ -201,14 +199,14 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
     }
     for r in all.iter().filter(|r| !r.is_deleted) {
         if opts.destinations.is_empty() || opts.destinations.contains(&r.backend) {
-            by_dest.entry(r.backend.clone()).or_default().push(r);
+            by_dest.entry(r.backend).or_default().push(r);
         }
     }
     let mut report = CheckReport::default();
     let mut journals_read = BTreeSet::new();
     let password = opts.password.as_deref();
     for (dest, rows) in &by_dest {
-        let backend = match ctx.backend(dest) {
+        let backend = match ctx.stores().open(*dest) {
             Ok(b) => b,
             Err(e) => {
                 report.problem(dest, ProblemKind::Store(crate::error_chain(&e)));
@@ -222,7 +220,7 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
                 continue;
             }
         };
-        let journal = super::journal_for(ctx, dest, &backend)?;
+        let journal = super::journal_for(ctx, *dest, &backend)?;
         // Journal entries (a journal store may serve two destinations: read it once).
         let mut journaled = BTreeSet::new();
         if let Some(j) = &journal {
@@ -234,7 +232,7 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
             report.rows += 1;
             let stored = &record.stored_filename;
             if !listed.contains_key(stored.as_str()) {
-                report.problem(stored, ProblemKind::Missing { destination: dest.clone() });
+                report.problem(stored, ProblemKind::Missing { destination: *dest });
                 continue;
             }
             if let Some(j) = &journal {
@@ -256,7 +254,7 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
             }
             if stored.parse().is_some() {
                 let journaled = journaled.contains(&stored);
-                report.orphans.push(Orphan { destination: dest.clone(), stored, journaled });
+                report.orphans.push(Orphan { destination: *dest, stored, journaled });
             }
         }
     }
@@ -371,20 +369,19 @@ fn read_all(store: &dyn Backend, key: &str) -> Result<Vec<u8>, StorageError> {
 /// then journals and records it like a new backup. Refuses a name that already has a row.
 pub fn adopt(
     ctx: &Ctx,
-    destination: &str,
+    destination: Destination,
     stored: &StoredName,
     password: Option<&Secret>,
 ) -> Result<BackupRecord, OpsError> {
     if ctx.inventory.get(stored)?.is_some() {
         return Err(OpsError::AlreadyRecorded { stored: stored.to_string() });
     }
-    let parsed = stored
-        .parse()
-        .ok_or_else(|| OpsError::NoMatch { name: stored.to_string(), destination: Some(destination.to_string()) })?;
-    let backend = ctx.backend(destination)?;
+    let parsed =
+        stored.parse().ok_or_else(|| OpsError::NoMatch { name: stored.to_string(), destination: Some(destination) })?;
+    let backend = ctx.stores().open(destination)?;
     let info = backend
         .head(stored.as_str())?
-        .ok_or_else(|| OpsError::NoMatch { name: stored.to_string(), destination: Some(destination.to_string()) })?;
+        .ok_or_else(|| OpsError::NoMatch { name: stored.to_string(), destination: Some(destination) })?;
     let journal = super::journal_for(ctx, destination, &backend)?;
     let hints = archive::Hints::from_name(stored.as_str(), stored.is_enc());
     if hints.encrypted && password.is_none() {
@@ -394,7 +391,8 @@ pub fn adopt(
         .map(|d| d.and_utc().timestamp())
         .unwrap_or_else(|_| ctx.now());
     let stream = backend.get(stored.as_str())?;
-    let mut metadata = json!({ "is_enc": hints.encrypted, "client": ctx.host });
+    let legacy = if hints.encrypted { Encryption::LegacyBlowfish } else { Encryption::None };
+    let mut metadata = NewMetadata { client: ctx.host.clone(), encryption: legacy, ..NewMetadata::default() };
     let mut sidecar = None;
     if hints.tgz {
         let (plain, found) = archive::decode(stream, hints, password).map_err(OpsError::from)?;
@@ -402,14 +400,14 @@ pub fn adopt(
         let mut rebuilt = archive::index::Index::from_tar_stream(tar)
             .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)))?;
         if found == archive::Found::V1 {
-            metadata["enc"] = json!("v1");
+            metadata.encryption = Encryption::V1;
         }
         let stored_copy = journal.as_ref().and_then(|j| read_all(j.as_ref(), &format!("{stored}{INDEX_SUFFIX}")).ok());
         let genuine = stored_copy
             .filter(|bytes| archive::read_index_sidecar(bytes, password).is_ok_and(|i| i.entries == rebuilt.entries));
         sidecar = Some(match genuine {
             Some(bytes) => {
-                metadata["format"] = json!("bakthat-1");
+                metadata.format = Some(Format::Archive);
                 bytes
             }
             None => {
@@ -427,21 +425,21 @@ pub fn adopt(
     } else {
         let (mut plain, found) = archive::decode(stream, hints, password).map_err(OpsError::from)?;
         let n = io::copy(&mut plain, &mut io::sink()).map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)))?;
-        metadata["format"] = json!("raw");
-        metadata["plain_size"] = json!(n);
+        metadata.format = Some(Format::Raw);
+        metadata.plain_size = Some(n);
         if found == archive::Found::V1 {
-            metadata["enc"] = json!("v1");
+            metadata.encryption = Encryption::V1;
         }
     }
     let record = BackupRecord {
         id: None,
-        backend: destination.to_string(),
-        backend_hash: Some(ctx.backend_hash(destination, backend.as_ref())),
+        backend: destination,
+        backend_hash: Some(ctx.stores().backend_hash(destination)?),
         backup_date: date,
         filename: parsed.name,
         is_deleted: false,
         last_updated: ctx.now(),
-        metadata,
+        metadata: metadata.to_json(),
         size: info.size,
         stored_filename: stored.clone(),
         tags: String::new(),

@@ -6,12 +6,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::catalog::META_PREFIX;
 use super::{Ctx, OpsError};
 use crate::inventory::{Job, JobKind, JobStatus};
-use crate::model::{BackupRecord, StoredName};
+use crate::model::{BackupRecord, Destination, StoredName};
 use crate::storage::glacier::{VaultArchive, VaultInventory};
 use crate::storage::{Backend, PutOptions, Retrieval};
+use crate::stores::GLACIER_META_PREFIX as META_PREFIX;
 
 /// The S3 key of the JSON copy of the archive ids (0.6's name).
 pub const GLACIER_INVENTORY_KEY: &str = "bakthat_glacier_inventory";
@@ -42,7 +42,7 @@ pub struct RestoredInventory {
 /// restore, fails with [`OpsError::Pending`] (exit 75) until Glacier has run it (hours on AWS); the job is kept in
 /// the inventory and its output reused until Glacier forgets it (24 hours).
 pub fn show_glacier_inventory(ctx: &Ctx) -> Result<Vec<VaultArchive>, OpsError> {
-    let store = ctx.glacier_store()?;
+    let store = ctx.stores().glacier()?;
     let target = format!("vault:{}", store.vault());
     let known = ctx.inventory.job(&target, JobKind::InventoryRetrieval)?;
     let what = format!("the inventory of glacier vault {}", store.vault());
@@ -50,7 +50,7 @@ pub fn show_glacier_inventory(ctx: &Ctx) -> Result<Vec<VaultArchive>, OpsError> 
     let job = |job_id: &str, status, created_at| Job {
         target: target.clone(),
         job_id: job_id.to_string(),
-        backend: "glacier".into(),
+        backend: Destination::Glacier,
         kind: JobKind::InventoryRetrieval,
         status,
         created_at,
@@ -98,14 +98,14 @@ pub fn backup_glacier_inventory(ctx: &Ctx) -> Result<usize, OpsError> {
     let archives = show_local_glacier_inventory(ctx)?;
     let bytes = serde_json::to_vec_pretty(&archives)
         .map_err(|e| OpsError::Io { context: "encoding the glacier inventory".into(), source: e.into() })?;
-    ctx.s3_store()?.put_bytes(GLACIER_INVENTORY_KEY, &bytes, &PutOptions::default())?;
+    ctx.stores().s3_hot()?.put_bytes(GLACIER_INVENTORY_KEY, &bytes, &PutOptions::default())?;
     Ok(archives.len())
 }
 
 /// Reads [`GLACIER_INVENTORY_KEY`] back into the local inventory: archive ids it lacks, and a backup row (from the
 /// stored name) for archives it has no row for.
 pub fn restore_glacier_inventory(ctx: &Ctx) -> Result<RestoredInventory, OpsError> {
-    let store = ctx.s3_store()?;
+    let store = ctx.stores().s3_hot()?;
     let Some((bytes, _)) = store.get_with_metadata(GLACIER_INVENTORY_KEY)? else {
         return Err(crate::storage::StorageError::NotFound {
             store: store.describe(),
@@ -146,14 +146,10 @@ pub fn restore_glacier_inventory(ctx: &Ctx) -> Result<RestoredInventory, OpsErro
 fn row_for(ctx: &Ctx, stored: &StoredName, size: Option<u64>) -> Option<BackupRecord> {
     let parsed = stored.parse()?;
     let date = chrono::NaiveDateTime::parse_from_str(&parsed.date, "%Y%m%d%H%M%S").ok()?.and_utc().timestamp();
-    let p = &ctx.profile;
     let record = BackupRecord {
         id: None,
-        backend: "glacier".into(),
-        backend_hash: Some(crate::config::backend_hash(
-            p.access_key.as_deref().unwrap_or_default(),
-            p.glacier_vault.as_deref().unwrap_or_default(),
-        )),
+        backend: Destination::Glacier,
+        backend_hash: ctx.stores().backend_hash(Destination::Glacier).ok(),
         backup_date: date,
         filename: parsed.name,
         is_deleted: false,

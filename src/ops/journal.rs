@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Ctx, OpsError};
+use crate::model::Destination;
 use crate::storage::Backend;
 
 /// The store holding the journal (and index sidecars) for backups in `destination`: the store itself, except for
@@ -12,18 +13,18 @@ use crate::storage::Backend;
 /// opened: Glacier backups are then not journaled).
 pub fn journal_for(
     ctx: &Ctx,
-    destination: &str,
+    destination: Destination,
     backend: &Arc<dyn Backend>,
 ) -> Result<Option<Arc<dyn Backend>>, OpsError> {
     match destination {
-        "s3" => return Ok(Some(Arc::new(ctx.s3_store()?))),
-        "glacier" => {}
-        _ => return Ok(Some(backend.clone())),
+        Destination::S3 => return Ok(Some(Arc::new(ctx.stores().s3_hot()?))),
+        Destination::Glacier => {}
+        Destination::Local | Destination::Swift => return Ok(Some(backend.clone())),
     }
     if ctx.profile.s3_bucket.as_deref().unwrap_or_default().is_empty() {
         return Ok(None);
     }
-    match ctx.s3_store() {
+    match ctx.stores().s3_hot() {
         Ok(s) => Ok(Some(Arc::new(s))),
         // Glacier works without S3; its backups then go unjournaled.
         Err(e) => {

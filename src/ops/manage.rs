@@ -6,7 +6,7 @@ use super::restore::find;
 use super::{Ctx, OpsError};
 use crate::interval::parse_interval;
 use crate::inventory::Query;
-use crate::model::{utc, BackupRecord};
+use crate::model::{utc, BackupRecord, Destination};
 use crate::rotation::{self, Decision};
 
 /// Filters of `show`.
@@ -15,7 +15,7 @@ pub struct ShowQuery {
     /// Literal substring of the name or stored name.
     pub text: Option<String>,
     /// Only these destinations (all when empty).
-    pub destinations: Vec<String>,
+    pub destinations: Vec<Destination>,
     /// Whole tags that must all be present.
     pub tags: Vec<String>,
     pub include_deleted: bool,
@@ -34,14 +34,14 @@ pub fn show(ctx: &Ctx, q: &ShowQuery) -> Result<Vec<BackupRecord>, OpsError> {
 
 /// Deletes one backup's objects and marks its row deleted.
 fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
-    let backend = ctx.backend(&record.backend)?;
+    let backend = ctx.stores().open(record.backend)?;
     backend.delete(record.stored_filename.as_str())?;
     let index = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);
     backend.delete(&index)?;
     // Strictly newer than the row, so that a delete right after the backup still wins on other hosts.
     let when = ctx.now().max(record.last_updated + 1);
-    if let Some(journal) = super::journal_for(ctx, &record.backend, &backend)? {
-        if record.backend == "glacier" {
+    if let Some(journal) = super::journal_for(ctx, record.backend, &backend)? {
+        if record.backend == Destination::Glacier {
             // Glacier's sidecar lives in the S3 bucket beside the journal (see backup); best effort, as there.
             if let Err(e) = journal.delete(&index) {
                 ctx.reporter.warn(&format!("{index} could not be removed from the S3 bucket: {e}"));
@@ -50,7 +50,7 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
         match crate::journal::publish_tombstone(journal.as_ref(), record, when, None) {
             Ok(_) => {}
             // As for backups: Glacier's journal is in S3, which the credentials may not reach.
-            Err(e) if record.backend == "glacier" => ctx
+            Err(e) if record.backend == Destination::Glacier => ctx
                 .reporter
                 .warn(&format!("{} is deleted but the delete is not journaled for sync ({e})", record.stored_filename)),
             Err(e) => return Err(e.into()),
@@ -61,9 +61,9 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
 }
 
 /// Deletes the newest backup matching `name` in `destination` (the profile's default when `None`).
-pub fn delete(ctx: &Ctx, name: &str, destination: Option<&str>) -> Result<BackupRecord, OpsError> {
+pub fn delete(ctx: &Ctx, name: &str, destination: Option<Destination>) -> Result<BackupRecord, OpsError> {
     let dest = ctx.destination(destination);
-    let record = find(ctx, name, Some(&dest))?;
+    let record = find(ctx, name, Some(dest))?;
     delete_record(ctx, &record)?;
     Ok(record)
 }
@@ -81,7 +81,7 @@ pub fn delete_older_than(
     ctx: &Ctx,
     name: &str,
     interval: &str,
-    destination: Option<&str>,
+    destination: Option<Destination>,
     dry_run: bool,
 ) -> Result<Vec<Planned>, OpsError> {
     let seconds = parse_interval(interval)?;
@@ -107,7 +107,7 @@ pub fn delete_older_than(
 /// Options of `rotate_backups`.
 #[derive(Debug, Default, Clone)]
 pub struct RotateOptions {
-    pub destination: Option<String>,
+    pub destination: Option<Destination>,
     pub dry_run: bool,
 }
 
@@ -132,7 +132,7 @@ pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned
     if policy.is_empty() {
         return Err(OpsError::NoRotation { profile: ctx.profile_name.clone() });
     }
-    let dest = ctx.destination(opts.destination.as_deref());
+    let dest = ctx.destination(opts.destination);
     let rows = ctx.inventory.search(&Query {
         exact_name: Some(name.to_string()),
         backends: vec![dest],

@@ -13,20 +13,17 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::archive::ArchiveError;
+use crate::archive::Hints;
 use crate::config::{Config, ConfigError, Profile};
 use crate::interval::IntervalError;
 use crate::inventory::{Inventory, InventoryError};
-use crate::model::Epoch;
+use crate::model::{BackupRecord, Destination, Encryption, Epoch, UnknownDestination};
 use crate::rotation::RotationError;
-use crate::storage::aws::AwsAccess;
-use crate::storage::glacier::{GlacierSettings, GlacierStore};
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{S3Settings, S3Store};
-use crate::storage::swift::{AuthVersion, SwiftSettings, SwiftStore};
 use crate::storage::{Backend, Retrieval, StorageError};
+pub use crate::stores::StoreLayer;
+use crate::stores::{OpenError, Stores};
 
 mod backup;
-mod catalog;
 mod check;
 mod glacier_inventory;
 mod journal;
@@ -37,7 +34,6 @@ mod share;
 pub(crate) use backup::master_key;
 pub(crate) use backup::tree_size;
 pub use backup::{backup, BackupOptions, BackupOutcome};
-pub use catalog::InventoryCatalog;
 pub use check::{adopt, check, CheckOptions, CheckReport, Orphan, Problem, ProblemKind, ReadData, Subset};
 pub use glacier_inventory::{
     backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
@@ -60,13 +56,10 @@ pub struct Ctx {
     /// Returns "now" in UTC epoch seconds; tests pass a fixed clock.
     pub clock: Arc<dyn Fn() -> Epoch + Send + Sync>,
     pub reporter: Arc<dyn Reporter>,
-    /// Wraps every store [`Ctx::backend`] opens: tests put a counting or fault-injecting store here (see
+    /// Wraps every store [`Ctx::stores`] opens: tests put a counting or fault-injecting store here (see
     /// [`crate::storage::testing`]).
     pub store_layer: Option<StoreLayer>,
 }
-
-/// A wrapper around a store, see [`Ctx::store_layer`].
-pub type StoreLayer = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
 
 impl Ctx {
     /// A context with the system clock, the machine's host name and no progress output.
@@ -89,130 +82,19 @@ impl Ctx {
     }
 
     /// The destination named by `-d`, or the profile's default.
-    pub fn destination(&self, flag: Option<&str>) -> String {
-        flag.map(str::to_string).unwrap_or_else(|| self.profile.destination().to_string())
+    pub fn destination(&self, flag: Option<Destination>) -> Destination {
+        flag.unwrap_or_else(|| self.profile.destination())
     }
 
-    /// Opens the store for a destination (wrapped by [`Ctx::store_layer`] when there is one).
-    pub fn backend(&self, destination: &str) -> Result<Arc<dyn Backend>, OpsError> {
-        let store = self.open_backend(destination)?;
-        Ok(match &self.store_layer {
-            Some(wrap) => wrap(store),
-            None => store,
-        })
-    }
-
-    fn open_backend(&self, destination: &str) -> Result<Arc<dyn Backend>, OpsError> {
-        match destination {
-            "local" => {
-                let dir = match self.profile.local_dir() {
-                    Some(d) => d,
-                    None => dirs::data_dir().ok_or(OpsError::NoDataDir)?.join("bakthat").join("store"),
-                };
-                Ok(Arc::new(LocalStore::open(&dir)?))
-            }
-            "s3" => {
-                // Archives take the profile's storage class; small objects use `s3_store` and stay hot.
-                let settings =
-                    S3Settings { storage_class: self.profile.s3_storage_class.clone(), ..self.s3_settings() };
-                Ok(Arc::new(S3Store::new(&settings)?))
-            }
-            "glacier" => Ok(Arc::new(self.glacier_store()?)),
-            "swift" => Ok(Arc::new(SwiftStore::new(&self.swift_settings()?)?)),
-            other => Err(OpsError::UnknownDestination(other.to_string())),
-        }
-    }
-
-    /// The profile's S3 bucket (`s3_bucket`, `region_name`, `endpoint_url`, keys) for small objects that must stay
-    /// readable at once (KeyValue, index sidecars, the sync journal, the Glacier inventory copy) and for what only S3
-    /// does (presigned URLs). It never applies `s3_storage_class`: that is for archives, see [`Ctx::backend`].
-    pub fn s3_store(&self) -> Result<S3Store, OpsError> {
-        Ok(S3Store::new(&self.s3_settings())?)
-    }
-
-    /// The profile's `region_name`, `endpoint_url` and keys, as the S3 and Glacier stores take them.
-    fn aws_access(&self) -> AwsAccess {
-        let p = &self.profile;
-        AwsAccess {
-            region: p.region_name.clone(),
-            endpoint_url: p.endpoint_url.clone(),
-            access_key: p.access_key.clone(),
-            secret_key: p.secret_key.clone(),
-        }
-    }
-
-    fn s3_settings(&self) -> S3Settings {
-        let p = &self.profile;
-        S3Settings {
-            bucket: p.s3_bucket.clone().unwrap_or_default(),
-            access: self.aws_access(),
-            ..S3Settings::default()
-        }
-    }
-
-    /// The profile's Glacier vault (`glacier_vault`), with the inventory as its catalog of archive ids.
-    pub fn glacier_store(&self) -> Result<GlacierStore, OpsError> {
-        let p = &self.profile;
-        let settings = GlacierSettings {
-            vault: p.glacier_vault.clone().unwrap_or_default(),
-            access: self.aws_access(),
-            ..GlacierSettings::default()
-        };
-        Ok(GlacierStore::new(&settings, Arc::new(InventoryCatalog::new(self.inventory.clone())))?)
-    }
-
-    /// The Swift settings of the profile: `auth_url`, `access_key` (`ACCOUNT:USER`), `secret_key`, `s3_bucket` (the
-    /// container), `auth_version`, `region_name`, `swift_insecure`, and for Keystone v3 the extra keys
-    /// `user_domain_name` and `project_domain_name`.
-    pub fn swift_settings(&self) -> Result<SwiftSettings, OpsError> {
-        let p = &self.profile;
-        let invalid = |key: &str, message: String| {
-            OpsError::Config(ConfigError::Invalid {
-                path: self.config.path().to_path_buf(),
-                key: format!("{}.{key}", self.profile_name),
-                message,
-            })
-        };
-        let required = |value: &Option<String>, key: &str, what: &str| {
-            value.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
-                invalid(
-                    key,
-                    format!(
-                        "the swift destination needs {what}; set it with `bakthat configure -p {}`",
-                        self.profile_name
-                    ),
-                )
-            })
-        };
-        let auth_url = required(&p.auth_url, "auth_url", "auth_url (e.g. https://host/auth/v1.0)")?;
-        let user = required(&p.access_key, "access_key", "access_key (ACCOUNT:USER)")?;
-        let key = required(&p.secret_key, "secret_key", "secret_key (the Swift key or password)")?;
-        let container = required(&p.s3_bucket, "s3_bucket", "s3_bucket (the container name)")?;
-        let auth_version =
-            AuthVersion::from_setting(p.auth_version.as_deref(), &auth_url).map_err(|m| invalid("auth_version", m))?;
-        let extra = |k: &str| p.extra.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(SwiftSettings {
-            auth_url,
-            auth_version,
-            user,
-            key,
-            container,
-            region: p.region_name.clone(),
-            insecure: p.swift_insecure,
-            user_domain: extra("user_domain_name"),
-            project_domain: extra("project_domain_name"),
-            ..SwiftSettings::default()
-        })
-    }
-
-    /// The backend hash recorded with rows of a destination (0.6: sha512(access_key + container)).
-    pub fn backend_hash(&self, destination: &str, backend: &dyn Backend) -> String {
-        let p = &self.profile;
-        let key = p.access_key.clone().unwrap_or_default();
-        match destination {
-            "glacier" => crate::config::backend_hash(&key, p.glacier_vault.as_deref().unwrap_or_default()),
-            "s3" | "swift" => crate::config::backend_hash(&key, p.s3_bucket.as_deref().unwrap_or_default()),
-            _ => crate::config::backend_hash("local", &backend.describe()),
+    /// The profile's stores (built in [`crate::stores`]; opening one makes no request), wrapped by
+    /// [`Ctx::store_layer`] when there is one.
+    pub fn stores(&self) -> Stores<'_> {
+        Stores {
+            config: &self.config,
+            profile_name: &self.profile_name,
+            profile: &self.profile,
+            inventory: &self.inventory,
+            layer: self.store_layer.as_ref(),
         }
     }
 }
@@ -317,13 +199,17 @@ pub enum OpsError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Destination(#[from] UnknownDestination),
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Interval(#[from] IntervalError),
     #[error(transparent)]
     Rotation(#[from] RotationError),
     #[error("no backup matches {name}{}; see `bakthat show`", destination.as_ref().map(|d| format!(" in {d}")).unwrap_or_default())]
-    NoMatch { name: String, destination: Option<String> },
+    NoMatch { name: String, destination: Option<Destination> },
     #[error("{path} does not exist; give the file or directory to back up")]
     SourceMissing { path: PathBuf },
     #[error("compress is off in this profile, so only a single file can be backed up, and {path} is a directory")]
@@ -338,13 +224,9 @@ pub enum OpsError {
     #[error("{stored} is in cold storage; its retrieval is {state}. Run the same command again later{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Pending { stored: String, state: String, hint: Option<String> },
     #[error("{stored} is in {backend}; only backups in s3 can be shared (presigned URLs)")]
-    NotShareable { stored: String, backend: String },
-    #[error("unknown destination {0:?}; use local, s3, glacier or swift")]
-    UnknownDestination(String),
+    NotShareable { stored: String, backend: Destination },
     #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]
     NoRotation { profile: String },
-    #[error("no data directory found for the default store; set local_path in the profile")]
-    NoDataDir,
     #[error("interrupted; nothing was left under a final name")]
     Interrupted,
     #[error("{context}")]
@@ -376,6 +258,22 @@ impl OpsError {
 
 /// Exit code for "retrieval pending, run again later" (EX_TEMPFAIL).
 pub const EXIT_PENDING: i32 = 75;
+
+/// How to read a record's object: its name and what the inventory says about its encryption.
+pub fn hints(record: &BackupRecord) -> Hints {
+    let mut h = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
+    h.v1 = record.encryption() == Encryption::V1;
+    h
+}
+
+/// Checks that a record's object can be read now; a cold one gets its retrieval started (once) and the error says
+/// it is pending. See [`crate::stores::cold`].
+pub(crate) fn ensure_readable(ctx: &Ctx, record: &BackupRecord, store: &dyn Backend) -> Result<(), OpsError> {
+    match crate::stores::cold::request(&ctx.inventory, record, store, ctx.now())?.state {
+        Retrieval::Ready => Ok(()),
+        other => Err(pending(record.stored_filename.as_str(), &other)),
+    }
+}
 
 /// Explains a retrieval state for [`OpsError::Pending`].
 pub(crate) fn pending(stored: &str, state: &Retrieval) -> OpsError {

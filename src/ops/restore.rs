@@ -5,11 +5,11 @@ use std::io::{self, Read as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{pending, Ctx, OpsError, Watched};
+use super::{ensure_readable, hints, Ctx, OpsError, Watched};
 use crate::archive::extract::{ExtractOptions, ExtractSummary};
-use crate::archive::{self, Hints, Secret};
-use crate::model::{BackupRecord, FileName};
-use crate::storage::{Backend, Retrieval, StorageError};
+use crate::archive::{self, Secret};
+use crate::model::{BackupRecord, Destination, FileName};
+use crate::storage::{Backend, StorageError};
 
 /// What to restore and where.
 #[derive(Default)]
@@ -17,7 +17,7 @@ pub struct RestoreOptions {
     /// A backup name (the newest backup of it) or an exact stored name.
     pub name: String,
     /// Only look in this destination.
-    pub destination: Option<String>,
+    pub destination: Option<Destination>,
     /// Where to restore; the current directory when `None`.
     pub to: Option<PathBuf>,
     pub force: bool,
@@ -38,37 +38,20 @@ pub struct RestoreOutcome {
 }
 
 /// Finds the backup a name refers to (the newest non-deleted one).
-pub(crate) fn find(ctx: &Ctx, name: &str, destination: Option<&str>) -> Result<BackupRecord, OpsError> {
-    ctx.inventory
-        .newest(name, destination)?
-        .ok_or_else(|| OpsError::NoMatch { name: name.to_string(), destination: destination.map(str::to_string) })
+pub(crate) fn find(ctx: &Ctx, name: &str, destination: Option<Destination>) -> Result<BackupRecord, OpsError> {
+    ctx.inventory.newest(name, destination)?.ok_or_else(|| OpsError::NoMatch { name: name.to_string(), destination })
 }
 
 /// Opens the record's store and checks the object is readable now (cold stores: starts a retrieval once).
 fn open(ctx: &Ctx, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpsError> {
-    let backend = ctx.backend(&record.backend)?;
-    match backend.retrieval_state(record.stored_filename.as_str())? {
-        Retrieval::Ready => Ok(backend),
-        Retrieval::NotStarted => {
-            let state = backend.start_retrieval(record.stored_filename.as_str())?;
-            match state {
-                Retrieval::Ready => Ok(backend),
-                other => Err(pending(record.stored_filename.as_str(), &other)),
-            }
-        }
-        other => Err(pending(record.stored_filename.as_str(), &other)),
-    }
-}
-
-fn hints(record: &BackupRecord) -> Hints {
-    let mut h = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
-    h.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
-    h
+    let backend = ctx.stores().open(record.backend)?;
+    ensure_readable(ctx, record, backend.as_ref())?;
+    Ok(backend)
 }
 
 /// Restores a backup.
 pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsError> {
-    let record = find(ctx, &opts.name, opts.destination.as_deref())?;
+    let record = find(ctx, &opts.name, opts.destination)?;
     let dest = match &opts.to {
         Some(d) => d.clone(),
         None => std::env::current_dir()
@@ -172,7 +155,7 @@ pub enum SidecarState {
 pub fn verify(
     ctx: &Ctx,
     name: &str,
-    destination: Option<&str>,
+    destination: Option<Destination>,
     password: Option<&Secret>,
 ) -> Result<VerifyOutcome, OpsError> {
     verify_record(ctx, find(ctx, name, destination)?, password)
@@ -196,7 +179,7 @@ pub(crate) fn verify_record(
     }
     let mut rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
     let inventory_copy = ctx.inventory.get_index(&record.stored_filename)?;
-    let sidecar = match super::journal_for(ctx, &record.backend, &backend)? {
+    let sidecar = match super::journal_for(ctx, record.backend, &backend)? {
         Some(store) => stored_sidecar(store.as_ref(), &record, inventory_copy.as_deref(), Some(&rebuilt), password)?,
         None => SidecarState::NotExpected,
     };
@@ -229,8 +212,7 @@ pub(crate) fn stored_sidecar(
     rebuilt: Option<&archive::index::Index>,
     password: Option<&Secret>,
 ) -> Result<SidecarState, OpsError> {
-    let format = record.metadata.get("format").and_then(|v| v.as_str());
-    if !record.stored_filename.is_tgz() || format != Some("bakthat-1") {
+    if !record.has_sidecar() {
         return Ok(SidecarState::NotExpected);
     }
     let key = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);

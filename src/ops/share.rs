@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use super::restore::find;
 use super::{Ctx, OpsError};
-use crate::archive::Hints;
 use crate::interval::parse_expiry;
-use crate::model::BackupRecord;
-use crate::storage::{Backend, Retrieval};
+use crate::model::{BackupRecord, Destination};
 
 /// A shared backup.
 #[derive(Debug)]
@@ -25,25 +23,19 @@ pub struct Shared {
 
 /// Presigns the newest backup matching `name` in S3 (or in `destination`, which must then be `s3`) for `expires`
 /// (`1h`, `30m`, `7D`; at most 7 days).
-pub fn share(ctx: &Ctx, name: &str, destination: Option<&str>, expires: &str) -> Result<Shared, OpsError> {
+pub fn share(ctx: &Ctx, name: &str, destination: Option<Destination>, expires: &str) -> Result<Shared, OpsError> {
     let expires = parse_expiry(expires)?;
-    let record = find(ctx, name, Some(destination.unwrap_or("s3")))?;
-    if record.backend != "s3" {
+    let record = find(ctx, name, Some(destination.unwrap_or(Destination::S3)))?;
+    if record.backend != Destination::S3 {
         return Err(OpsError::NotShareable {
             stored: record.stored_filename.as_str().to_string(),
-            backend: record.backend.clone(),
+            backend: record.backend,
         });
     }
-    let store = ctx.s3_store()?;
+    let store = ctx.stores().s3_hot()?;
     let key = record.stored_filename.as_str();
     // A missing object is NotFound; one in an archive class must be restored first (RestoreObject, as restore does).
-    let state = match store.retrieval_state(key)? {
-        Retrieval::NotStarted => store.start_retrieval(key)?,
-        other => other,
-    };
-    if state != Retrieval::Ready {
-        return Err(super::pending(key, &state));
-    }
+    super::ensure_readable(ctx, &record, &store)?;
     let url = store.presign_get(key, expires)?;
     let command = recipient_command(&record, &url);
     Ok(Shared { record, url, expires, command })
@@ -51,8 +43,7 @@ pub fn share(ctx: &Ctx, name: &str, destination: Option<&str>, expires: &str) ->
 
 /// The command that restores `record` from `url` with standard tools.
 pub fn recipient_command(record: &BackupRecord, url: &str) -> String {
-    let mut hints = Hints::from_name(record.stored_filename.as_str(), record.is_enc());
-    hints.v1 = record.metadata.get("enc").and_then(|v| v.as_str()) == Some("v1");
+    let hints = super::hints(record);
     let get = format!("curl -fsS '{url}'");
     let decrypt = "BAKTHAT_PASSWORD=… bakthat-decrypt -";
     match (hints.tgz, hints.encrypted, hints.v1) {
@@ -78,7 +69,7 @@ mod tests {
     fn record(stored: &str, enc: Option<&str>) -> BackupRecord {
         BackupRecord {
             id: None,
-            backend: "s3".into(),
+            backend: Destination::S3,
             backend_hash: None,
             backup_date: 0,
             filename: "data".into(),

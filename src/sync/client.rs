@@ -105,7 +105,7 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
     let rows: Vec<Value> = inv
         .changed_since(pushed_from)?
         .into_iter()
-        .filter(|r| r.backend != "local")
+        .filter(|r| r.backend != crate::model::Destination::Local)
         .map(|mut r| {
             r.id = None;
             serde_json::to_value(r).unwrap_or(Value::Null)

@@ -31,7 +31,7 @@ use crate::journal::{
     decode_entry, key_ms, publish_backup, publish_tombstone, read_object, DecodeError, Decoded, Entry, EntryKind,
     JOURNAL_PREFIX,
 };
-use crate::model::{BackupRecord, BadRecordName, StoredName};
+use crate::model::{BackupRecord, BadRecordName, Destination, StoredName};
 use crate::ops::{journal_for, Ctx, OpsError};
 use crate::storage::{Backend, StorageError};
 
@@ -122,11 +122,11 @@ impl SyncReport {
 pub fn publish_all(
     ctx: &Ctx,
     journal: &dyn Backend,
-    destination: &str,
+    destination: Destination,
     secret: Option<&Secret>,
 ) -> Result<usize, SyncError> {
     let rows = ctx.inventory.search(&crate::inventory::Query {
-        backends: vec![destination.to_string()],
+        backends: vec![destination],
         include_deleted: true,
         ..Default::default()
     })?;
@@ -278,7 +278,9 @@ fn admit(ctx: &Ctx, trust: Trust, decoded: Result<Decoded, DecodeError>) -> Resu
         (EntryKind::Tombstone, _) => {
             let row = local.as_ref().unwrap_or(&entry.record);
             let gone = ctx
-                .backend(&row.backend)
+                .stores()
+                .open(row.backend)
+                .map_err(OpsError::from)
                 .and_then(|b| Ok(b.head(row.stored_filename.as_str())?))
                 .map_err(|e| Refused::Unreadable(format!("cannot check whether the archive is gone: {e}")))?
                 .is_none();
@@ -330,13 +332,13 @@ pub fn apply(ctx: &Ctx, entry: &Entry) -> Result<UpsertOutcome, SyncError> {
 }
 
 /// The journal store of `destination`, or why there is none.
-fn journal_of(ctx: &Ctx, destination: &str) -> Result<std::sync::Arc<dyn Backend>, SyncError> {
-    let backend = ctx.backend(destination)?;
+fn journal_of(ctx: &Ctx, destination: Destination) -> Result<std::sync::Arc<dyn Backend>, SyncError> {
+    let backend = ctx.stores().open(destination).map_err(OpsError::from)?;
     journal_for(ctx, destination, &backend)?.ok_or_else(|| SyncError::NoJournal { profile: ctx.profile_name.clone() })
 }
 
 /// Writes a journal entry for every inventory row of `destination` into its journal (see [`publish_all`]).
-pub fn publish_destination(ctx: &Ctx, destination: &str, secret: Option<&Secret>) -> Result<usize, SyncError> {
+pub fn publish_destination(ctx: &Ctx, destination: Destination, secret: Option<&Secret>) -> Result<usize, SyncError> {
     publish_all(ctx, journal_of(ctx, destination)?.as_ref(), destination, secret)
 }
 
@@ -344,7 +346,7 @@ pub fn publish_destination(ctx: &Ctx, destination: &str, secret: Option<&Secret>
 /// profile's default destination when `None`).
 pub fn run(
     ctx: &Ctx,
-    destination: Option<&str>,
+    destination: Option<Destination>,
     secret: Option<&Secret>,
     rebuild: bool,
 ) -> Result<SyncReport, SyncError> {
@@ -352,7 +354,7 @@ pub fn run(
     if server.url.as_deref().is_some_and(|u| !u.is_empty()) {
         return client::sync(ctx, &server, rebuild);
     }
-    let journal = journal_of(ctx, &ctx.destination(destination))?;
+    let journal = journal_of(ctx, ctx.destination(destination))?;
     sync_store(ctx, journal.as_ref(), secret, rebuild)
 }
 
@@ -363,5 +365,5 @@ pub fn after_backup(
     secret: Option<&Secret>,
     record: &BackupRecord,
 ) -> Option<Result<SyncReport, SyncError>> {
-    ctx.config.sync_for(&ctx.profile).auto.then(|| run(ctx, Some(&record.backend), secret, false))
+    ctx.config.sync_for(&ctx.profile).auto.then(|| run(ctx, Some(record.backend), secret, false))
 }

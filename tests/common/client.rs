@@ -60,7 +60,7 @@ impl Fixture {
             let scope = self.client.helper(helper).unwrap().password(password.clone());
             fs::write(scope.path().join("all.sql"), format!("day {day}")).unwrap();
             let out = scope.backup().unwrap();
-            assert_eq!(out.record.backend, backend);
+            assert_eq!(out.record.backend.as_str(), backend);
             stored.push(out.record.stored_filename.to_string());
         }
         stored

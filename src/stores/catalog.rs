@@ -9,11 +9,9 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::inventory::{Inventory, Job, JobKind, JobStatus};
-use crate::model::StoredName;
+use crate::model::{Destination, StoredName};
 use crate::storage::glacier::{ArchiveEntry, CatalogError, GlacierCatalog, JobState, RetrievalJob};
 
-/// The backend name recorded with jobs.
-const BACKEND: &str = "glacier";
 /// Prefix of the config keys holding archive sizes.
 pub(crate) const META_PREFIX: &str = "glacier-archive:";
 
@@ -90,7 +88,7 @@ impl GlacierCatalog for InventoryCatalog {
         self.inventory.put_job(&Job {
             target: key.to_string(),
             job_id: job.job_id.clone(),
-            backend: BACKEND.to_string(),
+            backend: Destination::Glacier,
             kind: JobKind::ArchiveRetrieval,
             status: if ready { JobStatus::Ready } else { JobStatus::Pending },
             created_at: job.created_at,
