@@ -522,6 +522,25 @@ fn completions_manpage_and_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// Regression (issue 12): `bakthat completions fish | head -3` panicked with rc 101 when the reader went away.
+/// The reading end of the pipe is closed before bakthat starts, so every write fails with EPIPE.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let e = Env::new();
+    backup_named(&e, "piped", None); // so that show has lines to write
+    for args in [&["completions", "fish"][..], &["manpage"], &["show", "--json"], &["show"]] {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let out = e.cmd().args(args).stdout(Stdio::from(writer)).stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} printed on stderr: {err}");
+    }
+}
+
 #[test]
 fn import_legacy_database_read_only() {
     let e = Env::new();

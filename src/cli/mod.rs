@@ -162,7 +162,13 @@ pub fn main() -> i32 {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    // serde_json's error hides the io::Error it wraps from the chain (its source is that error's source).
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .map(io::Error::kind)
+            .or_else(|| c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind))
+            == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logs(verbose: u8) {
@@ -228,7 +234,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::BackupGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::Backup),
         Command::RestoreGlacierInventory => remote::glacier_inventory(&cli, remote::GlacierInventory::Restore),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut io::stdout());
+            // Generated into memory first: clap_complete panics when its writer fails (a closed pipe, as in
+            // `bakthat completions fish | head -3`), and a write error here is ours to report or ignore.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut script);
+            io::stdout().write_all(&script)?;
             Ok(EXIT_OK)
         }
         Command::Manpage => {
