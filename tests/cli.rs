@@ -541,22 +541,48 @@ fn a_closed_pipe_ends_quietly() {
     }
 }
 
+/// A bakthat 0.6 `~/.bakthat.sqlite` with its tables and `rows` (SQL statements), at `path`.
+fn legacy_db(path: &Path, rows: &str) {
+    let schema = "CREATE TABLE backups (id INTEGER NOT NULL PRIMARY KEY, backend VARCHAR(255) NOT NULL, backend_hash VARCHAR(255), backup_date INTEGER NOT NULL, filename TEXT NOT NULL, is_deleted SMALLINT NOT NULL, last_updated INTEGER NOT NULL, metadata VARCHAR(255) NOT NULL, size INTEGER NOT NULL, stored_filename TEXT NOT NULL, tags VARCHAR(255) NOT NULL); CREATE UNIQUE INDEX backups_stored_filename ON backups (stored_filename); CREATE TABLE jobs (id INTEGER NOT NULL PRIMARY KEY, filename VARCHAR(255) NOT NULL, job_id VARCHAR(255) NOT NULL); CREATE TABLE inventory (id INTEGER NOT NULL PRIMARY KEY, archive_id VARCHAR(255) NOT NULL, filename VARCHAR(255) NOT NULL); CREATE TABLE config (id INTEGER NOT NULL PRIMARY KEY, key VARCHAR(255) NOT NULL, value VARCHAR(255) NOT NULL); CREATE TABLE history (id INTEGER NOT NULL PRIMARY KEY, data VARCHAR(255) NOT NULL, ts INTEGER NOT NULL, action VARCHAR(255) NOT NULL, model VARCHAR(255) NOT NULL, pk VARCHAR(255) NOT NULL); ";
+    run(Command::new("python3").arg("-c").arg(format!(
+        "import sqlite3; c=sqlite3.connect({:?}); c.executescript('''{schema}{rows}'''); c.commit()",
+        path.to_str().unwrap(),
+    )));
+}
+
+const LEGACY_ROW: &str = "INSERT INTO backups VALUES (1, 's3', 'h', 1369000000, 'mydir', 0, 1369000000, '{\"is_enc\": true, \"client\": \"old-host\"}', 256, 'mydir.20130519214640.tgz.enc', 'tag1 tag2');";
+
 #[test]
 fn import_legacy_database_read_only() {
     let e = Env::new();
     let legacy = e.path().join("old.sqlite");
-    run(Command::new("python3").arg("-c").arg(format!(
-        "import sqlite3; c=sqlite3.connect({:?}); c.executescript('''{}'''); c.commit()",
-        legacy.to_str().unwrap(),
-        "CREATE TABLE backups (id INTEGER NOT NULL PRIMARY KEY, backend VARCHAR(255) NOT NULL, backend_hash VARCHAR(255), backup_date INTEGER NOT NULL, filename TEXT NOT NULL, is_deleted SMALLINT NOT NULL, last_updated INTEGER NOT NULL, metadata VARCHAR(255) NOT NULL, size INTEGER NOT NULL, stored_filename TEXT NOT NULL, tags VARCHAR(255) NOT NULL); CREATE UNIQUE INDEX backups_stored_filename ON backups (stored_filename); CREATE TABLE jobs (id INTEGER NOT NULL PRIMARY KEY, filename VARCHAR(255) NOT NULL, job_id VARCHAR(255) NOT NULL); CREATE TABLE inventory (id INTEGER NOT NULL PRIMARY KEY, archive_id VARCHAR(255) NOT NULL, filename VARCHAR(255) NOT NULL); CREATE TABLE config (id INTEGER NOT NULL PRIMARY KEY, key VARCHAR(255) NOT NULL, value VARCHAR(255) NOT NULL); CREATE TABLE history (id INTEGER NOT NULL PRIMARY KEY, data VARCHAR(255) NOT NULL, ts INTEGER NOT NULL, action VARCHAR(255) NOT NULL, model VARCHAR(255) NOT NULL, pk VARCHAR(255) NOT NULL); INSERT INTO backups VALUES (1, 's3', 'h', 1369000000, 'mydir', 0, 1369000000, '{\"is_enc\": true, \"client\": \"old-host\"}', 256, 'mydir.20130519214640.tgz.enc', 'tag1 tag2');"
-    )));
+    legacy_db(&legacy, LEGACY_ROW);
     let before = fs::read(&legacy).unwrap();
     let o = e.ok(&["import-legacy", "--db", legacy.to_str().unwrap()]);
-    assert!(o.contains('1'), "{o}");
+    assert_eq!(o.trim(), "imported 1 backups, 0 Glacier archive ids, 0 retrieval jobs and 0 config values", "{o}");
     assert_eq!(fs::read(&legacy).unwrap(), before, "the 0.6 database is never modified");
     let show = e.ok(&["show"]);
     assert!(show.contains("mydir.20130519214640.tgz.enc (tag1 tag2)"), "{show}");
     assert!(show.starts_with("2013-05-19T21:46:40\ts3"), "{show}");
+}
+
+/// Issue 12: import-legacy printed `ImportReport { .. }`; a refused row (issue 11) is a warning line and exit 1.
+#[test]
+fn import_legacy_says_what_it_refused() {
+    let e = Env::new();
+    let legacy = e.path().join("old.sqlite");
+    let hostile =
+        LEGACY_ROW.replace("(1, ", "(2, ").replace("'mydir'", "'../out/rel.txt'").replace("mydir.2013", "evil.2013");
+    legacy_db(&legacy, &format!("{LEGACY_ROW} {hostile}"));
+    let o = e.run(&["import-legacy", "--db", legacy.to_str().unwrap()]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.starts_with("imported 1 backups,") && out.trim_end().ends_with("refused 1 rows with unsafe names"),
+        "{out}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("bakthat: warning: refusing a row whose filename is \"../out/rel.txt\""), "{err}");
 }
 
 /// Backs up a small tree named `name` (encrypted with `pw` when given); returns the stored name.

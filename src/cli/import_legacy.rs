@@ -21,6 +21,10 @@ pub(super) fn run(a: &ImportLegacyArgs) -> Result<i32> {
     };
     let inv = Inventory::open(Inventory::default_path()?)?;
     let report = inv.import_legacy(&path)?;
-    println!("{report:?}");
-    Ok(EXIT_OK)
+    for refused in &report.backups_refused {
+        eprintln!("bakthat: warning: {refused}");
+    }
+    println!("{}", report.summary());
+    // A refused row is a problem in the 0.6 database worth a non-zero exit, as a rejected journal entry is.
+    Ok(if report.backups_refused.is_empty() { EXIT_OK } else { super::EXIT_FAILURE })
 }

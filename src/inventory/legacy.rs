@@ -34,6 +34,27 @@ pub struct ImportReport {
     pub config_skipped: usize,
 }
 
+impl ImportReport {
+    /// One sentence for the user: what was copied, and what was already here or refused.
+    pub fn summary(&self) -> String {
+        let part = |n: usize, skipped: usize, what: &str| {
+            let skipped = if skipped > 0 { format!(" ({skipped} already here)") } else { String::new() };
+            format!("{n} {what}{skipped}")
+        };
+        let mut text = format!(
+            "imported {}, {}, {} and {}",
+            part(self.backups, self.backups_skipped, "backups"),
+            part(self.archive_ids, self.archive_ids_skipped, "Glacier archive ids"),
+            part(self.jobs, self.jobs_skipped, "retrieval jobs"),
+            part(self.config, self.config_skipped, "config values"),
+        );
+        if !self.backups_refused.is_empty() {
+            text.push_str(&format!("; refused {} rows with unsafe names", self.backups_refused.len()));
+        }
+        text
+    }
+}
+
 /// `file:` URI for a path, percent-encoding everything but unreserved characters and `/`.
 fn immutable_uri(path: &Path) -> String {
     let mut uri = String::from("file:");
@@ -130,7 +151,7 @@ impl Inventory {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for record in &legacy.backups {
             if let Err(bad) = record.check_names() {
-                tracing::warn!(from = %legacy_path.display(), "{bad}");
+                // Reported through the report (the CLI prints each), not logged: a warning printed twice is noise.
                 report.backups_refused.push(bad);
             } else if get_row(&tx, record.stored_filename.as_str())?.is_some() {
                 report.backups_skipped += 1;
