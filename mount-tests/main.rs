@@ -493,6 +493,19 @@ fn cp_into_incoming_gives_a_restorable_backup() {
     assert!(shown.contains("album"), "{shown}");
     let err = fs::write(m.p("by-name/new"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    // Issue 12: file managers drag from a backup into /incoming by rename(2): EXDEV makes them copy instead.
+    let err = fs::rename(m.p("by-name/notes.txt/latest/notes.txt"), m.p("incoming/moved.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EXDEV), "{err}");
+    // access(W_OK) is honest even for root (gio's can-write), and `latest` is dated like its backup, not 1970.
+    let w_ok = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    assert!(!w_ok(&m.p("by-name/notes.txt/latest/notes.txt")) && !w_ok(&m.p("by-name")));
+    assert!(w_ok(&m.p("incoming")));
+    let latest = fs::symlink_metadata(m.p("by-name/notes.txt/latest")).unwrap();
+    let target = fs::metadata(m.p("by-name/notes.txt/latest")).unwrap();
+    assert_eq!(latest.modified().unwrap(), target.modified().unwrap());
 }
 
 /// moto's endpoint (scripts/test.sh starts it); a missing server is a failure, never a skip.

@@ -26,6 +26,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::IsADirectory => Errno::EISDIR,
         FsError::NotASymlink => Errno::EINVAL,
         FsError::ReadOnly => Errno::EROFS,
+        FsError::CrossDevice => Errno::EXDEV,
         FsError::BadHandle(_) => Errno::EBADF,
         FsError::NoXattr => Errno::NO_XATTR,
         FsError::XattrTooSmall => Errno::ERANGE,
@@ -388,8 +389,8 @@ impl Filesystem for FuseFs {
         reply.error(fail("removexattr", &self.fs.modify(ino.0).err().unwrap_or(FsError::ReadOnly)));
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.getattr(ino.0) {
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.fs.access(ino.0, mask.contains(AccessFlags::W_OK)) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(fail("access", &e)),
         }

@@ -28,6 +28,9 @@ pub enum FsError {
     NotASymlink,
     #[error("the mount is read-only outside /incoming")]
     ReadOnly,
+    /// A rename from a backup into /incoming: EXDEV makes file managers and `mv` fall back to copying.
+    #[error("a backup's files can only be copied into /incoming, not moved")]
+    CrossDevice,
     #[error("unknown file handle {0}")]
     BadHandle(u64),
     #[error("no such extended attribute")]
@@ -107,6 +110,7 @@ impl FsError {
             | FsError::IsADirectory
             | FsError::NotASymlink
             | FsError::ReadOnly
+            | FsError::CrossDevice
             | FsError::BadHandle(_)
             | FsError::NoXattr
             | FsError::XattrTooSmall

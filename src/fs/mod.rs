@@ -370,7 +370,7 @@ impl Fs {
         }
         let t = self.inner.tree();
         match &t.node(ino)?.kind {
-            NodeKind::Latest(target) => Ok(target.clone()),
+            NodeKind::Latest(target, _) => Ok(target.clone()),
             NodeKind::Entry(slot, e) => {
                 let loaded = t.loaded(*slot)?;
                 let entry = &loaded.index.entries[*e];
@@ -454,7 +454,7 @@ impl Fs {
             NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
                 return Err(FsError::IsADirectory)
             }
-            NodeKind::Latest(_) => (true, false),
+            NodeKind::Latest(..) => (true, false),
         };
         if write {
             return Err(FsError::ReadOnly);
@@ -526,9 +526,23 @@ impl Fs {
 
     /// Renames within /incoming.
     pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8]) -> Result<()> {
+        if self.inner.area(parent)? == Area::Archive && self.inner.area(newparent)? != Area::Archive {
+            // Dragging from /by-name into /incoming is a rename to the kernel; EXDEV makes the mover copy instead.
+            return Err(FsError::CrossDevice);
+        }
         let dir = self.inner.staged_dir(parent)?;
         let newdir = self.inner.staged_dir(newparent)?;
         self.inner.incoming.rename(&dir, name, &newdir, newname)
+    }
+
+    /// access(2): the node exists, and a write test fails with EROFS outside /incoming (without it, root and file
+    /// managers were told that backups are writable: `gio info` said `access::can-write TRUE`).
+    pub fn access(&self, ino: Ino, write: bool) -> Result<()> {
+        self.getattr(ino)?;
+        if write && self.inner.area(ino)? == Area::Archive {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
     }
 
     /// Truncate, chmod, utimes (only in /incoming; elsewhere EROFS).

@@ -202,7 +202,7 @@ impl Inner {
                     let e = (offset.saturating_add(size) as usize).min(text.len());
                     return Ok(text[s..e].to_vec());
                 }
-                NodeKind::Latest(_) => return Err(FsError::NotFound),
+                NodeKind::Latest(..) => return Err(FsError::NotFound),
                 NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
                     return Err(FsError::IsADirectory)
                 }

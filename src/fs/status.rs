@@ -241,7 +241,7 @@ impl Inner {
             | NodeKind::ImpliedDir(s)
             | NodeKind::Raw(s)
             | NodeKind::Status(s) => *s,
-            NodeKind::Dir | NodeKind::Latest(_) | NodeKind::Incoming => return Ok(Vec::new()),
+            NodeKind::Dir | NodeKind::Latest(..) | NodeKind::Incoming => return Ok(Vec::new()),
         };
         let status = self.status_of(&t.slots[slot]);
         drop(t);

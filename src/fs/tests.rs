@@ -700,6 +700,39 @@ fn incoming_files_and_directories_become_backups() {
     assert_eq!(counting.meter().count(Op::GetRange), 3, "only the three reads above reached the store");
 }
 
+/// Issue 12, the mount as file managers use it: dragging from /by-name into /incoming is a rename to the kernel and
+/// got EROFS (pcmanfm gave up; EXDEV makes it copy); `latest` was dated 1970; access(W_OK) said backups were writable.
+#[test]
+fn file_managers_get_exdev_honest_access_and_a_dated_latest() {
+    let env = Env::new();
+    let counting = counting(env.store());
+    let fs = env.incoming_fs(&counting);
+    let inc = resolve(&fs, "/incoming").unwrap();
+    put_file(&fs, inc, "notes.txt", b"hello\n");
+    fs.incoming_tick();
+    let ts0 = names(&fs, "/by-name/notes.txt")[0].clone();
+    let dir = resolve(&fs, &format!("/by-name/notes.txt/{ts0}")).unwrap();
+    // Into /incoming (or a directory staged there): EXDEV; elsewhere in the backups: still EROFS.
+    let err = fs.rename(dir, b"notes.txt", inc, b"notes.txt").unwrap_err();
+    assert!(matches!(err, FsError::CrossDevice), "{err}");
+    assert_eq!(crate::fuse::errno(&err), fuser::Errno::EXDEV);
+    let staged = fs.mkdir(inc, b"later", 0o755).unwrap().attr.ino;
+    assert!(matches!(fs.rename(dir, b"notes.txt", staged, b"n.txt"), Err(FsError::CrossDevice)));
+    assert!(matches!(fs.rename(dir, b"notes.txt", ROOT, b"n.txt"), Err(FsError::ReadOnly)));
+    // access(2): backups are readable, not writable; /incoming is both.
+    let file = resolve(&fs, &format!("/by-name/notes.txt/{ts0}/notes.txt")).unwrap();
+    for ino in [ROOT, dir, file, resolve(&fs, "/by-name").unwrap()] {
+        assert!(fs.access(ino, false).is_ok());
+        assert!(matches!(fs.access(ino, true), Err(FsError::ReadOnly)), "{ino}");
+    }
+    assert!(fs.access(inc, true).is_ok() && fs.access(staged, true).is_ok());
+    assert!(matches!(fs.access(9_999_999, false), Err(FsError::NotFound)));
+    // `latest` carries the newest backup's date.
+    let latest = fs.getattr(resolve(&fs, "/by-name/notes.txt/latest").unwrap()).unwrap().attr;
+    assert_eq!(latest.mtime, fs.getattr(dir).unwrap().attr.mtime);
+    assert!(latest.mtime > 1_700_000_000, "{}", latest.mtime);
+}
+
 #[test]
 fn units_left_in_incoming_by_an_earlier_mount_are_backed_up_with_their_tags() {
     let env = Env::new();

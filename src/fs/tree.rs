@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::archive::index::{EntryKind, Index};
 use crate::inventory::Query;
-use crate::model::BackupRecord;
+use crate::model::{BackupRecord, Epoch};
 
 use super::index::Unreadable;
 use super::{lock, names, Attr, Entry, FsError, Inner, Ino, Kind, Result, ROOT, STATUS_FILE};
@@ -59,7 +59,8 @@ pub(super) enum NodeKind {
     /// A directory of the virtual tree (root, by-name…).
     Dir,
     /// `latest`.
-    Latest(Vec<u8>),
+    /// The target and the newest backup's date (the link's mtime).
+    Latest(Vec<u8>, Epoch),
     /// A backup's directory; its children are filled in from the index on first use.
     Backup(usize),
     /// An entry of a backup's archive: (slot, entry index).
@@ -146,7 +147,7 @@ impl Tree {
         let node = self.node(ino).ok()?;
         Some(match &node.kind {
             NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => Kind::Dir,
-            NodeKind::Latest(_) => Kind::Symlink,
+            NodeKind::Latest(..) => Kind::Symlink,
             NodeKind::Raw(_) | NodeKind::Status(_) => Kind::File,
             NodeKind::Entry(slot, e) => {
                 let entry = &self.slots[*slot].loaded.as_ref()?.index.entries[*e];
@@ -167,8 +168,8 @@ impl Tree {
         let (attr, ttl) = match &node.kind {
             NodeKind::Dir => (dir(0o555, fs.mounted_at), DIR_TTL),
             NodeKind::Incoming => (dir(0o755, fs.mounted_at), DIR_TTL),
-            NodeKind::Latest(t) => (
-                Attr { ino, kind: Kind::Symlink, size: t.len() as u64, perm: 0o777, nlink: 1, uid, gid, mtime: 0 },
+            NodeKind::Latest(t, mtime) => (
+                Attr { ino, kind: Kind::Symlink, size: t.len() as u64, perm: 0o777, nlink: 1, uid, gid, mtime: *mtime },
                 DIR_TTL,
             ),
             NodeKind::Backup(slot) => (dir(0o555, self.slots[*slot].record.backup_date), DIR_TTL),
@@ -253,7 +254,7 @@ impl Tree {
         let reuse = self.paths.get(&key).copied().filter(|&i| {
             let n = &self.nodes[i as usize - 1];
             match (&n.kind, &kind) {
-                (NodeKind::Latest(_), NodeKind::Latest(_)) => true,
+                (NodeKind::Latest(..), NodeKind::Latest(..)) => true,
                 (a, b) => a == b,
             }
         });
@@ -291,7 +292,7 @@ impl Tree {
         }
         let incoming = self.paths[&b"incoming"[..]];
         self.nodes[0].children.as_mut().expect("root is a directory").insert(b"incoming".to_vec(), incoming);
-        let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut latest: BTreeMap<Vec<u8>, (Vec<u8>, Epoch)> = BTreeMap::new();
         for r in records {
             let slot = match self.slot_of.get(r.stored_filename.as_str()) {
                 Some(&s) => {
@@ -309,7 +310,10 @@ impl Tree {
             let name = names::escape(&r.filename);
             let ts = names::timestamp(r.backup_date);
             let placed = self.place(&[b"by-name", &name], &ts, NodeKind::Backup(slot));
-            latest.insert(name.clone(), placed);
+            let newest = latest.get(&name).is_none_or(|(_, date)| r.backup_date >= *date);
+            if newest {
+                latest.insert(name.clone(), (placed, r.backup_date));
+            }
             for tag in r.tag_list() {
                 let tag = names::escape(tag);
                 self.place(&[b"by-tag", &tag, &name], &ts, NodeKind::Backup(slot));
@@ -317,8 +321,8 @@ impl Tree {
             let [y, m, d] = names::date_parts(r.backup_date);
             self.place(&[b"by-date", &y, &m, &d], &names::date_entry(&name, r.backup_date), NodeKind::Backup(slot));
         }
-        for (name, target) in latest {
-            self.place(&[b"by-name", &name], b"latest", NodeKind::Latest(target));
+        for (name, (target, date)) in latest {
+            self.place(&[b"by-name", &name], b"latest", NodeKind::Latest(target, date));
         }
     }
 
