@@ -604,6 +604,42 @@ fn run_pw(e: &Env, args: &[&str], pw: Option<&str>) -> Output {
     c.output().unwrap()
 }
 
+/// Issue 12: `--password-file` and `--password-command` on every command that needs a password (only `mount` had
+/// a file option). Global flags, before or after the command.
+#[test]
+fn password_file_and_password_command_work_for_every_command() {
+    let e = Env::new();
+    let pwfile = e.path().join("pw.txt");
+    fs::write(&pwfile, "correct horse\nignored second line\n").unwrap();
+    let file = pwfile.to_str().unwrap();
+    let command = format!("cat {file}");
+    let src = e.path().join("src").join("secret");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    let stored = stored_name(&e.ok(&["backup", src.to_str().unwrap(), "--password-file", file]));
+    assert!(stored.ends_with(".tgz.enc"), "{stored}");
+    // Each command that reads an encrypted backup takes either flag (and the password is the file's first line).
+    let out = e.path().join("out");
+    e.ok(&["--password-command", &command, "restore", "secret", "--to", out.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(out.join("secret/a.txt")).unwrap(), "alpha\n");
+    e.ok(&["verify", "secret", "--password-file", file]);
+    e.ok(&["check", "--read-data", "--password-command", &command]);
+    // Without a password the encrypted backup cannot be read; a wrong one is refused; a failing command is one line.
+    assert!(!e.run(&["verify", "secret"]).status.success());
+    fs::write(e.path().join("wrong.txt"), "wrong\n").unwrap();
+    let o = e.run(&["verify", "secret", "--password-file", e.path().join("wrong.txt").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("password"), "{}", stderr(&o));
+    let o = e.run(&["verify", "secret", "--password-command", "exit 3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "bakthat: error: the password command \"exit 3\" failed (exit status: 3); nothing was done"
+    );
+    let o = e.run(&["verify", "secret", "--password-file", "/nonexistent/pw"]);
+    assert!(stderr(&o).starts_with("bakthat: error: reading the password file /nonexistent/pw: "), "{}", stderr(&o));
+    assert_eq!(e.run(&["show", "--password-file", file, "--password-command", "x"]).status.code(), Some(2));
+}
+
 // Regression (issue 11, item 6): verify read the archive and the inventory's copy of its index, never the `.index`
 // sidecar in the store, so a flipped or swapped sidecar still verified "ok".
 #[test]

@@ -82,8 +82,12 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// The password for new backups: BAKTHAT_PASSWORD, else a prompt on a terminal (unless --prompt no).
+/// The password for new backups: --password-file/--password-command, BAKTHAT_PASSWORD, else a prompt on a terminal
+/// (unless --prompt no).
 fn backup_password(prompt: YesNo) -> Result<Option<Arc<Secret>>> {
+    if let Some(secret) = super::flagged_password()? {
+        return Ok(Some(secret));
+    }
     if let Some(pw) = std::env::var_os("BAKTHAT_PASSWORD") {
         use std::os::unix::ffi::OsStrExt;
         return Ok((!pw.is_empty()).then(|| Arc::new(Secret::new(pw.as_bytes()))));

@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::archive::{ArchiveError, Secret};
@@ -60,6 +60,12 @@ pub struct Cli {
     /// No progress bars or notes
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Read the password from the first line of FILE (instead of BAKTHAT_PASSWORD or a prompt)
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "password_command")]
+    password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and use the first line it prints as the password (e.g. `pass show backups`)
+    #[arg(long, global = true, value_name = "CMD")]
+    password_command: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -209,6 +215,14 @@ fn client(cli: &Cli) -> Result<Client> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let source = match (&cli.password_file, &cli.password_command) {
+        (Some(f), _) => Some(PasswordSource::File(f.clone())),
+        (None, Some(c)) => Some(PasswordSource::Command(c.clone())),
+        (None, None) => None,
+    };
+    if let Some(source) = source {
+        let _ = PASSWORD_SOURCE.set(source);
+    }
     match &cli.command {
         Command::Backup(a) => backup::run(&cli, a),
         Command::Restore(a) => restore::run(&cli, a),
@@ -248,8 +262,73 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The password to read a backup: BAKTHAT_PASSWORD, else a prompt on a terminal.
+/// Where the password comes from when a global flag names it; set once from the command line in [`run`], before
+/// any command asks (the flags are global, so every command that needs a password takes them).
+static PASSWORD_SOURCE: std::sync::OnceLock<PasswordSource> = std::sync::OnceLock::new();
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PasswordSource {
+    File(PathBuf),
+    Command(String),
+}
+
+/// The password named by `--password-file` / `--password-command`, read once (a command runs once per process).
+fn flagged_password() -> Result<Option<Arc<Secret>>> {
+    static READ: std::sync::OnceLock<Arc<Secret>> = std::sync::OnceLock::new();
+    let Some(source) = PASSWORD_SOURCE.get() else { return Ok(None) };
+    if let Some(s) = READ.get() {
+        return Ok(Some(s.clone()));
+    }
+    let text = match source {
+        PasswordSource::File(f) => {
+            std::fs::read(f).with_context(|| format!("reading the password file {}", f.display()))?
+        }
+        PasswordSource::Command(cmd) => {
+            let out = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .stdin(std::process::Stdio::inherit())
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running the password command {cmd:?}"))?;
+            if !out.status.success() {
+                bail!("the password command {cmd:?} failed ({}); nothing was done", out.status);
+            }
+            out.stdout
+        }
+    };
+    let line = first_line(&text);
+    if line.is_empty() {
+        bail!("the password from {} is empty", source.describe());
+    }
+    Ok(Some(READ.get_or_init(|| Arc::new(Secret::new(line))).clone()))
+}
+
+impl PasswordSource {
+    fn describe(&self) -> String {
+        match self {
+            PasswordSource::File(f) => format!("the password file {}", f.display()),
+            PasswordSource::Command(c) => format!("the password command {c:?}"),
+        }
+    }
+}
+
+/// The first line of `text`, without its `\n` or `\r\n`: what password files and commands give.
+pub(super) fn first_line(text: &[u8]) -> &[u8] {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Whether the password was named by a flag (so a detached mount reads it again itself).
+pub(super) fn password_from_file() -> bool {
+    matches!(PASSWORD_SOURCE.get(), Some(PasswordSource::File(_)))
+}
+
+/// The password to read a backup: --password-file/--password-command, BAKTHAT_PASSWORD, else a prompt on a
+/// terminal.
 fn read_password(ask: bool) -> Result<Option<Arc<Secret>>> {
+    if let Some(secret) = flagged_password()? {
+        return Ok(Some(secret));
+    }
     if let Some(pw) = std::env::var_os("BAKTHAT_PASSWORD") {
         use std::os::unix::ffi::OsStrExt;
         return Ok(Some(Arc::new(Secret::new(pw.as_bytes()))));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Parser;
 
-use super::{client, read_password, Cli, EXIT_OK};
+use super::{client, first_line, password_from_file, read_password, Cli, EXIT_OK};
 use crate::archive::Secret;
 use crate::mount::{self, DetachedCommand};
 use crate::ops;
@@ -30,9 +30,6 @@ pub(super) struct MountArgs {
     /// Run in the background once mounted
     #[arg(long)]
     daemon: bool,
-    /// Read the password of encrypted backups from this file (first line)
-    #[arg(long, value_name = "FILE")]
-    password_file: Option<PathBuf>,
     /// Mount even if encrypted backups exist and no password is given (no prompt; they show as needing one)
     #[arg(long)]
     without_encrypted: bool,
@@ -56,21 +53,13 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     // Backups dropped into /incoming go through the client, so hooks, events and auto-sync apply to them.
     let client = Arc::new(client(cli)?);
     let ctx = client.ctx();
-    let first_line = |text: &[u8]| {
-        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-        Arc::new(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
-    };
-    let secret = match &a.password_file {
-        Some(f) => {
-            let text = std::fs::read(f).with_context(|| format!("reading the password file {}", f.display()))?;
-            Some(first_line(&text))
-        }
-        None if a.password_stdin => {
+    let secret = match a.password_stdin {
+        true => {
             let mut text = Vec::new();
             io::Read::read_to_end(&mut io::stdin(), &mut text).context("reading the password from stdin")?;
-            Some(first_line(&text))
+            Some(Arc::new(Secret::new(first_line(&text))))
         }
-        None => {
+        false => {
             let encrypted = ctx.inventory.search(&Default::default())?.iter().filter(|r| r.is_enc()).count();
             let secret = read_password(encrypted > 0 && !a.without_encrypted)?;
             if secret.is_none() && encrypted > 0 && !a.without_encrypted {
@@ -127,7 +116,7 @@ fn cache_dir(a: &MountArgs) -> Result<PathBuf> {
 /// the child's log goes to `<cache-dir>/mount.log`.
 fn daemonize(a: &MountArgs, cache_dir: &Path, secret: Option<&Secret>) -> Result<i32> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|x| x != "--daemon").collect();
-    let hand_over = secret.filter(|_| a.password_file.is_none() && std::env::var_os("BAKTHAT_PASSWORD").is_none());
+    let hand_over = secret.filter(|_| !password_from_file() && std::env::var_os("BAKTHAT_PASSWORD").is_none());
     if hand_over.is_some() {
         args.push("--password-stdin".into());
     }
