@@ -43,18 +43,13 @@ pub struct Policy {
     pub first_week_day: Weekday,
 }
 
+/// Every count zero, weeks from Saturday (0.6's default): [`Policy::default`], usable in a `const`.
+pub const NO_POLICY: Policy =
+    Policy { years: 0, months: 0, weeks: 0, days: 0, hours: 0, minutes: 0, seconds: 0, first_week_day: Weekday::Sat };
+
 impl Default for Policy {
     fn default() -> Self {
-        Policy {
-            years: 0,
-            months: 0,
-            weeks: 0,
-            days: 0,
-            hours: 0,
-            minutes: 0,
-            seconds: 0,
-            first_week_day: Weekday::Sat,
-        }
+        NO_POLICY
     }
 }
 

@@ -62,6 +62,18 @@ fn rotation_keeps_the_grandfather_father_son_set_and_deletes_the_rest() {
     assert_eq!(objects(t.path()), 2 * 201, "a dry run deletes nothing");
     assert!(dry[0].keep && dry[0].reasons.iter().any(|r| r.contains("newest")), "{:?}", dry[0]);
     assert!(dry.iter().filter(|p| !p.keep).all(|p| p.reasons.len() == 1));
+    // Issue 12: the same policy given for one run (rotate_backups --keep-daily 7 ...) where the profile has none.
+    let bare = ctx(t.path(), clock.clone(), None);
+    let err = ops::rotate(&bare, "db", &RotateOptions { dry_run: true, ..RotateOptions::default() }).unwrap_err();
+    assert!(err.to_string().contains("--keep-daily"), "{err}");
+    let given = bakthat::rotation::Policy { days: 7, weeks: 4, months: 3, ..Default::default() };
+    let opts = RotateOptions { dry_run: true, policy: Some(given), ..RotateOptions::default() };
+    let same: Vec<(String, bool)> = ops::rotate(&bare, "db", &opts)
+        .unwrap()
+        .iter()
+        .map(|p| (p.record.stored_filename.to_string(), p.keep))
+        .collect();
+    assert_eq!(same, dry.iter().map(|p| (p.record.stored_filename.to_string(), p.keep)).collect::<Vec<_>>());
     let done = ops::rotate(&c, "db", &RotateOptions::default()).unwrap();
     let kept: Vec<String> = done.iter().filter(|p| p.keep).map(|p| p.record.stored_filename.to_string()).collect();
     let dates: Vec<&str> = kept.iter().map(|k| &k[3..11]).collect();

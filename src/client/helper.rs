@@ -142,7 +142,7 @@ impl<'c> Scope<'c> {
 
     /// Applies the profile's rotation policy to this helper's backups.
     pub fn rotate(&self) -> Result<Vec<Planned>, ClientError> {
-        let opts = RotateOptions { destination: self.destination, dry_run: false };
+        let opts = RotateOptions { destination: self.destination, dry_run: false, policy: None };
         self.client.rotate(&self.name, &opts)
     }
 

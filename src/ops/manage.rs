@@ -7,7 +7,7 @@ use super::{Ctx, OpsError};
 use crate::interval::parse_interval;
 use crate::inventory::Query;
 use crate::model::{utc, BackupRecord, Destination};
-use crate::rotation::{self, Decision};
+use crate::rotation::{self, Decision, Policy};
 
 /// Filters of `show`.
 #[derive(Debug, Default, Clone)]
@@ -109,10 +109,42 @@ pub fn delete_older_than(
 pub struct RotateOptions {
     pub destination: Option<Destination>,
     pub dry_run: bool,
+    /// A policy for this run instead of the profile's (the command line's `--keep-*` flags, as restic's `forget`).
+    pub policy: Option<Policy>,
 }
 
-/// Applies the profile's grandfather-father-son policy to the backups named exactly `name`.
+/// A policy to suggest where a profile has none: 7 daily, 4 weekly and 12 monthly backups.
+pub const SUGGESTED_POLICY: Policy = Policy { days: 7, weeks: 4, months: 12, ..rotation::NO_POLICY };
+
+/// Applies the profile's grandfather-father-son policy (or `opts.policy`) to the backups named exactly `name`.
 pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned>, OpsError> {
+    let policy = match opts.policy {
+        Some(p) if !p.is_empty() => p,
+        Some(_) => return Err(OpsError::NoRotation { profile: ctx.profile_name.clone() }),
+        None => profile_policy(ctx)?,
+    };
+    let dest = ctx.destination(opts.destination);
+    let rows = ctx.inventory.search(&Query {
+        exact_name: Some(name.to_string()),
+        backends: vec![dest],
+        ..Query::default()
+    })?;
+    let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
+    let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
+    let mut out = Vec::new();
+    for d in plan {
+        let record = rows[d.index].clone();
+        if !d.keep && !opts.dry_run {
+            delete_record(ctx, &record)?;
+        }
+        out.push(Planned { record, keep: d.keep, reasons: d.reasons.iter().map(|r| r.describe()).collect() });
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.record.backup_date));
+    Ok(out)
+}
+
+/// The profile's `rotation:` block as a policy; [`OpsError::NoRotation`] when it has none (or all zero).
+fn profile_policy(ctx: &Ctx) -> Result<Policy, OpsError> {
     let cfg = ctx.profile.rotation.clone().ok_or_else(|| OpsError::NoRotation { profile: ctx.profile_name.clone() })?;
     let mut map = BTreeMap::new();
     for (k, v) in [
@@ -132,22 +164,5 @@ pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned
     if policy.is_empty() {
         return Err(OpsError::NoRotation { profile: ctx.profile_name.clone() });
     }
-    let dest = ctx.destination(opts.destination);
-    let rows = ctx.inventory.search(&Query {
-        exact_name: Some(name.to_string()),
-        backends: vec![dest],
-        ..Query::default()
-    })?;
-    let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
-    let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
-    let mut out = Vec::new();
-    for d in plan {
-        let record = rows[d.index].clone();
-        if !d.keep && !opts.dry_run {
-            delete_record(ctx, &record)?;
-        }
-        out.push(Planned { record, keep: d.keep, reasons: d.reasons.iter().map(|r| r.describe()).collect() });
-    }
-    out.sort_by_key(|p| std::cmp::Reverse(p.record.backup_date));
-    Ok(out)
+    Ok(policy)
 }

@@ -40,7 +40,7 @@ pub use glacier_inventory::{
     LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
 };
 pub use journal::journal_for;
-pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery};
+pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery, SUGGESTED_POLICY};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, SidecarState, VerifyOutcome};
 pub use share::{recipient_command, share, Shared};
 
@@ -225,7 +225,7 @@ pub enum OpsError {
     Pending { stored: String, state: String, hint: Option<String> },
     #[error("{stored} is in {backend}; only backups in s3 can be shared (presigned URLs)")]
     NotShareable { stored: String, backend: Destination },
-    #[error("no rotation policy in profile {profile}; run `bakthat configure_backups_rotation -p {profile}` or add a rotation: block")]
+    #[error("no rotation policy in profile {profile}; pass --keep-daily N (--keep-weekly, --keep-monthly, ...) for this run, or set one with `bakthat configure_backups_rotation -p {profile}`")]
     NoRotation { profile: String },
     #[error("interrupted; nothing was left under a final name")]
     Interrupted,
