@@ -374,7 +374,7 @@ fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
     assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
 }
 
-// Issue 11 item 9: without a password the mount refuses to start while encrypted backups exist (see tests/cli.rs);
+// Issue 11 item 9: without a password the mount refuses to start while encrypted backups exist (see tests/it/cli.rs);
 // --without-encrypted mounts anyway, and the encrypted backups say that they need the password.
 #[test]
 fn without_encrypted_mounts_and_the_encrypted_backups_say_password_needed() {

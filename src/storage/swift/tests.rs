@@ -1,5 +1,5 @@
 //! The Swift client against a tiny fake HTTP server (Keystone v2/v3, re-auth, retries, resumed downloads). The real
-//! Swift all-in-one runs the conformance tests in tests/backends.rs.
+//! Swift all-in-one runs the conformance tests in tests/it/backends.rs.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

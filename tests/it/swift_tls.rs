@@ -2,7 +2,7 @@
 //! the system CA bundle, which `SSL_CERT_FILE` replaces), skipped only with `insecure`. Its own test binary because
 //! it sets `SSL_CERT_FILE` for the process. Needs the `openssl` command; a missing one is a failure.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -83,6 +83,9 @@ fn tls_is_verified_unless_insecure() {
     assert!(error_chain(&err).contains("without X-Storage-Url"), "{}", error_chain(&err));
 
     // The CA bundle the system points at is honoured: trusting the certificate makes verification pass.
+    // This changes the process's environment: nextest runs each test in a process of its own; plain `cargo test`
+    // (scripts/test.sh without cargo-nextest) shares one with the other tests of this binary, none of which relies
+    // on the system CA bundle.
     std::env::set_var("SSL_CERT_FILE", &cert);
     let err = SwiftStore::new(&settings(false)).expect_err("openssl is no Swift");
     assert!(error_chain(&err).contains("without X-Storage-Url"), "{}", error_chain(&err));

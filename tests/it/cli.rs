@@ -1,6 +1,6 @@
 //! The `bakthat` command end to end on the local store: every verb, and every bad input the issue lists.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

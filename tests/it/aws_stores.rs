@@ -2,7 +2,7 @@
 //! classes, bucket creation, cleanup of unfinished uploads, cold objects, Glacier retrieval jobs, and fault
 //! injection through a local proxy that answers 5xx, resets connections, stalls and cuts responses short.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! The store conformance body run against every backend. S3, Glacier and Swift run against real servers started
 //! by scripts/test.sh (moto, Swift all-in-one); a missing server is a failure, not a skip.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

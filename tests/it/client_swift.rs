@@ -1,7 +1,7 @@
 //! The library client against the Swift all-in-one started by scripts/test.sh: the helper's backup, events,
 //! restore, rotation and delete with `default_destination: swift`. A missing server is a failure, not a skip.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The `bakthat` command end to end on S3 and Glacier, against moto (started by scripts/test.sh; a missing server
 //! fails these tests).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! KeyValue and `share` against real S3 servers (moto, and the Swift all-in-one's s3api, which checks signatures and
 //! expiry), started by scripts/test.sh; a missing server fails these tests.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

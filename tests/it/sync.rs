@@ -2,7 +2,7 @@
 //! entries) and through the CLI with two homes sharing one moto bucket (scripts/test.sh starts moto; a missing
 //! server fails these tests).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Read;

@@ -2,7 +2,7 @@
 //! missing server fails these tests): a vault inventory job, the local archive ids, and their JSON copy in S3
 //! restoring a new machine's inventory so it can restore from the vault.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The 0.6 sync server: a replay of the requests bakthat 0.6 sends (reference §11), authentication on every route,
 //! and a round trip of this bakthat between two homes through it (S3 on moto, started by scripts/test.sh).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

@@ -1,7 +1,7 @@
 //! The library client against moto S3 started by scripts/test.sh: a helper scope's backups, restore, rotation and
 //! delete with `default_destination: s3`, and events carrying the destination. A missing server is a failure.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

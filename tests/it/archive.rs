@@ -1,7 +1,7 @@
 //! The archive format end to end: pack, encrypt, restore, random access, tamper detection, and what `tar` and
 //! `gzip` make of it.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

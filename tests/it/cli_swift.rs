@@ -1,7 +1,7 @@
 //! The `bakthat` binary against the Swift all-in-one started by scripts/test.sh (v1 auth): backup, show, restore,
 //! delete with `-d swift`. A missing server is a failure, not a skip.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
