@@ -911,7 +911,8 @@ fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
         let r = env.backup(&env.source("flaky"), &[], None);
         let path = format!("/by-name/flaky/{}/flaky/sub/big.bin", ts(&r));
         let faulty = Arc::new(Faulty::new(env.store()).fail(Op::GetRange, when));
-        let fs = env.fs(counting(faulty.clone()), None).unwrap();
+        let counted = counting(faulty.clone());
+        let fs = env.fs(counted.clone(), None).unwrap();
         match cat(&fs, &path) {
             Ok(got) => assert!(got == want, "{when:?}: a read that succeeds has the right bytes"),
             Err(e) => {
@@ -921,7 +922,14 @@ fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
                 assert!(chain.contains(r.stored_filename.as_str()) && chain.contains("injected fault"), "{chain}");
             }
         }
-        assert!(faulty.injected(Op::GetRange) >= 1, "{when:?}: the fault was met");
+        // How many ranged reads a cat takes depends on how prefetch and the reader meet (3 in some runs), so the
+        // fault is asserted only where the reads reached it (asserting it always failed about one run in three).
+        wait_prefetch(&fs);
+        let reached = match when {
+            When::Nth(n) | When::From(n) => counted.meter().count(Op::GetRange) >= n as u64,
+            _ => false,
+        };
+        assert!(!reached || faulty.injected(Op::GetRange) >= 1, "{when:?}: the fault was met");
         // What failed was not cached: once the store answers again, every byte is right.
         if matches!(when, When::Nth(_)) {
             assert!(cat(&fs, &path).unwrap() == want, "{when:?}: the next read is whole and right");
