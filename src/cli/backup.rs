@@ -74,7 +74,14 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
     if out.cleaned > 0 && !cli.quiet {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
-    println!("stored {} ({}) in {}", out.record.stored_filename, human(out.record.size), out.record.backend);
+    let encrypted = if out.record.is_enc() { "encrypted" } else { "not encrypted" };
+    println!(
+        "stored {} ({}) in {} ({}), {encrypted}",
+        out.record.stored_filename,
+        human(out.record.size),
+        out.record.backend,
+        out.store
+    );
     if !out.warnings.is_empty() {
         eprintln!("bakthat: {} file(s) could not be backed up completely (see the warnings above)", out.warnings.len());
         return Ok(EXIT_FAILURE);

@@ -186,7 +186,43 @@ fn init_logs(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BAKTHAT_LOG").unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).without_time().try_init();
+    // Colour only on a terminal: a log file or a pipe gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .without_time();
+    let _ = match verbose {
+        0 | 1 => builder.event_format(Plain).try_init(),
+        _ => builder.try_init(),
+    };
+}
+
+/// Log lines as the rest of bakthat's messages read: `bakthat: warning: what happened key=value`, no module path
+/// (that is for -vv).
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        write!(writer, "bakthat: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 fn install_signal_handlers() {
@@ -344,9 +380,9 @@ fn needs_password(e: &ClientError) -> bool {
     matches!(e.as_ops(), Some(OpsError::Archive(ArchiveError::PasswordNeeded)))
 }
 
-/// Sizes as 0.6's byteformat printed them: `256 B`, `3.1 KB`, `12.0 MB`.
+/// Sizes in binary units, labelled as such: `256 B`, `3.1 KiB`, `12.0 MiB` (0.6 printed powers of 1024 as "MB").
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");
     }

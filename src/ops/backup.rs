@@ -47,6 +47,8 @@ pub struct BackupOutcome {
     pub warnings: Vec<PackWarning>,
     /// Leftovers of earlier interrupted uploads that were cleaned up.
     pub cleaned: u64,
+    /// Where the archive went, for people: the store's description (`local store /home/u/.local/share/...`).
+    pub store: String,
 }
 
 /// How bakthat 0.6 recognised an input that is already a gzipped tar (mimetypes: .tgz, .tar.gz, .taz, .tz).
@@ -187,7 +189,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     for w in &warnings {
         ctx.reporter.warn(&format!("{}: {}", w.path.display(), w.message));
     }
-    Ok(BackupOutcome { record, warnings, cleaned })
+    Ok(BackupOutcome { record, warnings, cleaned, store: backend.describe() })
 }
 
 /// Stores the index sidecar and the journal entry (see [`crate::journal`]), then records the row.

@@ -611,6 +611,32 @@ fn run_pw(e: &Env, args: &[&str], pw: Option<&str>) -> Output {
     c.output().unwrap()
 }
 
+/// Issue 12: messages read as one line each, whatever prints them: a log warning in a pipe has no ANSI codes and no
+/// module path, appears once, and the backup says where it went and whether it is encrypted, in honest units.
+#[test]
+fn warnings_are_plain_single_lines_and_the_backup_says_where_it_went() {
+    let e = Env::new();
+    let config =
+        format!("default:\n  local_path: {}\n  hooks:\n    on_backup: 'cat >/dev/null; exit 3'\n", e.store().display());
+    fs::write(e.config(), config).unwrap();
+    let src = e.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "x".repeat(5000)).unwrap();
+    let o = e.run(&["backup", src.to_str().unwrap(), "--prompt", "no"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{err}");
+    let want = format!(" in local (local store {}), not encrypted", e.store().display());
+    assert!(out.starts_with("stored src.") && out.trim_end().ends_with(&want), "{out}");
+    assert!(!err.contains('\x1b'), "ANSI codes in a pipe: {err:?}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("hook")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].starts_with("bakthat: warning: the on_backup hook"), "{err}");
+    assert!(!err.contains("WARN") && !err.contains("bakthat::"), "{err}");
+    // Sizes in binary units say so.
+    let show = e.ok(&["show"]);
+    assert!(!show.contains(" KB") && !show.contains(" MB"), "{show}");
+}
+
 /// Issue 12: `--password-file` and `--password-command` on every command that needs a password (only `mount` had
 /// a file option). Global flags, before or after the command.
 #[test]
