@@ -926,7 +926,7 @@ fn a_failing_range_read_gives_eio_or_the_right_bytes_never_wrong_ones() {
         // fault is asserted only where the reads reached it (asserting it always failed about one run in three).
         wait_prefetch(&fs);
         let reached = match when {
-            When::Nth(n) | When::From(n) => counted.meter().count(Op::GetRange) >= n as u64,
+            When::Nth(n) | When::From(n) => counted.meter().count(Op::GetRange) >= n,
             _ => false,
         };
         assert!(!reached || faulty.injected(Op::GetRange) >= 1, "{when:?}: the fault was met");
