@@ -1,9 +1,14 @@
 //! `delete` (the newest backup of a name) and `delete_older_than` (by age), and how a deletion plan is printed.
 
+use std::io::{self, IsTerminal};
+use std::sync::Arc;
+
 use anyhow::Result;
 use clap::Parser;
 
-use super::{client, Cli, EXIT_OK};
+use super::{client, read_password, Cli, EXIT_OK};
+use crate::archive::Secret;
+use crate::client::Client;
 use crate::model::Destination;
 use crate::ops;
 
@@ -27,16 +32,35 @@ pub(super) struct DeleteOlderArgs {
 }
 
 pub(super) fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
-    let r = client(cli)?.delete(&a.filename, a.destination)?;
+    let c = client(cli)?;
+    let password = tombstone_password(&c, &a.filename)?;
+    let r = c.delete(&a.filename, a.destination, password.as_deref())?;
     println!("deleted {}", r.stored_filename);
     Ok(EXIT_OK)
 }
 
 pub(super) fn older_than(cli: &Cli, a: &DeleteOlderArgs) -> Result<i32> {
     let c = client(cli)?;
-    let done = c.delete_older_than(&a.filename, &a.interval, a.destination, a.dry_run)?;
+    let password = if a.dry_run { None } else { tombstone_password(&c, &a.filename)? };
+    let done = c.delete_older_than(&a.filename, &a.interval, a.destination, a.dry_run, password.as_deref())?;
     print_plan(&done, a.dry_run);
     Ok(EXIT_OK)
+}
+
+/// The password that authenticates a delete's tombstones (so it reaches every host of a profile with a password):
+/// --password-file/--password-command or BAKTHAT_PASSWORD, else a prompt on a terminal when a backup of that name is
+/// encrypted (blank: none). Without it the delete still happens, with a plain tombstone (see README, sync).
+pub(super) fn tombstone_password(c: &Client, name: &str) -> Result<Option<Arc<Secret>>> {
+    if let Some(s) = read_password(false)? {
+        return Ok(Some(s));
+    }
+    let query = ops::ShowQuery { text: Some(name.to_string()), ..Default::default() };
+    if !io::stdin().is_terminal()
+        || !c.show(&query)?.iter().any(|r| (r.filename == name || r.stored_filename.as_str() == name) && r.is_enc())
+    {
+        return Ok(None);
+    }
+    Ok(read_password(true)?.filter(|s| !s.bytes().is_empty()))
 }
 
 /// One line per backup: keep, would delete or deleted, with the reasons.

@@ -4,7 +4,8 @@
 use anyhow::Result;
 use clap::Parser;
 
-use super::{client, delete::print_plan, Cli, EXIT_OK};
+use super::delete::{print_plan, tombstone_password};
+use super::{client, Cli, EXIT_OK};
 use crate::model::Destination;
 use crate::ops::{self, OpsError};
 use crate::rotation::{Policy, NO_POLICY};
@@ -60,9 +61,14 @@ impl RotateArgs {
 
 pub(super) fn run(cli: &Cli, a: &RotateArgs) -> Result<i32> {
     let client = client(cli)?;
+    let password = if a.dry_run { None } else { tombstone_password(&client, &a.filename)? };
     let week_start = client.profile().rotation.as_ref().map(|r| r.week_start());
-    let mut opts =
-        ops::RotateOptions { destination: a.destination, dry_run: a.dry_run, policy: a.flag_policy(week_start) };
+    let mut opts = ops::RotateOptions {
+        destination: a.destination,
+        dry_run: a.dry_run,
+        policy: a.flag_policy(week_start),
+        password,
+    };
     let plan = match client.rotate(&a.filename, &opts) {
         // Without a policy, a dry run shows what a sensible one would do instead of only refusing.
         Err(e) if a.dry_run && matches!(e.as_ops(), Some(OpsError::NoRotation { .. })) => {

@@ -142,13 +142,18 @@ impl<'c> Scope<'c> {
 
     /// Applies the profile's rotation policy to this helper's backups.
     pub fn rotate(&self) -> Result<Vec<Planned>, ClientError> {
-        let opts = RotateOptions { destination: self.destination, dry_run: false, policy: None };
+        let opts = RotateOptions {
+            destination: self.destination,
+            dry_run: false,
+            policy: None,
+            password: self.password.clone(),
+        };
         self.client.rotate(&self.name, &opts)
     }
 
     /// Deletes this helper's backups older than `interval` (e.g. `3M2D`).
     pub fn delete_older_than(&self, interval: &str) -> Result<Vec<Planned>, ClientError> {
-        self.client.delete_older_than(&self.name, interval, self.destination, false)
+        self.client.delete_older_than(&self.name, interval, self.destination, false, self.password.as_deref())
     }
 
     /// Restores the newest backup of this helper into `to` (which then holds a directory named after the helper).

@@ -418,11 +418,18 @@ impl Client {
         Ok(ops::show(&self.ctx, query)?)
     }
 
-    /// Deletes the newest backup of `name`; fires `before_delete` and `on_delete`.
-    pub fn delete(&self, name: &str, destination: Option<Destination>) -> Result<BackupRecord, ClientError> {
+    /// Deletes the newest backup of `name`; fires `before_delete` and `on_delete`. With `password` its journal
+    /// tombstone is authenticated, so it reaches every host of a profile with a password.
+    pub fn delete(
+        &self,
+        name: &str,
+        destination: Option<Destination>,
+        password: Option<&Secret>,
+    ) -> Result<BackupRecord, ClientError> {
         let dest = self.ctx.destination(destination);
         let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run: false };
-        self.session(Action::Delete, subject, || Ok(ops::delete(&self.ctx, name, Some(dest))?), |r| Outcome::Delete(r))
+        let run = || Ok(ops::delete(&self.ctx, name, Some(dest), password)?);
+        self.session(Action::Delete, subject, run, |r| Outcome::Delete(r))
     }
 
     /// Deletes the backups named exactly `name` older than `interval` (e.g. `3M2D`); fires
@@ -433,13 +440,14 @@ impl Client {
         interval: &str,
         destination: Option<Destination>,
         dry_run: bool,
+        password: Option<&Secret>,
     ) -> Result<Vec<Planned>, ClientError> {
         let dest = self.ctx.destination(destination);
         let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run };
         self.session(
             Action::DeleteOlderThan,
             subject,
-            || Ok(ops::delete_older_than(&self.ctx, name, interval, Some(dest), dry_run)?),
+            || Ok(ops::delete_older_than(&self.ctx, name, interval, Some(dest), dry_run, password)?),
             |p| Outcome::Plan(p),
         )
     }

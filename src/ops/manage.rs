@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use super::restore::find;
 use super::{Ctx, OpsError};
+use crate::archive::crypto::MasterKey;
+use crate::archive::Secret;
 use crate::interval::parse_interval;
 use crate::inventory::Query;
 use crate::model::{utc, BackupRecord, Destination};
@@ -32,8 +34,15 @@ pub fn show(ctx: &Ctx, q: &ShowQuery) -> Result<Vec<BackupRecord>, OpsError> {
     })?)
 }
 
-/// Deletes one backup's objects and marks its row deleted.
-fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
+/// The key that authenticates this run's tombstones: with the password, a delete's tombstone is believed by every
+/// host of a password profile, even one whose store still seems to hold the archive (Glacier asks this host's own
+/// catalog); without it the tombstone is plain and believed once the archive is gone (see [`crate::sync::Trust`]).
+fn tombstone_key(ctx: &Ctx, password: Option<&Secret>) -> Result<Option<std::sync::Arc<MasterKey>>, OpsError> {
+    password.map(|s| super::master_key(ctx, s)).transpose()
+}
+
+/// Deletes one backup's objects and marks its row deleted; its tombstone is authenticated with `key` when given.
+fn delete_record(ctx: &Ctx, record: &BackupRecord, key: Option<&MasterKey>) -> Result<(), OpsError> {
     let backend = ctx.stores().open(record.backend)?;
     backend.delete(record.stored_filename.as_str())?;
     let index = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);
@@ -47,7 +56,7 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
                 ctx.reporter.warn(&format!("{index} could not be removed from the S3 bucket: {e}"));
             }
         }
-        match crate::journal::publish_tombstone(journal.as_ref(), record, when, None) {
+        match crate::journal::publish_tombstone(journal.as_ref(), record, when, key) {
             Ok(_) => {}
             // As for backups: Glacier's journal is in S3, which the credentials may not reach.
             Err(e) if record.backend == Destination::Glacier => ctx
@@ -60,11 +69,17 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Deletes the newest backup matching `name` in `destination` (the profile's default when `None`).
-pub fn delete(ctx: &Ctx, name: &str, destination: Option<Destination>) -> Result<BackupRecord, OpsError> {
+/// Deletes the newest backup matching `name` in `destination` (the profile's default when `None`). With `password`
+/// its tombstone is authenticated (see [`tombstone_key`]).
+pub fn delete(
+    ctx: &Ctx,
+    name: &str,
+    destination: Option<Destination>,
+    password: Option<&Secret>,
+) -> Result<BackupRecord, OpsError> {
     let dest = ctx.destination(destination);
     let record = find(ctx, name, Some(dest))?;
-    delete_record(ctx, &record)?;
+    delete_record(ctx, &record, tombstone_key(ctx, password)?.as_deref())?;
     Ok(record)
 }
 
@@ -76,13 +91,15 @@ pub struct Planned {
     pub reasons: Vec<String>,
 }
 
-/// Deletes every backup named exactly `name` older than `interval` (the 0.6 grammar, e.g. `3M2D`).
+/// Deletes every backup named exactly `name` older than `interval` (the 0.6 grammar, e.g. `3M2D`); with `password`
+/// the tombstones are authenticated.
 pub fn delete_older_than(
     ctx: &Ctx,
     name: &str,
     interval: &str,
     destination: Option<Destination>,
     dry_run: bool,
+    password: Option<&Secret>,
 ) -> Result<Vec<Planned>, OpsError> {
     let seconds = parse_interval(interval)?;
     let cutoff = ctx.now() - seconds;
@@ -93,10 +110,11 @@ pub fn delete_older_than(
         older_than: Some(cutoff),
         ..Query::default()
     })?;
+    let key = if dry_run || rows.is_empty() { None } else { tombstone_key(ctx, password)? };
     let mut done = Vec::new();
     for record in rows {
         if !dry_run {
-            delete_record(ctx, &record)?;
+            delete_record(ctx, &record, key.as_deref())?;
         }
         let why = format!("older than {interval} (before {})", utc(cutoff).format("%Y-%m-%d %H:%M:%S UTC"));
         done.push(Planned { record, keep: false, reasons: vec![why] });
@@ -111,6 +129,8 @@ pub struct RotateOptions {
     pub dry_run: bool,
     /// A policy for this run instead of the profile's (the command line's `--keep-*` flags, as restic's `forget`).
     pub policy: Option<Policy>,
+    /// Authenticates the tombstones of the deleted backups (see [`delete`]).
+    pub password: Option<std::sync::Arc<Secret>>,
 }
 
 /// A policy to suggest where a profile has none: 7 daily, 4 weekly and 12 monthly backups.
@@ -131,11 +151,13 @@ pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned
     })?;
     let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
     let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
+    let deletes = !opts.dry_run && plan.iter().any(|d| !d.keep);
+    let key = if deletes { tombstone_key(ctx, opts.password.as_deref())? } else { None };
     let mut out = Vec::new();
     for d in plan {
         let record = rows[d.index].clone();
         if !d.keep && !opts.dry_run {
-            delete_record(ctx, &record)?;
+            delete_record(ctx, &record, key.as_deref())?;
         }
         out.push(Planned { record, keep: d.keep, reasons: d.reasons.iter().map(|r| r.describe()).collect() });
     }

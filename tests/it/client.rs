@@ -93,14 +93,14 @@ fn every_action_through_the_client() {
     assert_eq!(done.iter().filter(|p| p.keep).count(), 2);
     assert_eq!(c.show(&ShowQuery::default()).unwrap().len(), 2);
 
-    let gone = c.delete_older_than("db", "12h", None, false).unwrap();
+    let gone = c.delete_older_than("db", "12h", None, false, None).unwrap();
     assert_eq!(gone.len(), 1);
-    let deleted = c.delete("db", None).unwrap();
+    let deleted = c.delete("db", None, None).unwrap();
     assert_eq!(deleted.backup_date, START + 4 * DAY);
     assert!(c.show(&ShowQuery::default()).unwrap().is_empty());
     assert!(f.objects().is_empty(), "archives and index sidecars are gone: {:?}", f.objects());
 
-    let err = c.delete("db", None).unwrap_err();
+    let err = c.delete("db", None, None).unwrap_err();
     assert!(matches!(err, ClientError::Ops(OpsError::NoMatch { .. })), "{err:?}");
     assert_eq!(err.exit_code(), 1);
 }
@@ -129,9 +129,9 @@ fn events_fire_in_order_with_one_session_id_per_action() {
     let to = f.path().join("out");
     c.restore(&RestoreOptions { name: "site".into(), to: Some(to), ..Default::default() }).unwrap();
     c.rotate("site", &RotateOptions::default()).unwrap();
-    c.delete_older_than("site", "1h", None, false).unwrap();
-    c.delete("site", None).unwrap();
-    assert!(c.delete("site", None).is_err());
+    c.delete_older_than("site", "1h", None, false, None).unwrap();
+    c.delete("site", None, None).unwrap();
+    assert!(c.delete("site", None, None).is_err());
 
     let seen = seen.lock().unwrap();
     let names: Vec<String> = seen.iter().map(|e| e.0.name()).collect();
@@ -223,7 +223,7 @@ fn hooks_receive_the_event_as_json_and_environment() {
     }
 
     // on_* hooks also run when the action fails, and see the error.
-    assert!(c.delete("nothing-by-this-name", None).is_err());
+    assert!(c.delete("nothing-by-this-name", None, None).is_err());
     let on = read_json(out.join("on_delete.json"));
     assert_eq!(on["status"], "error");
     assert!(on["error"].as_str().unwrap().contains("no backup matches"), "{on}");
@@ -266,7 +266,7 @@ fn a_hook_past_its_timeout_is_killed() {
     // `; true` keeps sh from exec-ing sleep, so the kill has to reach the whole process group.
     let c = f.client("  hooks:\n    before_delete: 'sleep 60; true'\n    timeout: 1\n");
     let started = Instant::now();
-    let err = c.delete("anything", None).unwrap_err();
+    let err = c.delete("anything", None, None).unwrap_err();
     assert!(
         matches!(&err, ClientError::HookFailed { exit: HookExit::TimedOut(t), .. } if *t == Duration::from_secs(1)),
         "{err:?}"
@@ -337,7 +337,7 @@ fn the_helper_directory_is_removed_on_drop_error_and_panic() {
     let script = || -> Result<(), ClientError> {
         let scope = c.helper("pg")?;
         *dir.lock().unwrap() = scope.path().to_path_buf();
-        c.delete("no-such-backup", None)?;
+        c.delete("no-such-backup", None, None)?;
         Ok(())
     };
     assert!(script().is_err());

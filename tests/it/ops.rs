@@ -104,15 +104,15 @@ fn delete_older_than_matches_the_name_exactly() {
         }
     }
     clock.store(START + 10 * DAY, Ordering::SeqCst);
-    let planned = ops::delete_older_than(&c, "foo", "5D", None, true).unwrap();
+    let planned = ops::delete_older_than(&c, "foo", "5D", None, true, None).unwrap();
     assert_eq!(planned.len(), 5, "backups of days 0-4 are older than 5 days");
     assert!(planned.iter().all(|p| p.record.filename == "foo"));
-    let done = ops::delete_older_than(&c, "foo", "5D", None, false).unwrap();
+    let done = ops::delete_older_than(&c, "foo", "5D", None, false, None).unwrap();
     assert_eq!(done.len(), 5);
     let left = ops::show(&c, &ops::ShowQuery::default()).unwrap();
     assert_eq!(left.iter().filter(|r| r.filename == "foo").count(), 5);
     assert_eq!(left.iter().filter(|r| r.filename == "foobar").count(), 10);
-    assert!(ops::delete_older_than(&c, "foo", "", None, true).is_err(), "an empty interval is refused");
+    assert!(ops::delete_older_than(&c, "foo", "", None, true, None).is_err(), "an empty interval is refused");
 }
 
 #[test]

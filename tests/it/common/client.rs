@@ -83,7 +83,7 @@ impl Fixture {
         let plan = scope.rotate().unwrap();
         assert_eq!(plan.iter().filter(|p| !p.keep).count(), 1);
         assert!(store.head(&stored[0]).unwrap().is_none(), "rotation deleted the older archive from {}", store.kind());
-        self.client.delete(helper, None).unwrap();
+        self.client.delete(helper, None, None).unwrap();
         assert!(store.head(&stored[1]).unwrap().is_none());
     }
 }
