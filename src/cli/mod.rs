@@ -22,14 +22,18 @@ mod check;
 mod configure;
 mod configure_rotation;
 mod delete;
+mod diff;
 mod excludes;
+mod find;
 mod import_legacy;
+mod ls;
 mod mount;
 mod progress;
 mod remote;
 mod restore;
 mod rotate;
 mod show;
+mod stats;
 mod sync;
 mod verify;
 
@@ -78,6 +82,14 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List backups from the inventory (no network)
     Show(show::ShowArgs),
+    /// List the files of a backup, from the inventory's copy of its index (no network)
+    Ls(ls::LsArgs),
+    /// Which backups hold a path matching a pattern, with sizes and dates (no network)
+    Find(find::FindArgs),
+    /// Paths added (+), removed (-) and changed (M) between two backups (no network)
+    Diff(diff::DiffArgs),
+    /// Backups, bytes stored per store and per name, compression ratio, oldest and newest (no network)
+    Stats(stats::StatsArgs),
     /// Delete the newest backup of a name
     Delete(delete::DeleteArgs),
     /// Delete the backups of a name older than an interval such as 3M2D
@@ -263,6 +275,10 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => backup::run(&cli, a),
         Command::Restore(a) => restore::run(&cli, a),
         Command::Show(a) => show::run(&cli, a),
+        Command::Ls(a) => ls::run(&cli, a),
+        Command::Find(a) => find::run(&cli, a),
+        Command::Diff(a) => diff::run(&cli, a),
+        Command::Stats(a) => stats::run(&cli, a),
         Command::Delete(a) => delete::run(&cli, a),
         Command::DeleteOlderThan(a) => delete::older_than(&cli, a),
         Command::RotateBackups(a) => rotate::run(&cli, a),

@@ -24,6 +24,7 @@ pub use crate::stores::StoreLayer;
 use crate::stores::{OpenError, Stores};
 
 mod backup;
+mod browse;
 mod check;
 mod glacier_inventory;
 mod journal;
@@ -34,6 +35,9 @@ mod share;
 pub(crate) use backup::master_key;
 pub(crate) use backup::tree_size;
 pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use browse::{
+    diff, find_paths, inventory_index, ls, stats, Change, Diff, Found, Listed, Listing, NameStats, Stats, StoreStats,
+};
 pub use check::{adopt, check, CheckOptions, CheckReport, Orphan, Problem, ProblemKind, ReadData, Subset};
 pub use glacier_inventory::{
     backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
@@ -227,6 +231,11 @@ pub enum OpsError {
     NotShareable { stored: String, backend: Destination },
     #[error("no rotation policy in profile {profile}; pass --keep-daily N (--keep-weekly, --keep-monthly, ...) for this run, or set one with `bakthat configure_backups_rotation -p {profile}`")]
     NoRotation { profile: String },
+    /// A backup without the inventory's copy of its entry index (a 0.6 archive that was never read whole).
+    #[error("{stored} has no entry index in the inventory (a bakthat 0.6 archive); `bakthat verify {stored}` reads it once and keeps one")]
+    NoIndex { stored: String },
+    #[error("{path} is not in {stored}; `bakthat ls {stored}` lists its paths")]
+    NotInBackup { path: String, stored: String },
     #[error("interrupted; nothing was left under a final name")]
     Interrupted,
     #[error("{context}")]

@@ -827,3 +827,63 @@ fn mount_without_a_password_refuses_when_backups_are_encrypted() {
     assert!(err.contains("--without-encrypted") && err.trim().lines().count() == 1, "{err}");
     assert!(empty_dir(&mp));
 }
+
+/// Issue 12: `ls`, `find`, `diff` and `stats` answer from the inventory's index copies, with no store at all.
+#[test]
+fn ls_find_diff_and_stats_read_the_inventory_only() {
+    let e = Env::new();
+    let src = e.path().join("d");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    fs::write(src.join("sub/b.jpg"), "jpeg").unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("l")).unwrap();
+    let first = stored_name(&e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no"]));
+    fs::write(src.join("a.txt"), "alpha, longer\n").unwrap();
+    fs::remove_file(src.join("sub/b.jpg")).unwrap();
+    fs::write(src.join("new.jpg"), "new").unwrap();
+    let o = run_pw(&e, &["backup", src.to_str().unwrap(), "--prompt", "no"], Some("pw"));
+    let second = stored_name(&stdout(&o));
+    // No store: everything below reads the inventory.
+    fs::rename(e.store(), e.path().join("gone")).unwrap();
+
+    assert_eq!(e.ok(&["ls", &first]), "d\nd/a.txt\nd/l\nd/sub\nd/sub/b.jpg\n");
+    assert_eq!(e.ok(&["ls", &first, "d/sub/"]), "d/sub\nd/sub/b.jpg\n");
+    let long = e.ok(&["ls", &first, "--long", "d/l"]);
+    assert!(long.starts_with("lrwxrwxrwx  ") && long.trim_end().ends_with("Z  d/l -> a.txt"), "{long}");
+    e.fails(&["ls", &first, "d/nope"], 1, "d/nope is not in");
+    // The newest backup of `d` is encrypted: its index needs the password.
+    e.fails(&["ls", "d"], 1, "password");
+    let o = run_pw(&e, &["ls", "d", "--json"], Some("pw"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stored_filename"], second.as_str());
+    let a = v["entries"].as_array().unwrap().iter().find(|x| x["path"] == "d/a.txt").unwrap();
+    assert_eq!((a["kind"].as_str(), a["size"].as_u64(), a["mode"].as_u64()), (Some("file"), Some(14), Some(0o644)));
+    assert!(a["mtime_utc"].as_str().unwrap().ends_with('Z'));
+
+    // find: without the password the encrypted backup is skipped with a warning; with it, both are searched.
+    let o = e.run(&["find", "*.jpg"]);
+    assert!(o.status.success() && stderr(&o).contains(&format!("{second} not searched")), "{}", stderr(&o));
+    assert!(stdout(&o).contains("d/sub/b.jpg") && !stdout(&o).contains("new.jpg"), "{}", stdout(&o));
+    let o = run_pw(&e, &["find", "new.*", "-n", "d", "--json"], Some("pw"));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0]["path"].as_str(), v[0]["stored_filename"].as_str()), (Some("d/new.jpg"), Some(second.as_str())));
+
+    let o = run_pw(&e, &["diff", &first, &second], Some("pw"));
+    let out = stdout(&o);
+    assert!(out.contains("-  d/sub/b.jpg\n") && out.contains("+  d/new.jpg\n"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("M  d/a.txt  (") && l.contains("size")), "{out}");
+    assert!(!out.contains("d/l"), "unchanged paths are not listed: {out}");
+
+    let o = run_pw(&e, &["stats", "--json"], Some("pw"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total"]["backups"], 2);
+    assert_eq!(v["total"]["files"], 4);
+    assert_eq!(v["total"]["plain_bytes"], 6 + 4 + 14 + 3);
+    assert_eq!(v["stores"][0]["store"], "local");
+    assert_eq!(v["names"]["d"]["unknown"], 0);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["stats", "--json"])).unwrap();
+    assert_eq!(v["total"]["unknown"], 1, "the encrypted one without a password");
+    let text = e.ok(&["stats"]);
+    assert!(text.starts_with("name ") && text.contains("total") && !text.contains('\x1b'), "{text}");
+}
