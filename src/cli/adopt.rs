@@ -12,6 +12,7 @@ use crate::ops;
 pub(super) struct AdoptArgs {
     /// The archive's stored name, as `bakthat check` prints it
     stored: String,
+    /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
 }

@@ -14,16 +14,20 @@ use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct DeleteArgs {
+    /// A backup name (its newest backup), or an exact stored name such as site.20261122040805.tgz
     filename: String,
+    /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
 }
 
 #[derive(Parser, Debug)]
 pub(super) struct DeleteOlderArgs {
+    /// The backup name whose old backups to delete (matched exactly)
     filename: String,
     /// s m h D W M Y units, e.g. 2W, 3M2D8h
     interval: String,
+    /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
     /// Only print what would be deleted

@@ -123,7 +123,10 @@ enum Command {
     /// Mount the backups as a filesystem (by name, tag and date; /incoming backs up what is copied in)
     Mount(mount::MountArgs),
     /// Unmount a `bakthat mount`
-    Umount { mountpoint: PathBuf },
+    Umount {
+        /// Where the backups are mounted
+        mountpoint: PathBuf,
+    },
     /// KeyValue: small JSON values in the profile's S3 bucket
     Kv {
         #[command(subcommand)]
@@ -145,11 +148,16 @@ enum Command {
     RestoreGlacierInventory,
     /// Print shell completions
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Manpage,
+    /// Print the man page (roff), or write one page per command into a directory
+    Manpage {
+        /// Write bakthat.1 and bakthat-COMMAND.1 for every command into DIR (e.g. /usr/local/share/man/man1)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -307,8 +315,15 @@ fn run(cli: Cli) -> Result<i32> {
             io::stdout().write_all(&script)?;
             Ok(EXIT_OK)
         }
-        Command::Manpage => {
+        Command::Manpage { dir: None } => {
             clap_mangen::Man::new(Cli::command()).render(&mut io::stdout())?;
+            Ok(EXIT_OK)
+        }
+        Command::Manpage { dir: Some(dir) } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing the man pages into {}", dir.display()))?;
+            println!("wrote the man pages into {}", dir.display());
             Ok(EXIT_OK)
         }
     }

@@ -17,6 +17,7 @@ use crate::ops;
 pub(super) enum KvCommand {
     /// Store a JSON value under a key (encrypted when BAKTHAT_PASSWORD is set or with --encrypt)
     Set {
+        /// The key: a name such as app/config (parts separated by /)
         key: String,
         /// JSON text (quote strings: '"text"'), or - to read it from stdin
         value: String,
@@ -28,11 +29,18 @@ pub(super) enum KvCommand {
         encrypt: bool,
     },
     /// Print the JSON value of a key (exit 1 if there is none)
-    Get { key: String },
+    Get {
+        /// The key: a name such as app/config (parts separated by /)
+        key: String,
+    },
     /// Delete a key
-    Delete { key: String },
+    Delete {
+        /// The key: a name such as app/config (parts separated by /)
+        key: String,
+    },
     /// Print a presigned URL of the key's stored bytes (JSON, gzipped or encrypted as stored)
     Url {
+        /// The key: a name such as app/config (parts separated by /)
         key: String,
         /// How long the URL works: 1h, 30m, 7D (at most 7 days)
         #[arg(long, default_value = "1h")]

@@ -12,7 +12,9 @@ use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct RestoreArgs {
+    /// A backup name (its newest backup), or an exact stored name such as site.20261122040805.tgz
     filename: String,
+    /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
     /// Directory to restore into (default: the current directory)

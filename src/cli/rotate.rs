@@ -12,7 +12,9 @@ use crate::rotation::{Policy, NO_POLICY};
 
 #[derive(Parser, Debug)]
 pub(super) struct RotateArgs {
+    /// The backup name whose backups to rotate (matched exactly)
     filename: String,
+    /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
     /// Only print keep/delete with the reason for each

@@ -11,6 +11,7 @@ use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct ShowArgs {
+    /// Only backups whose name or stored name contains this text
     query: Option<String>,
     /// Only these destinations (repeatable; default: all)
     #[arg(short, long)]

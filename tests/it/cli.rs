@@ -525,6 +525,26 @@ fn completions_manpage_and_usage_errors() {
     let e = Env::new();
     assert!(e.ok(&["completions", "bash"]).contains("bakthat"));
     assert!(e.ok(&["manpage"]).starts_with(".ie") || e.ok(&["manpage"]).contains(".TH"));
+    // Issue 12: the top-level page points at bakthat-backup(1) and the like; `manpage --dir` writes every one of them.
+    let dir = e.path().join("man1");
+    e.ok(&["manpage", "--dir", dir.to_str().unwrap()]);
+    let top = fs::read_to_string(dir.join("bakthat.1")).unwrap();
+    let named: Vec<&str> =
+        top.split("bakthat\\-").skip(1).filter_map(|s| s.split_once("(1)").map(|(n, _)| n)).collect();
+    assert!(named.len() >= 20 && named.contains(&"restore"), "{named:?}");
+    for n in named {
+        let page = fs::read_to_string(dir.join(format!("bakthat-{}.1", n.replace("\\-", "-")))).unwrap_or_default();
+        assert!(page.contains(".TH"), "bakthat-{n}.1 is missing or empty");
+    }
+    // Every argument and option says what it is for.
+    for c in ["restore", "verify", "delete", "rotate_backups", "show", "umount", "completions"] {
+        let help = e.ok(&[c, "--help"]);
+        let bare = help
+            .lines()
+            .filter(|l| l.starts_with("  <") || l.starts_with("  ["))
+            .filter(|l| !l.trim_end().contains("  "));
+        assert_eq!(bare.count(), 0, "{c} has an argument without help:\n{help}");
+    }
     let o = e.run(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
