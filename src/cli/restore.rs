@@ -1,4 +1,5 @@
-//! `restore`: restore the newest backup of a name (or an exact stored name), asking for its password if needed.
+//! `restore`: restore the newest backup of a name (or an exact stored name), asking for its password if needed;
+//! exit 1 when the backup marks files as incomplete (read part way at backup time), though they are restored.
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 
-use super::{client, human, needs_password, read_password, Cli, EXIT_OK};
+use super::{client, human, needs_password, read_password, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::model::Destination;
 use crate::ops;
 
@@ -49,6 +50,15 @@ pub(super) fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
     println!("restored {} ({} entries, {})", out.record.stored_filename, out.entries, human(out.bytes));
     for p in &out.written {
         println!("  {}", p.display());
+    }
+    // Restored, but not as they were: their read failed part way at backup time (each named in a warning above).
+    if !out.incomplete.is_empty() {
+        eprintln!(
+            "bakthat: {} file(s) were incomplete at backup time and end in zeros that were not in the original (see the \
+             warnings above)",
+            out.incomplete.len()
+        );
+        return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_OK)
 }

@@ -279,6 +279,33 @@ fn unreadable_files_are_skipped_with_a_warning_and_exit_1() {
     assert!(!to.join("partly/secret.txt").exists());
 }
 
+// Regression (issue 11, item 7): a restore of a backup whose index marks a file as read part way at backup time
+// warned and exited 0, so a script took the zero-padded file for the original. It exits 1 with a summary line.
+#[test]
+fn restore_of_a_backup_with_incomplete_files_exits_1() {
+    let e = Env::new();
+    let src = e.path().join("docs");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("log.bin"), vec![1u8; 4096]).unwrap();
+    fs::write(src.join("ok.txt"), b"ok").unwrap();
+    let stored = stored_name(&e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no"]));
+    // Mark log.bin as a file whose read failed part way (what backup records when it does).
+    let inv = bakthat::inventory::Inventory::open(e.path().join("inventory.sqlite")).unwrap();
+    let key = bakthat::model::StoredName::from_key(&stored);
+    let mut index = bakthat::archive::read_index_sidecar(&inv.get_index(&key).unwrap().unwrap(), None).unwrap();
+    index.entries.iter_mut().find(|x| x.path == b"docs/log.bin").unwrap().damaged = true;
+    inv.put_index(&key, &bakthat::archive::index_sidecar(&index, None)).unwrap();
+    drop(inv);
+
+    let to = e.path().join("out");
+    let o = e.run(&["restore", &stored, "--to", to.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("docs/log.bin"), "the warning names the file: {}", stderr(&o));
+    assert!(stderr(&o).contains("1 file(s) were incomplete at backup time"), "{}", stderr(&o));
+    assert_eq!(fs::read(to.join("docs/ok.txt")).unwrap(), b"ok", "the data is still restored");
+    assert_eq!(fs::read(to.join("docs/log.bin")).unwrap(), vec![1u8; 4096]);
+}
+
 trait EnvClearKeep {
     fn env_clear_keep(&mut self, from: &Command) -> &mut Self;
 }
