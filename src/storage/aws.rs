@@ -199,6 +199,15 @@ pub(crate) fn classify(status: Option<u16>, code: Option<&str>, transport: bool)
     }
 }
 
+/// The innermost error of a chain, as its own one-line message.
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    let mut innermost = err;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    innermost.to_string()
+}
+
 /// What went wrong with one SDK call, independent of the operation's types.
 pub(crate) struct Failure {
     pub status: Option<u16>,
@@ -232,6 +241,10 @@ impl Failure {
                 (Some(m), _) => m.to_string().into(),
                 (None, _) => what.into(),
             }
+        } else if transport {
+            // The root cause alone ("Connection refused (os error 111)"): the SDK's context repeats each layer and
+            // ends in its Debug text (a 569-character line for a closed port).
+            root_cause(&err).into()
         } else {
             aws_sdk_s3::error::DisplayErrorContext(&err).to_string().into()
         };

@@ -684,6 +684,26 @@ fn warnings_are_plain_single_lines_and_the_backup_says_where_it_went() {
     assert!(!show.contains(" KB") && !show.contains(" MB"), "{show}");
 }
 
+/// Issue 12: an unreachable S3 endpoint printed a 569-character line ending in the SDK's Debug text
+/// (`DispatchFailure { source: ConnectorError { … }`); now one line that names the endpoint and the root cause.
+#[test]
+fn an_unreachable_endpoint_is_one_readable_line() {
+    let e = Env::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed on drop
+    let config = format!(
+        "default:\n  access_key: AK\n  secret_key: SK\n  s3_bucket: bucket1\n  region_name: us-east-1\n  \
+         endpoint_url: http://127.0.0.1:{port}\n"
+    );
+    fs::write(e.config(), config).unwrap();
+    fs::write(e.path().join("f.txt"), "x").unwrap();
+    let o = e.run(&["backup", e.path().join("f.txt").to_str().unwrap(), "-d", "s3", "--prompt", "no"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("at http://127.0.0.1:{port}")) && err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("DispatchFailure") && !err.contains('{') && err.len() < 300, "{err}");
+}
+
 /// Issue 12: `--password-file` and `--password-command` on every command that needs a password (only `mount` had
 /// a file option). Global flags, before or after the command.
 #[test]
