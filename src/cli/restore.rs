@@ -24,6 +24,10 @@ pub(super) struct RestoreArgs {
     /// Overwrite existing files
     #[arg(long)]
     force: bool,
+    /// Restore only this file or directory subtree (repeatable; a path as `bakthat ls` prints it), fetching only
+    /// the parts of the archive that hold it
+    #[arg(long = "path", value_name = "P")]
+    paths: Vec<String>,
 }
 
 pub(super) fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
@@ -34,6 +38,7 @@ pub(super) fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         to: a.to.clone(),
         force: a.force,
         password: read_password(false)?,
+        paths: a.paths.clone(),
     };
     // Ask before restoring rather than after a failed try, so that restore hooks run once.
     let encrypted = client.inventory().newest(&a.filename, a.destination)?.is_some_and(|r| r.is_enc());

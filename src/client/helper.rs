@@ -164,6 +164,7 @@ impl<'c> Scope<'c> {
             to: Some(to.to_path_buf()),
             force: false,
             password: self.password.clone(),
+            paths: Vec::new(),
         })
     }
 }

@@ -87,7 +87,7 @@ pub struct Listing {
 }
 
 /// Whether archive path `path` is `prefix` or under it (`prefix` without slashes at either end).
-fn under(path: &[u8], prefix: &[u8]) -> bool {
+pub(super) fn under(path: &[u8], prefix: &[u8]) -> bool {
     prefix.is_empty() || path == prefix || (path.starts_with(prefix) && path.get(prefix.len()) == Some(&b'/'))
 }
 

@@ -30,6 +30,7 @@ mod glacier_inventory;
 mod journal;
 mod manage;
 mod restore;
+mod restore_paths;
 mod share;
 
 pub(crate) use backup::master_key;

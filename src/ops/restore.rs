@@ -22,6 +22,8 @@ pub struct RestoreOptions {
     pub to: Option<PathBuf>,
     pub force: bool,
     pub password: Option<Arc<Secret>>,
+    /// Only these paths of the backup (files or subtrees, as `ls` prints them); all when empty.
+    pub paths: Vec<String>,
 }
 
 /// What a restore wrote.
@@ -63,6 +65,9 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     let h = hints(&record);
     if h.encrypted && opts.password.is_none() {
         return Err(OpsError::Archive(archive::ArchiveError::PasswordNeeded));
+    }
+    if !opts.paths.is_empty() {
+        return super::restore_paths::restore_paths(ctx, record, backend.as_ref(), &dest, opts);
     }
     let meter = ctx.reporter.start(&format!("restoring {}", record.stored_filename), Some(record.size));
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };

@@ -954,3 +954,19 @@ fn ls_find_diff_and_stats_read_the_inventory_only() {
     let text = e.ok(&["stats"]);
     assert!(text.starts_with("name ") && text.contains("total") && !text.contains('\x1b'), "{text}");
 }
+
+/// Issue 12: `restore NAME --path P` from the command line, and a path not in the backup in one line.
+#[test]
+fn restore_path_restores_only_that_subtree() {
+    let e = Env::new();
+    let src = e.path().join("d");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    fs::write(src.join("sub/b.txt"), "beta\n").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no"]);
+    let to = e.path().join("out");
+    e.ok(&["restore", "d", "--path", "d/sub", "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(to.join("d/sub/b.txt")).unwrap(), "beta\n");
+    assert!(!to.join("d/a.txt").exists());
+    e.fails(&["restore", "d", "--path", "d/nope", "--to", to.to_str().unwrap(), "--force"], 1, "d/nope is not in");
+}

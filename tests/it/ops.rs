@@ -368,3 +368,49 @@ fn restore_names_files_that_were_read_incompletely_at_backup_time() {
     let out = ops::restore(&c, &opts).unwrap();
     assert_eq!(out.incomplete, [std::path::PathBuf::from("docs/log.bin")]);
 }
+
+/// Issue 12: `restore NAME --path P` fetches only the archive members that hold P (ranged reads, never the whole
+/// object), restores P and its parents only, and refuses a path not in the backup.
+#[test]
+fn restore_of_some_paths_reads_only_their_members() {
+    use bakthat::storage::testing::{bytes, counting};
+    use bakthat::storage::Op;
+    let t = tempfile::tempdir().unwrap();
+    let mut c = ctx(t.path(), Arc::new(AtomicI64::new(START)), None);
+    let src = t.path().join("docs");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.bin"), bytes(1, 6_000_000)).unwrap();
+    fs::write(src.join("sub/small.txt"), b"small\n").unwrap();
+    fs::write(src.join("z.bin"), bytes(2, 6_000_000)).unwrap();
+    let out = ops::backup(&c, &BackupOptions { source: src.clone(), ..BackupOptions::default() }).unwrap();
+    let meter = Arc::new(std::sync::Mutex::new(None::<Arc<bakthat::storage::metered::Meter>>));
+    let seen = meter.clone();
+    c.store_layer = Some(Arc::new(move |inner| {
+        let m = counting(inner);
+        *seen.lock().unwrap() = Some(m.meter().clone());
+        m
+    }));
+    let dest = t.path().join("out");
+    let opts = ops::RestoreOptions {
+        name: "docs".into(),
+        to: Some(dest.clone()),
+        paths: vec!["docs/sub/small.txt".into()],
+        ..Default::default()
+    };
+    let r = ops::restore(&c, &opts).unwrap();
+    assert_eq!(fs::read(dest.join("docs/sub/small.txt")).unwrap(), b"small\n");
+    assert!(!dest.join("docs/a.bin").exists() && !dest.join("docs/z.bin").exists());
+    assert_eq!(r.entries, 3, "docs, docs/sub, docs/sub/small.txt");
+    let m = meter.lock().unwrap().clone().unwrap();
+    assert_eq!(m.count(Op::Get), 0, "no whole-object read");
+    assert!(m.count(Op::GetRange) >= 1);
+    let read = m.totals().bytes_read;
+    assert!(read < out.record.size / 4, "read {read} of {} bytes", out.record.size);
+    // A whole subtree, and a path that is not there.
+    let opts = ops::RestoreOptions { paths: vec!["docs/z.bin".into()], force: true, ..opts };
+    ops::restore(&c, &opts).unwrap();
+    assert_eq!(fs::read(dest.join("docs/z.bin")).unwrap(), bytes(2, 6_000_000));
+    let opts = ops::RestoreOptions { paths: vec!["docs/nope".into()], ..opts };
+    let e = ops::restore(&c, &opts).unwrap_err();
+    assert!(e.to_string().contains("docs/nope is not in"), "{e}");
+}
