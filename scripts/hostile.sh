@@ -9,7 +9,9 @@
 # sidecar) under restore and verify; hostile .tgz entries (absolute, `..`, symlink escape) and hostile file names
 # (absolute, `..`, NUL, 5000 characters, Unicode-normalisation twins) through journal objects, a crafted 0.6
 # `.bakthat.sqlite` (import-legacy) and the 0.6 sync server; kill -9 during backups; sync-server abuse
-# (scripts/sync-server-rss.sh). Local store only; loopback only; not a timed test and not part of CI.
+# (scripts/sync-server-rss.sh); 32 concurrent readers of a mount with an 8 MiB cache (bytes compared, cache size
+# sampled); injected store faults through storage::testing::Faulty (examples/hostile_faults.rs). Local store
+# only; loopback only; not a timed test and not part of CI.
 # Environment: BAKTHAT (binary; default: cargo build, then $CARGO_TARGET_DIR/debug/bakthat), KILLS (default 10).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -240,6 +242,55 @@ orph = [f for f in listed if f.startswith("big.") and not f.endswith(".index") a
 line("kill -9 mid-backup: rows without data", kills, 0, kills - without, without)
 line("kill -9 mid-backup: orphan archives", kills, 0, kills - len(orph), len(orph),
      "(an orphan loses nothing; `bakthat check` should list it)")
+
+# ---- 6. mount readers under a small cache cap ----------------------------------------------------------------
+import threading, hashlib
+h = Home("mount")
+os.makedirs(h.p("src", "tree"))
+want = {}
+for k in range(12):
+    data = os.urandom(3 << 20)
+    open(h.p("src", "tree", f"f{k}.bin"), "wb").write(data)
+    want[f"f{k}.bin"] = hashlib.sha256(data).hexdigest()
+h.run("backup", h.p("src", "tree"), "--prompt", "no")
+mnt, cache = h.p("mnt"), h.p("cache")
+os.makedirs(mnt); os.makedirs(cache)
+cap = 8 << 20
+rc, out = h.run("mount", mnt, "--cache-dir", cache, "--cache-size", "8M", "--daemon")
+def cache_bytes():
+    # Block files only: mount.log is the mount's own log, not part of the evictable set.
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache) for f in fs if f != "mount.log")
+files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(mnt, "by-name")) for f in fs if f in want] if rc == 0 else []
+readers, wrong, failed, peak = 32, 0, 0, 0
+stop = threading.Event()
+def watch():
+    global peak
+    while not stop.is_set():
+        try:
+            peak = max(peak, cache_bytes())
+        except OSError:
+            pass
+        time.sleep(0.01)
+def reader(i):
+    global wrong, failed
+    rng = random.Random(i)
+    for path in rng.sample(files, min(6, len(files))):
+        try:
+            if hashlib.sha256(open(path, "rb").read()).hexdigest() != want[os.path.basename(path)]:
+                wrong += 1
+        except OSError:
+            failed += 1
+w = threading.Thread(target=watch); w.start()
+ts = [threading.Thread(target=reader, args=(i,)) for i in range(readers)]
+for t in ts: t.start()
+for t in ts: t.join()
+stop.set(); w.join()
+subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+over = 1 if peak > cap else 0
+line("mount: 32 readers x 6 files of 3 MiB, 8M cache", readers * 6 if files else 0, failed, readers * 6 - failed - wrong if files else 0,
+     wrong + over, f"(peak cache {peak / (1 << 20):.1f} MiB of 8; mount rc {rc})")
 EOF
+echo "--- injected store faults (cargo run --example hostile_faults) ---"
+(cd "${ROOT}" && cargo run --quiet --example hostile_faults -- "${WORK}/faults" 2>/dev/null)
 echo "--- sync-server abuse (scripts/sync-server-rss.sh 200 60) ---"
 HOLD_SECONDS=3 bash "${ROOT}/scripts/sync-server-rss.sh" 200 60 | sed 's/^/    /'
