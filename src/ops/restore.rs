@@ -67,7 +67,11 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
         return Err(OpsError::Archive(archive::ArchiveError::PasswordNeeded));
     }
     if !opts.paths.is_empty() {
-        return super::restore_paths::restore_paths(ctx, record, backend.as_ref(), &dest, opts);
+        let mut out = super::restore_paths::restore_paths(ctx, record, backend.as_ref(), &dest, opts)?;
+        out.incomplete = incomplete_entries(ctx, &out.record, opts.password.as_deref());
+        out.incomplete.retain(|p| opts.paths.iter().any(|q| p.starts_with(q.trim_matches('/'))));
+        warn_incomplete(ctx, &dest, &out.incomplete);
+        return Ok(out);
     }
     let meter = ctx.reporter.start(&format!("restoring {}", record.stored_filename), Some(record.size));
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
@@ -85,13 +89,7 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
             ctx.reporter.warn(&format!("{}: {why}", path.display()));
         }
         let incomplete = incomplete_entries(ctx, &record, secret);
-        for path in &incomplete {
-            ctx.reporter.warn(&format!(
-                "{}: could not be read completely when it was backed up; the restored file ends in zeros that were \
-                 not in the original",
-                dest.join(path).display()
-            ));
-        }
+        warn_incomplete(ctx, &dest, &incomplete);
         let written = summary.top_level.iter().map(|p| dest.join(p)).collect();
         return Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes, incomplete });
     }
@@ -115,6 +113,17 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
         tmp.persist_noclobber(&target).map_err(|e| io_err(e.error))?;
     }
     Ok(RestoreOutcome { record, written: vec![target], entries: 1, bytes, incomplete: Vec::new() })
+}
+
+/// Warns about each restored file that was read incompletely at backup time.
+fn warn_incomplete(ctx: &Ctx, dest: &std::path::Path, incomplete: &[PathBuf]) {
+    for path in incomplete {
+        ctx.reporter.warn(&format!(
+            "{}: could not be read completely when it was backed up; the restored file ends in zeros that were not \
+             in the original",
+            dest.join(path).display()
+        ));
+    }
 }
 
 /// The files of a backup whose read failed part way at backup time (marked in its entry index; see

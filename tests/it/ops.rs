@@ -390,6 +390,8 @@ fn restore_of_some_paths_reads_only_their_members() {
         *seen.lock().unwrap() = Some(m.meter().clone());
         m
     }));
+    mark_damaged(&c, &out.record, b"docs/sub/small.txt");
+    mark_damaged(&c, &out.record, b"docs/a.bin");
     let dest = t.path().join("out");
     let opts = ops::RestoreOptions {
         name: "docs".into(),
@@ -401,6 +403,7 @@ fn restore_of_some_paths_reads_only_their_members() {
     assert_eq!(fs::read(dest.join("docs/sub/small.txt")).unwrap(), b"small\n");
     assert!(!dest.join("docs/a.bin").exists() && !dest.join("docs/z.bin").exists());
     assert_eq!(r.entries, 3, "docs, docs/sub, docs/sub/small.txt");
+    assert_eq!(r.incomplete, vec![std::path::PathBuf::from("docs/sub/small.txt")], "only the restored ones");
     let m = meter.lock().unwrap().clone().unwrap();
     assert_eq!(m.count(Op::Get), 0, "no whole-object read");
     assert!(m.count(Op::GetRange) >= 1);
