@@ -152,6 +152,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// (for shell completions) Print the names of the backups in the inventory, one per line
+    #[command(name = "__names", hide = true)]
+    Names,
     /// Print the man page (roff), or write one page per command into a directory
     Manpage {
         /// Write bakthat.1 and bakthat-COMMAND.1 for every command into DIR (e.g. /usr/local/share/man/man1)
@@ -312,7 +315,18 @@ fn run(cli: Cli) -> Result<i32> {
             // `bakthat completions fish | head -3`), and a write error here is ours to report or ignore.
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "bakthat", &mut script);
+            script.extend_from_slice(names_completion(*shell).as_bytes());
             io::stdout().write_all(&script)?;
+            Ok(EXIT_OK)
+        }
+        Command::Names => {
+            let inv = Inventory::open(Inventory::default_path()?)?;
+            let names: std::collections::BTreeSet<String> =
+                inv.search(&Default::default())?.into_iter().map(|r| r.filename).collect();
+            let mut out = io::stdout().lock();
+            for n in names.iter().filter(|n| !n.contains('\n')) {
+                writeln!(out, "{n}")?;
+            }
             Ok(EXIT_OK)
         }
         Command::Manpage { dir: None } => {
@@ -326,6 +340,47 @@ fn run(cli: Cli) -> Result<i32> {
             println!("wrote the man pages into {}", dir.display());
             Ok(EXIT_OK)
         }
+    }
+}
+
+/// Commands whose first argument is a backup name.
+const NAMED_COMMANDS: &[&str] = &[
+    "restore",
+    "verify",
+    "delete",
+    "delete_older_than",
+    "delete-older-than",
+    "rotate_backups",
+    "rotate-backups",
+    "rotate",
+    "share",
+];
+
+/// What the generated completion scripts lack: backup names (from `bakthat __names`, the local inventory) as the
+/// first argument of restore, verify, delete... Bash and fish; other shells complete commands and flags only.
+fn names_completion(shell: clap_complete::Shell) -> String {
+    let commands = NAMED_COMMANDS.join(" ");
+    match shell {
+        clap_complete::Shell::Bash => format!(
+            r#"
+# Backup names for {commands}: the generated function, then names from the inventory.
+_bakthat_names() {{
+    _bakthat "$@"
+    local cur=${{COMP_WORDS[COMP_CWORD]}} i words=0
+    for ((i = 1; i < COMP_CWORD; i++)); do [[ ${{COMP_WORDS[i]}} == -* ]] || words=$((words + 1)); done
+    if [[ $words -eq 1 && $cur != -* && " {commands} " == *" ${{COMP_WORDS[1]}} "* ]]; then
+        local IFS=$'
+'
+        COMPREPLY=($(compgen -W "$(bakthat __names 2>/dev/null)" -- "$cur"))
+    fi
+}}
+complete -F _bakthat_names -o bashdefault -o default bakthat
+"#
+        ),
+        clap_complete::Shell::Fish => format!(
+            "complete -c bakthat -n \"__fish_seen_subcommand_from {commands}\" -f -a \"(bakthat __names 2>/dev/null)\"\n"
+        ),
+        _ => String::new(),
     }
 }
 

@@ -684,6 +684,46 @@ fn warnings_are_plain_single_lines_and_the_backup_says_where_it_went() {
     assert!(!show.contains(" KB") && !show.contains(" MB"), "{show}");
 }
 
+/// Issue 12: completions complete backup names (from the local inventory) where a command takes one, in a real
+/// bash with the generated script sourced.
+#[test]
+fn bash_completion_offers_backup_names() {
+    let e = Env::new();
+    backup_named(&e, "site", None);
+    backup_named(&e, "sitemap", None);
+    backup_named(&e, "other", None);
+    let script = e.path().join("bakthat.bash");
+    fs::write(&script, e.ok(&["completions", "bash"])).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_bakthat")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let complete = |words: &str| {
+        let line = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_LINE=\"{words}\"; \
+             COMP_POINT=${{#COMP_LINE}}; _bakthat_names bakthat; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = Command::new("bash")
+            .args(["-c", &line])
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", e.path())
+            .env("BAKTHAT_CONFIG", e.config())
+            .env("BAKTHAT_DB", e.path().join("inventory.sqlite"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut got: Vec<String> = stdout(&out).lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        got.sort();
+        got
+    };
+    assert_eq!(complete("bakthat restore si"), ["site", "sitemap"]);
+    assert_eq!(complete("bakthat verify o"), ["other"]);
+    assert!(complete("bakthat restore --t").contains(&"--to".to_string()), "flags still complete");
+    assert!(!complete("bakthat show si").contains(&"site".to_string()), "show takes a query, not a name");
+    let fish = e.ok(&["completions", "fish"]);
+    assert!(fish.contains("__fish_seen_subcommand_from restore") && fish.contains("(bakthat __names"), "{fish}");
+}
+
 /// Issue 12: an unreachable S3 endpoint printed a 569-character line ending in the SDK's Debug text
 /// (`DispatchFailure { source: ConnectorError { … }`); now one line that names the endpoint and the root cause.
 #[test]
