@@ -31,6 +31,7 @@ fn main() {
             size: 10_000,
             stored_filename: stored.clone(),
             tags: format!("t{}", i % 7),
+            store: Default::default(),
         };
         inv.insert(&record).expect("inserting a row");
         let mut idx =

@@ -239,6 +239,7 @@ pub fn publish_tombstone(
         size: 0,
         stored_filename: record.stored_filename.clone(),
         tags: String::new(),
+        store: record.store.clone(),
     };
     let entry = Entry { kind: EntryKind::Tombstone, record: tomb, index: Vec::new() };
     let name = new_key();

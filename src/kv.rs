@@ -103,6 +103,7 @@ impl<'a> KeyValue<'a> {
             size: info.size,
             stored_filename: stored.clone(),
             tags: String::new(),
+            store: self.ctx.stores().identity(Destination::S3).unwrap_or_default(),
         };
         self.ctx.inventory.remove(&stored)?;
         self.ctx.inventory.insert_for_profile(&record, Some(&self.ctx.profile_name))?;

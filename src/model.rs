@@ -346,6 +346,108 @@ pub struct BackupRecord {
     pub stored_filename: StoredName,
     /// Tags, space separated as in 0.6 (use [`BackupRecord::tag_list`]).
     pub tags: String,
+    /// The store holding it ([`StoreId`]); unknown for rows older than this column that could not be placed.
+    #[serde(default, skip_serializing_if = "StoreId::is_unknown")]
+    pub store: StoreId,
+}
+
+/// Which store holds a backup, as text: `local:<canonical dir>`, `s3:<endpoint or aws>/<bucket>`,
+/// `glacier:<endpoint or aws:region>/<vault>`, `swift:<auth_url>/<container>`. Built from a profile in
+/// `crate::stores` (no request is made); empty means "store unknown" (a row recorded before stores had an identity
+/// and not placed since), which resolves as the profile's store of the row's kind.
+///
+/// Validated wherever it is parsed (a journal entry, a sync answer, the inventory): a known kind, no control
+/// characters, at most [`StoreId::MAX_LEN`] bytes, and for `local:` an absolute path without `.` or `..`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StoreId(String);
+
+/// A store identity refused by [`StoreId::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing the store identity {text:?}: {reason}")]
+pub struct BadStoreId {
+    pub text: String,
+    pub reason: &'static str,
+}
+
+impl StoreId {
+    /// The longest identity accepted, in bytes.
+    pub const MAX_LEN: usize = 2048;
+
+    /// "Store unknown".
+    pub fn unknown() -> StoreId {
+        StoreId(String::new())
+    }
+
+    /// The identity of a store of kind `kind` at `place` (a directory, or `<endpoint>/<container>`).
+    pub fn new(kind: Destination, place: &str) -> Result<StoreId, BadStoreId> {
+        StoreId::parse(&format!("{kind}:{place}"))
+    }
+
+    /// Parses and validates an identity (see the type's docs); the empty text is "store unknown".
+    pub fn parse(text: &str) -> Result<StoreId, BadStoreId> {
+        let bad = |reason| Err(BadStoreId { text: text.chars().take(200).collect(), reason });
+        if text.is_empty() {
+            return Ok(StoreId::unknown());
+        }
+        if text.len() > Self::MAX_LEN {
+            return bad("it is too long");
+        }
+        if text.chars().any(char::is_control) {
+            return bad("it has a control character");
+        }
+        let Some((kind, place)) = text.split_once(':') else { return bad("it names no kind of store") };
+        let Ok(kind) = kind.parse::<Destination>() else { return bad("unknown kind of store") };
+        if place.is_empty() {
+            return bad("it names no store");
+        }
+        if kind == Destination::Local {
+            let path = std::path::Path::new(place);
+            let plain =
+                path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !path.is_absolute() || !plain || place.contains("//") {
+                return bad("a local store must be an absolute directory without . or ..");
+            }
+        }
+        Ok(StoreId(text.to_string()))
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The kind of store (`None` when unknown).
+    pub fn destination(&self) -> Option<Destination> {
+        self.0.split_once(':').and_then(|(k, _)| k.parse().ok())
+    }
+
+    /// The directory of a `local:` store.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.0.strip_prefix("local:").map(std::path::Path::new)
+    }
+}
+
+impl TryFrom<String> for StoreId {
+    type Error = BadStoreId;
+    fn try_from(s: String) -> Result<Self, BadStoreId> {
+        StoreId::parse(&s)
+    }
+}
+
+impl From<StoreId> for String {
+    fn from(s: StoreId) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "(store unknown)" } else { &self.0 })
+    }
 }
 
 impl BackupRecord {
@@ -517,6 +619,7 @@ mod tests {
             size: 0,
             stored_filename: StoredName::from_key("x.20200101000000.tgz"),
             tags: "daily db".into(),
+            store: Default::default(),
         };
         assert!(r.has_all_tags(&["db", "daily"]));
         assert!(!r.has_all_tags(&["d"]));

@@ -1,13 +1,17 @@
 //! `configure`: set up a profile, interactively or from flags.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Parser;
 
 use super::{ask, load_config, Cli, EXIT_OK};
 use crate::config::{self, Profile};
-use crate::model::Destination;
+use crate::inventory::Inventory;
+use crate::model::{Destination, StoreId};
+use crate::stores;
 
 #[derive(Parser, Debug, Default)]
 pub(super) struct ConfigureArgs {
@@ -37,6 +41,12 @@ pub(super) struct ConfigureArgs {
 
 pub(super) fn run(cli: &Cli, a: &ConfigureArgs) -> Result<i32> {
     let mut config = load_config(cli)?;
+    // The stores before the change, with the rows of older versions placed in them while the old settings can.
+    let inventory = Inventory::default_path().and_then(Inventory::open).ok().map(Arc::new);
+    let before = inventory.as_ref().map(|inv| {
+        let _ = stores::place_unknown_rows(&config, inv);
+        identities(&config, &cli.profile, inv)
+    });
     let mut p: Profile = config.profile(&cli.profile).unwrap_or_default();
     let from_flags = a.access_key.is_some()
         || a.secret_key.is_some()
@@ -87,7 +97,35 @@ pub(super) fn run(cli: &Cli, a: &ConfigureArgs) -> Result<i32> {
     config.set_profile(&cli.profile, p);
     config.save()?;
     println!("saved profile {} in {}", cli.profile, config.path().display());
+    if let (Some(inv), Some(before)) = (&inventory, before) {
+        let after = identities(&config, &cli.profile, inv);
+        for (d, old) in before.iter().filter(|(d, old)| !old.is_unknown() && after.get(*d) != Some(*old)) {
+            let n = inv.count_in_store(old).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let how = match old.local_dir() {
+                Some(dir) => format!(
+                    "restore, verify, delete and the mount still read them there while {} exists",
+                    dir.display()
+                ),
+                None => format!("reach them with a profile whose {d} settings name that store (-p PROFILE)"),
+            };
+            eprintln!("note: {n} backup(s) stay in {old}, which profile {} no longer uses; {how}", cli.profile);
+        }
+    }
     Ok(EXIT_OK)
+}
+
+/// The store identity of each kind of store of a profile.
+fn identities(
+    config: &config::Config,
+    profile_name: &str,
+    inventory: &Arc<Inventory>,
+) -> BTreeMap<Destination, StoreId> {
+    let profile = config.profile(profile_name).unwrap_or_default();
+    let s = stores::Stores { config, profile_name, profile: &profile, inventory, layer: None };
+    Destination::ALL.into_iter().filter_map(|d| Some((d, s.identity(d).ok()?))).collect()
 }
 
 fn set(slot: &mut Option<String>, v: &Option<String>) {

@@ -82,7 +82,7 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     opts.poll_interval = Duration::from_secs_f64(a.poll_interval.max(0.1));
     opts.settle = Duration::from_secs_f64(a.settle.max(0.0));
     let c2 = client.clone();
-    let open: crate::fs::OpenBackend = Arc::new(move |d| Ok(c2.ctx().stores().open(d)?));
+    let open: crate::fs::OpenBackend = Arc::new(move |r| Ok(c2.ctx().stores().open_record(r)?));
     let fs = crate::fs::Fs::new(client, open, secret, opts).context("preparing the mount")?;
     let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
     let mp = a.mountpoint.display().to_string();

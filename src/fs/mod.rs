@@ -46,7 +46,7 @@ use crate::archive::index::EntryKind;
 use crate::archive::Secret;
 use crate::client::Client;
 use crate::lock;
-use crate::model::{Destination, Epoch};
+use crate::model::{BackupRecord, Destination, Epoch, StoreId};
 use crate::ops::{Ctx, OpsError};
 use crate::storage::metered::{Meter, Totals};
 use crate::storage::Backend;
@@ -169,9 +169,9 @@ impl MountOptions {
     }
 }
 
-/// Opens the store of a destination; the CLI passes the profile's [`crate::stores::Stores::open`], tests a counting
-/// store.
-pub type OpenBackend = Arc<dyn Fn(Destination) -> Result<Arc<dyn Backend>, OpsError> + Send + Sync>;
+/// Opens the store holding a backup; the CLI passes the profile's [`crate::stores::Stores::open_record`], tests a
+/// counting store.
+pub type OpenBackend = Arc<dyn Fn(&BackupRecord) -> Result<Arc<dyn Backend>, OpsError> + Send + Sync>;
 
 /// The mounted filesystem. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -183,7 +183,8 @@ struct Inner {
     /// Every /incoming backup goes through the client, so the profile's hooks, events and auto-sync apply to it.
     client: Arc<Client>,
     open_backend: OpenBackend,
-    backends: Mutex<HashMap<Destination, Arc<dyn Backend>>>,
+    /// Opened stores, by kind and identity.
+    backends: Mutex<HashMap<(Destination, StoreId), Arc<dyn Backend>>>,
     /// Every request the mount makes to a store, and the bytes it read.
     meter: Arc<Meter>,
     secret: Option<Arc<Secret>>,

@@ -63,13 +63,14 @@ impl RangeRead for BackendRange<'_> {
 
 impl Inner {
     pub(super) fn backend(&self, record: &BackupRecord) -> Result<Arc<dyn Backend>> {
-        if let Some(b) = lock(&self.backends).get(&record.backend) {
+        let which = (record.backend, record.store.clone());
+        if let Some(b) = lock(&self.backends).get(&which) {
             return Ok(b.clone());
         }
-        let b = (self.open_backend)(record.backend)
+        let b = (self.open_backend)(record)
             .map_err(|e| FsError::Open { stored: record.stored_filename.to_string(), source: Box::new(e) })?;
         let b: Arc<dyn Backend> = Arc::new(Metered::new(b, self.meter.clone()));
-        lock(&self.backends).insert(record.backend, b.clone());
+        lock(&self.backends).insert(which, b.clone());
         Ok(b)
     }
 

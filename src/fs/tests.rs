@@ -326,6 +326,7 @@ fn new_backups_appear_without_a_remount_and_names_are_escaped() {
         size: 1,
         stored_filename: StoredName::from_key("weird.20261122040805.tgz"),
         tags: "..".into(),
+        store: Default::default(),
     };
     other.insert(&weird).unwrap();
     assert_eq!(names(&fs, "/by-name"), ["first", "second", "we%2Fird%0A.."]);
@@ -615,6 +616,7 @@ fn legacy_archives_are_read_whole_once_then_served_from_the_cache() {
         size: data.len() as u64,
         stored_filename: StoredName::from_key(stored),
         tags: String::new(),
+        store: Default::default(),
     };
     env.ctx().inventory.insert(&record).unwrap();
     let counting = counting(store);

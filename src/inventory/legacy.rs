@@ -108,7 +108,7 @@ fn read_legacy(path: &Path) -> Result<Legacy> {
     }
     let mut stmt = conn.prepare(
         "SELECT id, backend, backend_hash, backup_date, filename, is_deleted, last_updated, metadata, size, \
-         stored_filename, tags FROM backups ORDER BY id",
+         stored_filename, tags, '' AS store FROM backups ORDER BY id",
     )?;
     let backups = stmt.query_map([], record_from_row)?.collect::<rusqlite::Result<_>>()?;
     let archive_ids = if has_table(&conn, "inventory")? {

@@ -25,7 +25,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior};
 use serde_json::Value;
 
-use crate::model::{BackupRecord, Destination, Epoch, StoredName};
+use crate::model::{BackupRecord, Destination, Epoch, StoreId, StoredName};
 
 pub use legacy::ImportReport;
 pub use schema::SCHEMA_VERSION;
@@ -230,7 +230,8 @@ pub struct Inventory {
 }
 
 const BACKUP_COLUMNS: &str =
-    "id, backend, backend_hash, backup_date, filename, is_deleted, last_updated, metadata, size, stored_filename, tags";
+    "id, backend, backend_hash, backup_date, filename, is_deleted, last_updated, metadata, size, stored_filename, tags, \
+     store";
 
 const JOB_COLUMNS: &str = "filename, job_id, backend, kind, status, created_at, ready_at, updated_at";
 
@@ -252,6 +253,8 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<BackupRecord> {
         size: row.get(8)?,
         stored_filename: StoredName::from_key(row.get::<_, String>(9)?),
         tags: row.get(10)?,
+        // Written only through StoreId; a value edited into the file that is not one reads as "store unknown".
+        store: StoreId::parse(&row.get::<_, String>(11)?).unwrap_or_default(),
     })
 }
 
@@ -289,7 +292,7 @@ fn insert_row(conn: &Connection, record: &BackupRecord, profile: Option<&str>) -
         .map_err(|e| InventoryError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
     let res = conn.execute(
         "INSERT INTO backups (backend, backend_hash, backup_date, filename, is_deleted, last_updated, metadata, size, \
-         stored_filename, tags, profile, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         stored_filename, tags, profile, host, store) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             record.backend,
             record.backend_hash,
@@ -303,6 +306,7 @@ fn insert_row(conn: &Connection, record: &BackupRecord, profile: Option<&str>) -
             record.tags,
             profile,
             host_of(record),
+            record.store.as_str(),
         ],
     );
     match res {
@@ -403,8 +407,8 @@ impl Inventory {
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 tx.execute(
                     "UPDATE backups SET backend = ?1, backend_hash = ?2, backup_date = ?3, filename = ?4, \
-                     is_deleted = ?5, last_updated = ?6, metadata = ?7, size = ?8, tags = ?9, host = ?10 \
-                     WHERE stored_filename = ?11",
+                     is_deleted = ?5, last_updated = ?6, metadata = ?7, size = ?8, tags = ?9, host = ?10, \
+                     store = CASE WHEN ?12 = '' THEN store ELSE ?12 END WHERE stored_filename = ?11",
                     params![
                         incoming.backend,
                         incoming.backend_hash,
@@ -417,6 +421,7 @@ impl Inventory {
                         incoming.tags,
                         host_of(incoming),
                         incoming.stored_filename.as_str(),
+                        incoming.store.as_str(),
                     ],
                 )?;
                 if incoming.is_deleted {
@@ -493,13 +498,34 @@ impl Inventory {
     /// literally, provided the prefix reaches past the backup name (`mydir.2026` selects `mydir.20261122040805.tgz`,
     /// but `foo` never selects `foobar.…`).
     pub fn newest(&self, name_or_stored: &str, backend: Option<Destination>) -> Result<Option<BackupRecord>> {
+        self.newest_in(name_or_stored, backend, None)
+    }
+
+    /// [`Inventory::newest`] among the rows held by one of `stores` (all rows when `None`; include
+    /// [`StoreId::unknown`] to take rows whose store is unknown).
+    pub fn newest_in(
+        &self,
+        name_or_stored: &str,
+        backend: Option<Destination>,
+        stores: Option<&[StoreId]>,
+    ) -> Result<Option<BackupRecord>> {
         let conn = self.conn();
-        let backend_clause = " AND is_deleted = 0 AND (?2 IS NULL OR backend = ?2)";
+        let mut args: Vec<&dyn ToSql> = vec![&name_or_stored, &backend];
+        let names: Vec<&str> = stores.unwrap_or_default().iter().map(StoreId::as_str).collect();
+        let mut filter = String::from(" AND is_deleted = 0 AND (?2 IS NULL OR backend = ?2)");
+        if stores.is_some() {
+            let mut marks = Vec::new();
+            for n in &names {
+                args.push(n);
+                marks.push(format!("?{}", args.len()));
+            }
+            filter.push_str(&format!(" AND store IN ({})", marks.join(", ")));
+        }
         let order = " ORDER BY backup_date DESC, stored_filename DESC";
         let exact = conn
             .query_row(
-                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE stored_filename = ?1{backend_clause}"),
-                params![name_or_stored, backend],
+                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE stored_filename = ?1{filter}"),
+                args.as_slice(),
                 record_from_row,
             )
             .optional()?;
@@ -508,8 +534,8 @@ impl Inventory {
         }
         let by_name = conn
             .query_row(
-                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE filename = ?1{backend_clause}{order} LIMIT 1"),
-                params![name_or_stored, backend],
+                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE filename = ?1{filter}{order} LIMIT 1"),
+                args.as_slice(),
                 record_from_row,
             )
             .optional()?;
@@ -517,10 +543,9 @@ impl Inventory {
             return Ok(by_name);
         }
         let mut stmt = conn.prepare(&format!(
-            "SELECT {BACKUP_COLUMNS} FROM backups \
-             WHERE substr(stored_filename, 1, length(?1)) = ?1{backend_clause}{order}"
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE substr(stored_filename, 1, length(?1)) = ?1{filter}{order}"
         ))?;
-        let rows = stmt.query_map(params![name_or_stored, backend], record_from_row)?;
+        let rows = stmt.query_map(args.as_slice(), record_from_row)?;
         for row in rows {
             let record = row?;
             let past_name = record.stored_filename.parse().is_some_and(|p| name_or_stored.len() > p.name.len());
@@ -529,6 +554,29 @@ impl Inventory {
             }
         }
         Ok(None)
+    }
+
+    /// Records `store` as the store of every row of `backend` with this `backend_hash` whose store is unknown (see
+    /// [`crate::stores::place_unknown_rows`]); returns how many rows were placed.
+    pub fn place_unknown(&self, backend: Destination, backend_hash: &str, store: &StoreId) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE backups SET store = ?3 WHERE store = '' AND backend = ?1 AND backend_hash = ?2",
+            params![backend, backend_hash, store.as_str()],
+        )?)
+    }
+
+    /// Whether any row's store is unknown.
+    pub fn has_unknown_stores(&self) -> Result<bool> {
+        Ok(self.conn().query_row("SELECT EXISTS (SELECT 1 FROM backups WHERE store = '')", [], |r| r.get(0))?)
+    }
+
+    /// How many live (not deleted) rows are held by `store`.
+    pub fn count_in_store(&self, store: &StoreId) -> Result<u64> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM backups WHERE store = ?1 AND is_deleted = 0",
+            [store.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     /// A value that changes whenever the `backups` table may have changed, from this process or another one

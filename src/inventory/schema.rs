@@ -3,6 +3,7 @@
 //! Version 1 keeps bakthat 0.6's `backups`, `jobs`, `inventory` and `config` tables with their exact column names and
 //! types (so a 0.6 row reads the same here), and extends them: `backups.profile`/`backups.host`, the job-tracking
 //! columns of `jobs`, and the new `entry_index` table. 0.6's `history` table (created, never written) is not kept.
+//! Version 2 adds `backups.store`, the identity of the store holding each row.
 
 use std::path::Path;
 
@@ -11,10 +12,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::InventoryError;
 
 /// The newest schema this build knows; `PRAGMA user_version` of a fully migrated inventory.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Version 1: everything. Each later version appends one entry; never edit a released entry.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE "backups" ("id" INTEGER NOT NULL PRIMARY KEY, "backend" VARCHAR(255) NOT NULL,
   "backend_hash" VARCHAR(255), "backup_date" INTEGER NOT NULL, "filename" TEXT NOT NULL,
   "is_deleted" SMALLINT NOT NULL, "last_updated" INTEGER NOT NULL, "metadata" VARCHAR(255) NOT NULL,
@@ -49,7 +51,14 @@ CREATE UNIQUE INDEX "config_key" ON "config" ("key");
 CREATE TABLE "entry_index" ("stored_filename" TEXT PRIMARY KEY
     REFERENCES "backups" ("stored_filename") ON DELETE CASCADE,
   "data" BLOB NOT NULL);
-"#];
+"#,
+    // Version 2: the identity of the store holding each row (see `model::StoreId`); '' is "store unknown". Rows of
+    // version 1 start unknown and are placed by `stores::place_unknown_rows` from their backend hash.
+    r#"
+ALTER TABLE "backups" ADD COLUMN "store" TEXT NOT NULL DEFAULT '';
+CREATE INDEX "backups_store" ON "backups" ("store");
+"#,
+];
 
 /// Reads `PRAGMA user_version`.
 pub fn user_version(conn: &Connection) -> rusqlite::Result<u32> {

@@ -22,6 +22,7 @@ fn rec(name: &str, date: Epoch, backend: &str, tags: &str) -> BackupRecord {
         size: 1234,
         stored_filename: StoredName::new(name, date, true, true),
         tags: tags.into(),
+        store: Default::default(),
     }
 }
 
@@ -459,7 +460,8 @@ fn migrates_an_empty_file_once_and_reopens() {
             "stored_filename",
             "tags",
             "profile",
-            "host"
+            "host",
+            "store"
         ]
     );
     drop(inv);
@@ -658,6 +660,7 @@ fn import_legacy_copies_everything_and_leaves_the_file_alone() {
             size: 4096,
             stored_filename: sn("mydir.20261122040805.tgz.enc"),
             tags: "daily db".into(),
+            store: Default::default(),
         }
     );
     let b = inv.get(&sn("a.txt.20261122040806.tgz")).unwrap().unwrap();

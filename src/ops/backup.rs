@@ -169,6 +169,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         size: info.size.max(size),
         stored_filename: stored.clone(),
         tags: opts.tags.iter().flat_map(|t| t.split_whitespace()).collect::<Vec<_>>().join(" "),
+        store: ctx.stores().identity(destination)?,
     };
     let mut entry_key = None;
     let master = enc.as_ref().map(|e| e.master.as_ref());

@@ -197,7 +197,11 @@ pub fn check(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckReport, OpsError> {
     for d in wanted {
         by_dest.entry(d).or_default();
     }
-    for r in all.iter().filter(|r| !r.is_deleted) {
+    // Rows of other stores (another profile's, or a local_path this profile had before) are not this profile's to
+    // check: their archives are not in its stores. `check -p PROFILE` checks another profile's.
+    let stores = ctx.stores();
+    let own = |r: &BackupRecord| r.store.is_unknown() || stores.identity(r.backend).is_ok_and(|id| id == r.store);
+    for r in all.iter().filter(|r| !r.is_deleted && own(r)) {
         if opts.destinations.is_empty() || opts.destinations.contains(&r.backend) {
             by_dest.entry(r.backend).or_default().push(r);
         }
@@ -443,6 +447,7 @@ pub fn adopt(
         size: info.size,
         stored_filename: stored.clone(),
         tags: String::new(),
+        store: ctx.stores().identity(destination)?,
     };
     let master = match password {
         Some(secret) if hints.encrypted => Some(super::backup::master_key(ctx, secret)?),

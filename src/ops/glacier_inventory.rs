@@ -158,6 +158,7 @@ fn row_for(ctx: &Ctx, stored: &StoredName, size: Option<u64>) -> Option<BackupRe
         size: size.unwrap_or(0),
         stored_filename: stored.clone(),
         tags: String::new(),
+        store: ctx.stores().identity(Destination::Glacier).unwrap_or_default(),
     };
     // The description is whatever the vault's uploader wrote: a name that cannot be a file name gets no row.
     record.check_names().map_err(|bad| ctx.reporter.warn(&bad.to_string())).ok()?;

@@ -43,7 +43,7 @@ fn tombstone_key(ctx: &Ctx, password: Option<&Secret>) -> Result<Option<std::syn
 
 /// Deletes one backup's objects and marks its row deleted; its tombstone is authenticated with `key` when given.
 fn delete_record(ctx: &Ctx, record: &BackupRecord, key: Option<&MasterKey>) -> Result<(), OpsError> {
-    let backend = ctx.stores().open(record.backend)?;
+    let backend = ctx.stores().open_record(record)?;
     backend.delete(record.stored_filename.as_str())?;
     let index = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);
     backend.delete(&index)?;

@@ -70,11 +70,16 @@ impl Ctx {
     /// A context with the system clock, the machine's host name and no progress output.
     pub fn new(config: Config, profile_name: &str, inventory: Inventory) -> Result<Ctx, OpsError> {
         let profile = config.profile(profile_name)?;
+        let inventory = Arc::new(inventory);
+        // Rows from before stores had an identity (or synced without one) get it when their backend hash says.
+        if let Err(e) = crate::stores::place_unknown_rows(&config, &inventory) {
+            tracing::warn!("cannot record the stores of older rows: {}", crate::error_chain(&e));
+        }
         Ok(Ctx {
             config,
             profile_name: profile_name.to_string(),
             profile,
-            inventory: Arc::new(inventory),
+            inventory,
             host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             reporter: Arc::new(NoProgress),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{ensure_readable, hints, Ctx, OpsError, Watched};
 use crate::archive::extract::{ExtractOptions, ExtractSummary};
 use crate::archive::{self, Secret};
-use crate::model::{BackupRecord, Destination, FileName};
+use crate::model::{BackupRecord, Destination, FileName, StoreId};
 use crate::storage::{Backend, StorageError};
 
 /// What to restore and where.
@@ -39,14 +39,22 @@ pub struct RestoreOutcome {
     pub incomplete: Vec<PathBuf>,
 }
 
-/// Finds the backup a name refers to (the newest non-deleted one).
+/// Finds the backup a name refers to (the newest non-deleted one): first among the rows held by the profile's own
+/// stores (or whose store is unknown), then among all rows, so that a row of another store is named with its store
+/// when it is opened ([`crate::stores::Stores::open_record`]) rather than reported missing.
 pub(crate) fn find(ctx: &Ctx, name: &str, destination: Option<Destination>) -> Result<BackupRecord, OpsError> {
-    ctx.inventory.newest(name, destination)?.ok_or_else(|| OpsError::NoMatch { name: name.to_string(), destination })
+    let mut own = ctx.stores().identities();
+    own.push(StoreId::unknown());
+    let found = match ctx.inventory.newest_in(name, destination, Some(&own))? {
+        Some(r) => Some(r),
+        None => ctx.inventory.newest(name, destination)?,
+    };
+    found.ok_or_else(|| OpsError::NoMatch { name: name.to_string(), destination })
 }
 
 /// Opens the record's store and checks the object is readable now (cold stores: starts a retrieval once).
 fn open(ctx: &Ctx, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpsError> {
-    let backend = ctx.stores().open(record.backend)?;
+    let backend = ctx.stores().open_record(record)?;
     ensure_readable(ctx, record, backend.as_ref())?;
     Ok(backend)
 }

@@ -79,6 +79,7 @@ mod tests {
             size: 1,
             stored_filename: StoredName::from_key(stored),
             tags: String::new(),
+            store: Default::default(),
         }
     }
 

@@ -5,14 +5,15 @@
 //! Not here: what to store (see `ops`), the stores themselves (see `storage`), or the profile file (see `config`).
 //! Every other module asks this one for a store instead of reading `s3_bucket`, `glacier_vault` or `local_path`.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use thiserror::Error;
 
 use crate::config::{Config, ConfigError, Profile};
-use crate::inventory::Inventory;
-use crate::model::Destination;
+use crate::inventory::{Inventory, InventoryError};
+use crate::model::{BackupRecord, Destination, StoreId};
 use crate::storage::aws::AwsAccess;
 use crate::storage::glacier::{GlacierSettings, GlacierStore};
 use crate::storage::local::LocalStore;
@@ -36,6 +37,9 @@ pub enum OpenError {
     Storage(#[from] StorageError),
     #[error("no data directory found for the default store; set local_path in the profile")]
     NoDataDir,
+    /// A row's store is not the one this profile uses for its kind (see [`Stores::open_record`]).
+    #[error("{stored} is in {store}, which profile {profile} does not use ({current}); {hint}")]
+    OtherStore { stored: String, store: StoreId, profile: String, current: String, hint: String },
 }
 
 /// The stores of one profile. Opening a store makes no request.
@@ -74,6 +78,89 @@ impl<'a> Stores<'a> {
             Destination::Glacier => Arc::new(self.glacier()?),
             Destination::Swift => Arc::new(SwiftStore::new(&self.swift_settings()?)?),
         })
+    }
+
+    /// Opens the store holding `record`: the profile's store of its kind when the row's store is that one or
+    /// unknown; else, for a `local:` directory that no profile uses any more (a `local_path` that was changed) and
+    /// that still exists, that directory. Any other store is [`OpenError::OtherStore`], naming the store and the
+    /// profile to use.
+    pub fn open_record(&self, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpenError> {
+        let own = self.identity(record.backend)?;
+        if record.store.is_unknown() || record.store == own {
+            return self.open(record.backend);
+        }
+        let users = self.profiles_using(&record.store);
+        let hint = match record.store.local_dir() {
+            _ if !users.is_empty() => format!("use -p {}", users.join(" or -p ")),
+            Some(dir) if dir.is_dir() => {
+                let store: Arc<dyn Backend> = Arc::new(LocalStore::open(dir)?);
+                return Ok(match self.layer {
+                    Some(wrap) => wrap(store),
+                    None => store,
+                });
+            }
+            Some(dir) => format!(
+                "{} is gone; put the store back there, or set local_path of a profile to where it is now and use -p",
+                dir.display()
+            ),
+            None => "add a profile for that store (bakthat configure -p NAME) and use -p NAME".to_string(),
+        };
+        let current = match (record.backend, own.is_unknown()) {
+            (_, true) => format!("it has no {} store", record.backend),
+            (Destination::Local, false) => format!("its local_path is {}", self.local_dir()?.display()),
+            (d, false) => format!("its {d} store is {own}"),
+        };
+        Err(OpenError::OtherStore {
+            stored: record.stored_filename.to_string(),
+            store: record.store.clone(),
+            profile: self.profile_name.to_string(),
+            current,
+            hint,
+        })
+    }
+
+    /// The identities of this profile's stores, one per kind it has settings for.
+    pub fn identities(&self) -> Vec<StoreId> {
+        Destination::ALL.into_iter().filter_map(|d| self.identity(d).ok()).filter(|i| !i.is_unknown()).collect()
+    }
+
+    /// The identity of the store of a destination (see [`StoreId`]), from the profile alone (no request; a local
+    /// directory is made canonical, as far as it exists). Unknown when the profile has no such store.
+    pub fn identity(&self, destination: Destination) -> Result<StoreId, OpenError> {
+        let p = self.profile;
+        let aws = || match (&p.endpoint_url, &p.region_name) {
+            (Some(e), _) if !e.is_empty() => e.trim_end_matches('/').to_string(),
+            (_, Some(r)) if !r.is_empty() => format!("aws:{r}"),
+            _ => "aws".to_string(),
+        };
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let place = match destination {
+            Destination::Local => Some(canonical_dir(&self.local_dir()?).to_string_lossy().into_owned()),
+            // Bucket names are global on AWS: the region does not name the bucket.
+            Destination::S3 => set(&p.s3_bucket).map(|b| {
+                let e = set(&p.endpoint_url).map(|e| e.trim_end_matches('/').to_string());
+                format!("{}/{b}", e.unwrap_or_else(|| "aws".into()))
+            }),
+            Destination::Glacier => set(&p.glacier_vault).map(|v| format!("{}/{v}", aws())),
+            Destination::Swift => {
+                set(&p.auth_url).zip(set(&p.s3_bucket)).map(|(u, c)| format!("{}/{c}", u.trim_end_matches('/')))
+            }
+        };
+        Ok(place.and_then(|place| StoreId::new(destination, &place).ok()).unwrap_or_default())
+    }
+
+    /// The profiles of the config (this one included) whose store of that kind is `store`.
+    fn profiles_using(&self, store: &StoreId) -> Vec<String> {
+        let Some(kind) = store.destination() else { return Vec::new() };
+        self.config
+            .profiles
+            .iter()
+            .filter(|(_, profile)| {
+                let other = Stores { profile_name: "", profile, ..*self };
+                other.identity(kind).is_ok_and(|id| &id == store)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The directory of the local store: `local_path`, or `<data dir>/bakthat/store`.
@@ -176,4 +263,70 @@ impl<'a> Stores<'a> {
             ..S3Settings::default()
         }
     }
+}
+
+/// `dir` made absolute, without `.` or `..`, and with the symbolic links of its longest existing ancestor
+/// resolved (the store may not exist yet before its first backup).
+fn canonical_dir(dir: &Path) -> PathBuf {
+    let abs = match std::env::current_dir() {
+        Ok(cwd) if dir.is_relative() => cwd.join(dir),
+        _ => dir.to_path_buf(),
+    };
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    let mut existing = clean.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(mut real) = existing.canonicalize() {
+            real.extend(rest.iter().rev());
+            return real;
+        }
+        match (existing.file_name().map(|f| f.to_owned()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return clean,
+        }
+    }
+}
+
+/// Places rows whose store is unknown (made before rows recorded it, or synced without one): a row whose backend
+/// and `backend_hash` match exactly one store of the config's profiles gets that store's identity. Rows that match
+/// none, or several, stay unknown. Returns how many were placed; cheap when there is nothing to place.
+pub fn place_unknown_rows(config: &Config, inventory: &Arc<Inventory>) -> Result<usize, InventoryError> {
+    if !inventory.has_unknown_stores()? {
+        return Ok(0);
+    }
+    let default = Profile::default();
+    let mut profiles: Vec<(&str, &Profile)> = config.profiles.iter().map(|(n, p)| (n.as_str(), p)).collect();
+    if !config.profiles.contains_key(crate::config::DEFAULT_PROFILE) {
+        profiles.push((crate::config::DEFAULT_PROFILE, &default));
+    }
+    let mut by_hash: BTreeMap<(Destination, String), BTreeSet<StoreId>> = BTreeMap::new();
+    for (profile_name, profile) in profiles {
+        let stores = Stores { config, profile_name, profile, inventory, layer: None };
+        for d in Destination::ALL {
+            if let (Ok(id), Ok(hash)) = (stores.identity(d), stores.backend_hash(d)) {
+                if !id.is_unknown() {
+                    by_hash.entry((d, hash)).or_default().insert(id);
+                }
+            }
+        }
+    }
+    let mut placed = 0;
+    for ((d, hash), ids) in by_hash {
+        if let [id] = ids.into_iter().collect::<Vec<_>>().as_slice() {
+            placed += inventory.place_unknown(d, &hash, id)?;
+        }
+    }
+    Ok(placed)
 }

@@ -108,6 +108,9 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
         .filter(|r| r.backend != crate::model::Destination::Local)
         .map(|mut r| {
             r.id = None;
+            // This host's name for the store (a path, an endpoint) is not the server's business, and a 0.6 server
+            // knows no such column.
+            r.store = Default::default();
             serde_json::to_value(r).unwrap_or(Value::Null)
         })
         .collect();
@@ -123,8 +126,12 @@ pub fn sync(ctx: &Ctx, cfg: &SyncConfig, full: bool) -> Result<SyncReport, SyncE
             continue;
         };
         let key = record.stored_filename.to_string();
+        // A server row's store (validated when parsed) is another host's view: not believed; the row is placed
+        // from its backend hash below, as older rows are, or stays "store unknown".
+        let record = BackupRecord { store: Default::default(), ..record };
         report.count(&key, apply(ctx, &Entry { kind: EntryKind::Backup, record, index: Vec::new() }))?;
     }
+    crate::stores::place_unknown_rows(&ctx.config, &ctx.inventory)?;
     if let Some(ts) = answer.get("sync_ts").and_then(Value::as_i64) {
         inv.set_config("sync_ts", &json!(ts))?;
     }

@@ -209,7 +209,12 @@ pub fn sync_store(
             }
         };
         match admit(ctx, trust, decode_entry(&bytes, secret)) {
-            Ok(entry) => report.count(&key, apply(ctx, &entry))?,
+            Ok(mut entry) => {
+                // The entry is in this store's journal, so its backup is in this store, whatever the entry says
+                // (it was validated as a store identity when decoded, and is not believed).
+                entry.record.store = ctx.stores().identity(entry.record.backend).map_err(OpsError::from)?;
+                report.count(&key, apply(ctx, &entry))?
+            }
             Err(Refused::Unreadable(why)) => {
                 report.unreadable.push((key.clone(), why));
                 failed.insert(key.clone());

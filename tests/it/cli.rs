@@ -1010,3 +1010,111 @@ fn restore_path_restores_only_that_subtree() {
     assert!(!to.join("d/a.txt").exists());
     e.fails(&["restore", "d", "--path", "d/nope", "--to", to.to_str().unwrap(), "--force"], 1, "d/nope is not in");
 }
+
+/// `local:<dir>` as bakthat records it (the directory made canonical).
+fn local_id(dir: &Path) -> String {
+    format!("local:{}", fs::canonicalize(dir).unwrap().display())
+}
+
+/// A directory `<parent>/data` holding one file with `text`.
+fn data_dir(parent: &Path, text: &str) -> PathBuf {
+    let src = parent.join("data");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), text).unwrap();
+    src
+}
+
+// Regression (issue 11 item 4): a second profile with its own local_path made `restore data` and `verify data` of
+// the default profile pick the other profile's newer row and fail with "not in the local store", and the default
+// profile's own backup was never tried.
+#[test]
+fn two_profiles_with_their_own_local_path_each_restore_and_verify_their_own_backup() {
+    let e = Env::new();
+    let other = e.path().join("other-store");
+    let yml = format!("default:\n  local_path: {}\nother:\n  local_path: {}\n", e.store().display(), other.display());
+    fs::write(e.config(), yml).unwrap();
+    for (profile, text) in [("default", "mine"), ("other", "theirs")] {
+        let src = data_dir(&e.path().join(profile), text);
+        e.ok(&["backup", src.to_str().unwrap(), "-p", profile]);
+    }
+    for (profile, text) in [("default", "mine"), ("other", "theirs")] {
+        let to = e.path().join(format!("out-{profile}"));
+        e.ok(&["restore", "data", "--to", to.to_str().unwrap(), "-p", profile]);
+        assert_eq!(fs::read_to_string(to.join("data/f.txt")).unwrap(), text, "profile {profile}");
+        assert!(e.ok(&["verify", "data", "-p", profile]).starts_with("ok "));
+    }
+    // Every row says its store, in the table and in --json.
+    let rows = e.show_json();
+    let store_of = |id: &str| rows.iter().find(|r| r["store"] == id).map(|r| r["stored_filename"].as_str().unwrap());
+    let theirs = store_of(&local_id(&other)).expect("a row in the other store").to_string();
+    assert!(store_of(&local_id(&e.store())).is_some(), "{rows:?}");
+    assert!(e.ok(&["show"]).contains(&format!("\t{}", local_id(&other))));
+    // The other profile's backup asked for by its stored name under the default profile: one line naming its store
+    // and the profile to use, not "not in the local store".
+    let to = e.path().join("out-theirs");
+    let o = e.fails(&["restore", &theirs, "--to", to.to_str().unwrap()], 1, "use -p other");
+    assert!(stderr(&o).contains(&local_id(&other)), "{}", stderr(&o));
+    e.fails(&["delete", &theirs], 1, "use -p other");
+    assert_eq!(fs::read_dir(&other).unwrap().filter(|f| f.as_ref().unwrap().file_name() == *theirs).count(), 1);
+}
+
+// Regression (issue 11 item 4): `configure --local-path` orphaned every earlier row (restore said "not in the local
+// store"; the mount answered EIO). They keep their store and stay readable while its directory exists.
+#[test]
+fn configure_local_path_keeps_earlier_backups_readable() {
+    let e = Env::new();
+    let src = data_dir(e.path(), "before");
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let new = e.path().join("new-store");
+    let o = e.run(&["configure", "--local-path", new.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("1 backup(s) stay in {}", local_id(&e.store()))), "{}", stderr(&o));
+    let to = e.path().join("out");
+    e.ok(&["restore", "data", "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(to.join("data/f.txt")).unwrap(), "before");
+    assert!(e.ok(&["verify", "data"]).starts_with("ok "));
+    // A new backup goes to the new store, and the name now means it.
+    fs::write(src.join("f.txt"), "after").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    e.ok(&["restore", "data", "--to", to.to_str().unwrap(), "--force"]);
+    assert_eq!(fs::read_to_string(to.join("data/f.txt")).unwrap(), "after");
+    let stores: Vec<String> = e.show_json().iter().map(|r| r["store"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stores, [local_id(&new), local_id(&e.store())]);
+}
+
+/// Turns the inventory back into the schema before stores were recorded (version 1).
+fn downgrade_to_schema_1(db: &Path) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("DROP INDEX backups_store; ALTER TABLE backups DROP COLUMN store; PRAGMA user_version = 1;")
+        .unwrap();
+}
+
+// Issue 11 item 4: an inventory of the previous schema is migrated; its rows are placed in the store their backend
+// hash names, before and after a change of local_path.
+#[test]
+fn an_inventory_of_schema_1_is_migrated_and_its_rows_placed() {
+    let e = Env::new();
+    let src = data_dir(e.path(), "old");
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let db = e.path().join("inventory.sqlite");
+    downgrade_to_schema_1(&db);
+    let version = |db: &Path| -> i64 {
+        rusqlite::Connection::open(db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(version(&db), 1);
+    let rows = e.show_json();
+    assert_eq!(version(&db), bakthat::inventory::SCHEMA_VERSION as i64);
+    assert_eq!(rows[0]["store"], local_id(&e.store()), "placed by its backend hash");
+    // Rows of schema 1 that nothing had placed yet are placed before local_path changes, so they stay readable.
+    downgrade_to_schema_1(&db);
+    e.ok(&["configure", "--local-path", e.path().join("elsewhere").to_str().unwrap()]);
+    let to = e.path().join("out");
+    e.ok(&["restore", "data", "--to", to.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(to.join("data/f.txt")).unwrap(), "old");
+    // A row no profile's store matches stays "store unknown", and resolves as before (the profile's store).
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("UPDATE backups SET store = '', backend_hash = 'nowhere'", []).unwrap();
+    drop(c);
+    assert_eq!(e.show_json()[0]["store"], "");
+    assert!(e.ok(&["show"]).contains("(store unknown)"));
+}

@@ -139,7 +139,7 @@ fn a_glacier_class_s3_backup_shows_archived_in_the_mount_before_any_read() {
     let ctx = bakthat::ops::Ctx::new(config, "default", inventory).unwrap();
     let client = Arc::new(bakthat::client::Client::from_ctx(ctx).unwrap());
     let c2 = client.clone();
-    let open: OpenBackend = Arc::new(move |d| Ok(c2.ctx().stores().open(d)?));
+    let open: OpenBackend = Arc::new(move |r| Ok(c2.ctx().stores().open_record(r)?));
     let fs = Fs::new(client, open, None, MountOptions::new(env.path("cache"))).unwrap();
     let lookup = |parent, name: &str| fs.lookup(parent, name.as_bytes()).unwrap().attr.ino;
     let by_name = lookup(lookup(1, "by-name"), "project");

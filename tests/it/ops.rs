@@ -173,6 +173,7 @@ fn verify_indexes_a_legacy_archive_on_its_first_full_read() {
         size: enc.len() as u64,
         stored_filename: stored.clone(),
         tags: String::new(),
+        store: Default::default(),
     };
     c.inventory.insert(&record).unwrap();
     assert!(c.inventory.get_index(&stored).unwrap().is_none());

@@ -60,6 +60,7 @@ fn record(name: &str, date: &str, last_updated: i64, tags: &str, host: &str) -> 
         size: 42,
         stored_filename: StoredName::from_key(format!("{name}.{date}.tgz")),
         tags: tags.into(),
+        store: Default::default(),
     }
 }
 
@@ -595,4 +596,40 @@ fn journal_entries_with_hostile_names_are_refused() {
     }
     let again = sync::sync_store(&c, &store, None, false).unwrap();
     assert_eq!((again.fetched, again.unreadable.len()), (0, 0), "refused entries are not read again: {again:?}");
+}
+
+// Issue 11 item 4: a journal entry carries the store of its backup. One naming another directory must not send this
+// host's restore or delete there (an entry in a store's journal is about that store), and one that is not a store
+// identity at all is refused as damaged, never applied.
+#[test]
+fn a_journal_entry_carrying_a_hostile_store_identity_is_not_believed() {
+    let t = tempfile::tempdir().unwrap();
+    let store_dir = t.path().join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    let victim = t.path().join("victim");
+    fs::create_dir_all(&victim).unwrap();
+    let r = BackupRecord { backend: "local".parse().unwrap(), ..record("db", "20260101000000", 100, "", "mallory") };
+    fs::write(victim.join(r.stored_filename.as_str()), b"precious").unwrap();
+    let plant = |n: u64, record: &BackupRecord, store_id: &str| {
+        let mut head = json!({ "kind": "backup", "record": record });
+        head["record"]["store"] = json!(store_id);
+        let key = format!("{}{:013}.{n:016x}", journal::JOURNAL_PREFIX, 1_700_000_000_000u64 + n);
+        store.put_bytes(&key, format!("bakthat-record-1 {head}\n").as_bytes(), &PutOptions::default()).unwrap();
+    };
+    plant(1, &r, &format!("local:{}", victim.display()));
+    let long = format!("s3:aws/{}", "b".repeat(5000));
+    let hostile =
+        ["local:../../etc", "local:relative/dir", "local:/a/../etc", "local:/x\n/y", "ftp:host/x", "local:", &long];
+    for (i, id) in hostile.iter().enumerate() {
+        plant(2 + i as u64, &record(&format!("bad{i}"), "20260101000000", 100, "", "mallory"), id);
+    }
+    let b = host(t.path(), "b", &store_dir);
+    let rep = sync::sync_store(&b, &store, None, false).unwrap();
+    assert_eq!((rep.inserted, rep.unreadable.len()), (1, hostile.len()), "{rep:?}");
+    let row = b.inventory.get(&r.stored_filename).unwrap().unwrap();
+    let own = format!("local:{}", fs::canonicalize(&store_dir).unwrap().display());
+    assert_eq!(row.store.as_str(), own, "the journal's store, not the one the entry names");
+    // Delete goes to the journal's store, never to the directory the entry named.
+    let _ = bakthat::ops::delete(&b, "db", None);
+    assert_eq!(fs::read(victim.join(r.stored_filename.as_str())).unwrap(), b"precious");
 }
