@@ -630,6 +630,6 @@ fn a_journal_entry_carrying_a_hostile_store_identity_is_not_believed() {
     let own = format!("local:{}", fs::canonicalize(&store_dir).unwrap().display());
     assert_eq!(row.store.as_str(), own, "the journal's store, not the one the entry names");
     // Delete goes to the journal's store, never to the directory the entry named.
-    let _ = bakthat::ops::delete(&b, "db", None);
+    let _ = bakthat::ops::delete(&b, "db", None, None);
     assert_eq!(fs::read(victim.join(r.stored_filename.as_str())).unwrap(), b"precious");
 }
