@@ -3,7 +3,8 @@
 #
 # Installs everything the test suite needs besides Rust itself (Debian 12, run as root or with sudo):
 #   - Debian packages: FUSE, the peer tools (restic, borg, rsync, gio), memcached and an OpenStack Swift
-#     all-in-one (see scripts/swift-aio.sh), curl and procps.
+#     all-in-one (see scripts/swift-aio.sh), curl and procps, and python3-cryptography + python3-argon2 (the
+#     tests run scripts/bakthat-decrypt under Debian's own /usr/bin/python3 too, as the README tells users to).
 #   - A Python venv at ${BAKTHAT_VENV:-/opt/bakthat-venv} with moto (S3 + Glacier emulator, see
 #     scripts/moto-server.sh), flask, flask-cors, cryptography (for scripts/bakthat-decrypt) and boto3.
 #
@@ -22,6 +23,7 @@ APT_PACKAGES=(
     fuse3 pkg-config restic borgbackup python3-llfuse rsync libglib2.0-bin
     memcached swift swift-proxy swift-object swift-account swift-container python3-swiftclient
     curl procps openssl time attr
+    python3-cryptography python3-argon2
 )
 # Bump the requirement list and the venv is updated on the next run (the stamp file records what was installed).
 PIP_REQUIREMENTS=("moto[s3]>=5.1,<6" "flask" "flask-cors" "cryptography>=44" "boto3")

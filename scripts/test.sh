@@ -19,6 +19,8 @@
 # Environment:
 #   BAKTHAT_TEST_STATE  server state, logs, temp dirs (default /tmp/bakthat-test); one run at a time per directory
 #   BAKTHAT_VENV        the Python venv (default /opt/bakthat-venv)
+#   BAKTHAT_DEBIAN_PYTHON  Debian's python3 for scripts/bakthat-decrypt with python3-cryptography + python3-argon2
+#                       (default /usr/bin/python3; the packages come from scripts/install-test-deps.sh)
 #   CARGO_TARGET_DIR    default $HOME/.cache/bakthat-target: outside the clone, so re-runs on this machine are
 #                       incremental; never required
 #   CI=true             adds --locked to cargo
