@@ -496,7 +496,6 @@ fn delete_and_guards_on_destructive_commands() {
     e.fails(&["delete_older_than", "foo", "1d"], 1, "bad interval");
     e.fails(&["rotate_backups", "foo"], 1, "configure_backups_rotation");
     // Issue 12: without a policy a dry run explains and shows what a sensible one would do; --keep-* for one run.
-    backup_named(&e, "foo", None);
     let o = e.run(&["rotate_backups", "foo", "--dry-run"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("has no rotation policy; this is what --keep-daily 7"), "{}", stderr(&o));
