@@ -452,7 +452,9 @@ impl Inner {
         if self.tree().stamp == Some(stamp) {
             return Ok(());
         }
-        let records = self.ctx().inventory.search(&Query::default())?;
+        let mut records = self.ctx().inventory.search(&Query::default())?;
+        // Only backups this profile can read: another profile's rows would be files that answer EIO.
+        records.retain(|r| self.ctx().stores().can_open(r));
         let mut t = self.tree_mut();
         t.rebuild(records);
         t.stamp = Some(stamp);

@@ -54,6 +54,16 @@ pub struct Stores<'a> {
     pub layer: Option<&'a StoreLayer>,
 }
 
+/// How a profile reaches a row's store (see [`Stores::open_record`]).
+enum Reach<'r> {
+    /// It is the profile's store of the row's kind, or the row's store is unknown.
+    Own,
+    /// A local directory that no profile uses any more, and that exists.
+    FormerLocal(&'r Path),
+    /// Another store; `users` are the profiles that use it.
+    Other { users: Vec<String> },
+}
+
 /// A wrapper around a store, see [`Stores::layer`].
 pub type StoreLayer = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
 
@@ -86,19 +96,19 @@ impl<'a> Stores<'a> {
     /// profile to use.
     pub fn open_record(&self, record: &BackupRecord) -> Result<Arc<dyn Backend>, OpenError> {
         let own = self.identity(record.backend)?;
-        if record.store.is_unknown() || record.store == own {
-            return self.open(record.backend);
-        }
-        let users = self.profiles_using(&record.store);
-        let hint = match record.store.local_dir() {
-            _ if !users.is_empty() => format!("use -p {}", users.join(" or -p ")),
-            Some(dir) if dir.is_dir() => {
+        let users = match self.reach(record)? {
+            Reach::Own => return self.open(record.backend),
+            Reach::FormerLocal(dir) => {
                 let store: Arc<dyn Backend> = Arc::new(LocalStore::open(dir)?);
                 return Ok(match self.layer {
                     Some(wrap) => wrap(store),
                     None => store,
                 });
             }
+            Reach::Other { users } => users,
+        };
+        let hint = match record.store.local_dir() {
+            _ if !users.is_empty() => format!("use -p {}", users.join(" or -p ")),
             Some(dir) => format!(
                 "{} is gone; put the store back there, or set local_path of a profile to where it is now and use -p",
                 dir.display()
@@ -116,6 +126,22 @@ impl<'a> Stores<'a> {
             profile: self.profile_name.to_string(),
             current,
             hint,
+        })
+    }
+
+    /// Whether [`Stores::open_record`] would open the row's store (no request): the mount lists only such rows.
+    pub fn can_open(&self, record: &BackupRecord) -> bool {
+        matches!(self.reach(record), Ok(Reach::Own | Reach::FormerLocal(_)))
+    }
+
+    fn reach<'r>(&self, record: &'r BackupRecord) -> Result<Reach<'r>, OpenError> {
+        if record.store.is_unknown() || record.store == self.identity(record.backend)? {
+            return Ok(Reach::Own);
+        }
+        let users = self.profiles_using(&record.store);
+        Ok(match record.store.local_dir() {
+            Some(dir) if users.is_empty() && dir.is_dir() => Reach::FormerLocal(dir),
+            _ => Reach::Other { users },
         })
     }
 
