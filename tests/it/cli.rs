@@ -1055,6 +1055,26 @@ fn two_profiles_with_their_own_local_path_each_restore_and_verify_their_own_back
     assert!(stderr(&o).contains(&local_id(&other)), "{}", stderr(&o));
     e.fails(&["delete", &theirs], 1, "use -p other");
     assert_eq!(fs::read_dir(&other).unwrap().filter(|f| f.as_ref().unwrap().file_name() == *theirs).count(), 1);
+    // The mount of the default profile lists its own backup only: the other profile's was a file answering EIO.
+    use bakthat::fs::{Fs, MountOptions, OpenBackend};
+    use std::sync::Arc;
+    let config = bakthat::config::Config::load(&e.config()).unwrap();
+    let inventory = bakthat::inventory::Inventory::open(e.path().join("inventory.sqlite")).unwrap();
+    let client = Arc::new(
+        bakthat::client::Client::from_ctx(bakthat::ops::Ctx::new(config, "default", inventory).unwrap()).unwrap(),
+    );
+    let c2 = client.clone();
+    let open: OpenBackend = Arc::new(move |r| Ok(c2.ctx().stores().open_record(r)?));
+    let mount = Fs::new(client, open, None, MountOptions::new(e.path().join("cache"))).unwrap();
+    let lookup = |parent, name: &str| mount.lookup(parent, name.as_bytes()).unwrap().attr.ino;
+    let data = lookup(lookup(1, "by-name"), "data");
+    let names: Vec<String> =
+        mount.readdir(data, 0).unwrap().into_iter().skip(2).map(|d| String::from_utf8(d.name).unwrap()).collect();
+    assert_eq!(names.len(), 2, "one dated backup and latest: {names:?}");
+    let newest = String::from_utf8(mount.readlink(lookup(data, "latest")).unwrap()).unwrap();
+    let file = lookup(lookup(lookup(data, &newest), "data"), "f.txt");
+    let opened = mount.open(file, false).unwrap();
+    assert_eq!(mount.read(file, opened.fh, 0, 100).unwrap(), b"mine");
 }
 
 // Regression (issue 11 item 4): `configure --local-path` orphaned every earlier row (restore said "not in the local
