@@ -31,6 +31,21 @@ pub(super) struct BackupArgs {
     /// A gitignore-style exclude file, merged with .bakthatexclude and .gitignore
     #[arg(long, value_name = "PATH")]
     exclude_file: Option<PathBuf>,
+    /// Exclude paths matching PATTERN (gitignore syntax, relative to the source; repeatable)
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Exclude the contents of directories holding a valid CACHEDIR.TAG (the tag file itself is stored)
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Exclude directories that hold a file or directory named FILE (repeatable)
+    #[arg(long, value_name = "FILE")]
+    exclude_if_present: Vec<String>,
+    /// Ignore .gitignore and .bakthatexclude (other exclude options still apply)
+    #[arg(long)]
+    no_ignore: bool,
+    /// Store nothing, contact no store: print what would be stored and what the rules exclude
+    #[arg(short = 'n', long)]
+    dry_run: bool,
     /// Stay on the source's file system: directories of other mounts are stored empty, not descended into
     #[arg(short = 'x', long)]
     one_file_system: bool,
@@ -49,12 +64,23 @@ enum YesNo {
 }
 
 pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
-    let client = client(cli)?;
     let source = match &a.filename {
         Some(p) => p.clone(),
         None => std::env::current_dir()?,
     };
-    let filter = excludes::filter(&source, a.exclude_file.as_deref())?;
+    let rules = excludes::Rules {
+        exclude_file: a.exclude_file.clone(),
+        patterns: a.exclude.clone(),
+        if_present: a.exclude_if_present.clone(),
+        caches: a.exclude_caches,
+        no_ignore: a.no_ignore,
+    };
+    let ex = excludes::filter(&source, &rules)?;
+    if a.dry_run {
+        return dry_run(cli, &source, &ex, a.one_file_system);
+    }
+    let client = client(cli)?;
+    let filter = ex.filter.clone();
     let opts = ops::BackupOptions {
         source,
         destination: a.destination,
@@ -71,6 +97,7 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         Some(key) => client.backup_monitored(&opts, key)?,
         None => client.backup(&opts)?,
     };
+    report_excluded(cli, &ex.excluded());
     if out.cleaned > 0 && !cli.quiet {
         eprintln!("removed {} leftover file(s) of interrupted backups", out.cleaned);
     }
@@ -87,6 +114,47 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_OK)
+}
+
+/// `--dry-run`: walks the source with the rules, stores nothing, opens no store and writes no row.
+fn dry_run(cli: &Cli, source: &std::path::Path, ex: &excludes::Excludes, one_file_system: bool) -> Result<i32> {
+    if !source.exists() {
+        bail!("{} does not exist", source.display());
+    }
+    let plan = excludes::plan(source, ex.filter.as_ref(), one_file_system)?;
+    let excluded = ex.excluded();
+    let noun = if plan.files == 1 { "file" } else { "files" };
+    println!(
+        "would store {} {noun} ({}) from {} (dry run: nothing stored)",
+        plan.files,
+        human(plan.bytes),
+        source.display()
+    );
+    for line in excludes::listing(&excluded) {
+        println!("{line}");
+    }
+    if let Some(s) = excludes::summary(&excluded, true) {
+        if !cli.quiet {
+            eprintln!("{s}");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// One summary line on stderr; with `-v` a line per excluded path and its rule.
+fn report_excluded(cli: &Cli, excluded: &[excludes::Excluded]) {
+    if cli.quiet {
+        return;
+    }
+    let verbose = cli.verbose > 0;
+    if verbose {
+        for line in excludes::listing(excluded) {
+            eprintln!("{line}");
+        }
+    }
+    if let Some(s) = excludes::summary(excluded, verbose) {
+        eprintln!("{s}");
+    }
 }
 
 /// The password for new backups: --password-file/--password-command, BAKTHAT_PASSWORD, else a prompt on a terminal

@@ -1,49 +1,260 @@
-//! Exclude rules: `.bakthatexclude` and `.gitignore` at the top of the backed-up directory, plus `--exclude-file`,
-//! merged into one matcher with gitignore semantics (the `ignore` crate): `#` comments, `!` negations, `/` anchors,
-//! matches at path-component boundaries (bakthat 0.6 let the last file win and matched any suffix; see §14.8).
+//! Exclude rules: `.bakthatexclude` and `.gitignore` at the top of the backed-up directory (unless `--no-ignore`),
+//! `--exclude-file`, `--exclude PATTERN`, merged into one matcher with gitignore semantics (the `ignore` crate):
+//! `#` comments, `!` negations, `/` anchors, matches at path-component boundaries (bakthat 0.6 let the last file win
+//! and matched any suffix; see §14.8). Besides them `--exclude-if-present FILE` and `--exclude-caches`. Every path a
+//! rule excludes is logged with the rule, so the backup can say how many and `-v` can list them.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use ignore::gitignore::GitignoreBuilder;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::archive::pack::Filter;
 
-/// Builds the filter for a backup of `source`, or `None` when there are no rules.
-pub fn filter(source: &Path, extra: Option<&Path>) -> Result<Option<Filter>> {
-    if !source.is_dir() {
-        if let Some(x) = extra {
-            if !x.is_file() {
-                bail!("exclude file {} does not exist", x.display());
+/// The first line of a valid `CACHEDIR.TAG` (the Cache Directory Tagging specification).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+
+/// The backup command's exclude options.
+#[derive(Default, Debug, Clone)]
+pub struct Rules {
+    pub exclude_file: Option<PathBuf>,
+    pub patterns: Vec<String>,
+    pub if_present: Vec<String>,
+    pub caches: bool,
+    pub no_ignore: bool,
+}
+
+/// One excluded path and what excluded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    /// Relative to the source, with a trailing `/` for directories.
+    pub path: String,
+    /// Which kind of rule: `.gitignore`, `.bakthatexclude`, `--exclude-file`, `--exclude`, `--exclude-caches`,
+    /// `--exclude-if-present`.
+    pub by: String,
+    /// The rule itself, for people (`.gitignore:3: build/`).
+    pub rule: String,
+}
+
+/// The filter for the packer plus the log it writes.
+pub struct Excludes {
+    pub filter: Option<Filter>,
+    pub log: Arc<Mutex<Vec<Excluded>>>,
+}
+
+impl Excludes {
+    pub fn excluded(&self) -> Vec<Excluded> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+struct Matcher {
+    root: PathBuf,
+    gitignore: Option<Gitignore>,
+    /// Where each rule file came from, by path, for naming the rule (`.gitignore`, `--exclude-file`).
+    sources: Vec<(PathBuf, String)>,
+    if_present: Vec<String>,
+    caches: bool,
+    /// Directories known to hold a valid CACHEDIR.TAG.
+    cache_dirs: Mutex<BTreeMap<PathBuf, bool>>,
+}
+
+impl Matcher {
+    /// Why `path` is excluded, or `None` when it is stored.
+    fn why(&self, path: &Path, is_dir: bool) -> Option<(String, String)> {
+        if let Some(g) = &self.gitignore {
+            if let ignore::Match::Ignore(glob) = g.matched(path, is_dir) {
+                return Some(match glob.from() {
+                    Some(from) => {
+                        let by = self.sources.iter().find(|(p, _)| p == from).map(|(_, by)| by.clone());
+                        let by = by.unwrap_or_else(|| from.display().to_string());
+                        let line = line_of(from, glob.original());
+                        let shown = if by == "--exclude-file" { from.display().to_string() } else { by.clone() };
+                        let rule = match line {
+                            Some(n) => format!("{shown}:{n}: {}", glob.original()),
+                            None => format!("{shown}: {}", glob.original()),
+                        };
+                        (by, rule)
+                    }
+                    None => ("--exclude".into(), format!("--exclude {}", glob.original())),
+                });
             }
         }
-        return Ok(None);
-    }
-    let root = std::fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
-    let mut b = GitignoreBuilder::new(&root);
-    let mut any = false;
-    for name in [".bakthatexclude", ".gitignore"] {
-        let p = root.join(name);
-        if p.is_file() {
-            if let Some(e) = b.add(&p) {
-                bail!("reading {}: {e}", p.display());
+        if is_dir {
+            if let Some(f) = self.if_present.iter().find(|f| path.join(f).symlink_metadata().is_ok()) {
+                return Some(("--exclude-if-present".into(), format!("--exclude-if-present {f}")));
             }
-            any = true;
+        }
+        if self.caches && path.file_name().is_some_and(|n| n != CACHEDIR_TAG) {
+            if let Some(parent) = path.parent() {
+                if self.is_cache_dir(parent) {
+                    return Some((
+                        "--exclude-caches".into(),
+                        format!("--exclude-caches: {CACHEDIR_TAG} in its directory"),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn is_cache_dir(&self, dir: &Path) -> bool {
+        let mut known = self.cache_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        *known.entry(dir.to_path_buf()).or_insert_with(|| has_cachedir_tag(dir))
+    }
+
+    fn relative(&self, path: &Path, is_dir: bool) -> String {
+        let rel = path.strip_prefix(&self.root).unwrap_or(path).to_string_lossy().into_owned();
+        if is_dir {
+            format!("{rel}/")
+        } else {
+            rel
         }
     }
-    if let Some(x) = extra {
+}
+
+/// A valid tag is a regular file (not a symlink) starting with the signature.
+fn has_cachedir_tag(dir: &Path) -> bool {
+    let tag = dir.join(CACHEDIR_TAG);
+    if !tag.symlink_metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    fs::File::open(&tag).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == CACHEDIR_SIGNATURE
+}
+
+/// The 1-based line of `file` holding the rule `original` (the `ignore` crate does not keep line numbers).
+fn line_of(file: &Path, original: &str) -> Option<usize> {
+    let text = fs::read_to_string(file).ok()?;
+    text.lines().position(|l| l.trim_end() == original || l.trim() == original).map(|i| i + 1)
+}
+
+/// Builds the filter for a backup of `source` and the log of what it excludes; no filter when there are no rules.
+pub fn filter(source: &Path, rules: &Rules) -> Result<Excludes> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    if let Some(x) = &rules.exclude_file {
         if !x.is_file() {
             bail!("exclude file {} does not exist", x.display());
         }
+    }
+    if !source.is_dir() {
+        return Ok(Excludes { filter: None, log });
+    }
+    let root = fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
+    let mut b = GitignoreBuilder::new(&root);
+    let mut sources = Vec::new();
+    if !rules.no_ignore {
+        for name in [".bakthatexclude", ".gitignore"] {
+            let p = root.join(name);
+            if p.is_file() {
+                if let Some(e) = b.add(&p) {
+                    bail!("reading {}: {e}", p.display());
+                }
+                sources.push((p, name.to_string()));
+            }
+        }
+    }
+    if let Some(x) = &rules.exclude_file {
         if let Some(e) = b.add(x) {
             bail!("reading {}: {e}", x.display());
         }
-        any = true;
+        sources.push((x.clone(), "--exclude-file".to_string()));
     }
-    if !any {
-        return Ok(None);
+    for p in &rules.patterns {
+        b.add_line(None, p).with_context(|| format!("--exclude {p}"))?;
     }
-    let matcher = b.build().context("building the exclude rules")?;
-    Ok(Some(Arc::new(move |path: &Path, is_dir: bool| !matcher.matched(path, is_dir).is_ignore())))
+    let gitignore = if sources.is_empty() && rules.patterns.is_empty() {
+        None
+    } else {
+        Some(b.build().context("building the exclude rules")?)
+    };
+    if gitignore.is_none() && rules.if_present.is_empty() && !rules.caches {
+        return Ok(Excludes { filter: None, log });
+    }
+    let m = Matcher {
+        root,
+        gitignore,
+        sources,
+        if_present: rules.if_present.clone(),
+        caches: rules.caches,
+        cache_dirs: Mutex::new(BTreeMap::new()),
+    };
+    let log2 = log.clone();
+    let filter: Filter = Arc::new(move |path: &Path, is_dir: bool| match m.why(path, is_dir) {
+        Some((by, rule)) => {
+            let path = m.relative(path, is_dir);
+            log2.lock().unwrap_or_else(|e| e.into_inner()).push(Excluded { path, by, rule });
+            false
+        }
+        None => true,
+    });
+    Ok(Excludes { filter: Some(filter), log })
+}
+
+/// The one-line summary: `excluded 14 paths (12 by .gitignore, 2 by --exclude); -v lists them`.
+pub fn summary(excluded: &[Excluded], verbose: bool) -> Option<String> {
+    if excluded.is_empty() {
+        return None;
+    }
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in excluded {
+        *by.entry(e.by.as_str()).or_default() += 1;
+    }
+    let mut by: Vec<(&str, usize)> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let parts: Vec<String> = by.iter().map(|(k, n)| format!("{n} by {k}")).collect();
+    let n = excluded.len();
+    let noun = if n == 1 { "path" } else { "paths" };
+    let tail = if verbose { "" } else { "; -v lists them" };
+    Some(format!("excluded {n} {noun} ({}){tail}", parts.join(", ")))
+}
+
+/// One line per excluded path: `excluded build/ (.gitignore:3: build/)`.
+pub fn listing(excluded: &[Excluded]) -> Vec<String> {
+    excluded.iter().map(|e| format!("excluded {} ({})", e.path, e.rule)).collect()
+}
+
+/// What a backup would store: regular files and their bytes, walking as the packer does (no symlinks followed,
+/// `-x` honoured, the filter applied, excluded directories not descended into).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Plan {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+pub fn plan(source: &Path, filter: Option<&Filter>, one_file_system: bool) -> Result<Plan> {
+    let root = fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
+    let meta = fs::metadata(&root).with_context(|| format!("reading {}", root.display()))?;
+    let mut plan = Plan::default();
+    if !meta.is_dir() {
+        plan.files = 1;
+        plan.bytes = meta.len();
+        return Ok(plan);
+    }
+    let dev = one_file_system.then(|| meta.dev());
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        let Ok(read) = fs::read_dir(&dir) else { continue };
+        let mut children: Vec<_> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        children.sort();
+        for child in children {
+            let Ok(m) = fs::symlink_metadata(&child) else { continue };
+            if filter.is_some_and(|f| !f(&child, m.is_dir())) {
+                continue;
+            }
+            if m.is_file() {
+                plan.files += 1;
+                plan.bytes += m.len();
+            } else if m.is_dir() && dev.is_none_or(|d| d == m.dev()) {
+                stack.push(child);
+            }
+        }
+    }
+    Ok(plan)
 }

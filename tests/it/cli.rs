@@ -450,6 +450,120 @@ fn excludes_merge_with_gitignore_semantics() {
     assert_eq!(got, vec!["", ".bakthatexclude", ".gitignore", "keep.txt", "notmp", "notmp/file"]);
 }
 
+/// A project tree for the exclude flags: a gitignored `build/` and `.env`, a cache directory, a tagged directory.
+fn exclude_tree(e: &Env) -> PathBuf {
+    let src = e.path().join("proj");
+    for d in ["build", "cache/sub", "fakecache", "private", "logs"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(src.join(".gitignore"), "# built\nbuild/\n.env\n").unwrap();
+    fs::write(src.join(".env"), b"SECRET=1").unwrap();
+    fs::write(src.join("build/out.o"), b"o").unwrap();
+    fs::write(src.join("keep.txt"), b"keep").unwrap();
+    fs::write(src.join("cache/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n").unwrap();
+    fs::write(src.join("cache/blob"), b"cached").unwrap();
+    fs::write(src.join("cache/sub/blob"), b"cached").unwrap();
+    fs::write(src.join("fakecache/CACHEDIR.TAG"), "not the signature\n").unwrap();
+    fs::write(src.join("fakecache/data"), b"kept: the tag is not valid").unwrap();
+    fs::write(src.join("private/.nobackup"), b"").unwrap();
+    fs::write(src.join("private/diary"), b"d").unwrap();
+    fs::write(src.join("logs/a.log"), b"l").unwrap();
+    fs::write(src.join("logs/keep.txt"), b"k").unwrap();
+    src
+}
+
+fn restored_paths(e: &Env, name: &str) -> Vec<String> {
+    let to = e.path().join(format!("out-{}", e.show_json().len()));
+    e.ok(&["restore", name, "--to", to.to_str().unwrap()]);
+    snapshot(&to.join("proj")).into_keys().collect()
+}
+
+#[test]
+fn exclude_flags_each_do_their_part_and_are_counted() {
+    let e = Env::new();
+    let src = exclude_tree(&e);
+    let s = src.to_str().unwrap();
+    let o = e.run(&[
+        "backup",
+        s,
+        "--prompt",
+        "no",
+        "--exclude",
+        "*.log",
+        "--exclude-caches",
+        "--exclude-if-present",
+        ".nobackup",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let want = "excluded 6 paths (2 by --exclude-caches, 2 by .gitignore, 1 by --exclude, 1 by --exclude-if-present); -v lists them";
+    assert!(err.lines().any(|l| l == want), "{err}");
+    assert_eq!(
+        restored_paths(&e, "proj"),
+        vec![
+            "",
+            ".gitignore",
+            "cache",
+            "cache/CACHEDIR.TAG",
+            "fakecache",
+            "fakecache/CACHEDIR.TAG",
+            "fakecache/data",
+            "keep.txt",
+            "logs",
+            "logs/keep.txt",
+        ]
+    );
+}
+
+#[test]
+fn verbose_backup_lists_each_excluded_path_with_its_rule() {
+    let e = Env::new();
+    let src = exclude_tree(&e);
+    let o = e.run(&["-v", "backup", src.to_str().unwrap(), "--prompt", "no", "--exclude", "logs/*.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for line in [
+        "excluded .env (.gitignore:3: .env)",
+        "excluded build/ (.gitignore:2: build/)",
+        "excluded logs/a.log (--exclude logs/*.log)",
+    ] {
+        assert!(err.lines().any(|l| l == line), "{line:?} missing: {err}");
+    }
+    assert!(err.lines().any(|l| l == "excluded 3 paths (2 by .gitignore, 1 by --exclude)"), "{err}");
+}
+
+#[test]
+fn gitignore_stays_on_by_default_and_no_ignore_turns_it_off() {
+    let e = Env::new();
+    let src = exclude_tree(&e);
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no"]);
+    let got = restored_paths(&e, "proj");
+    assert!(!got.contains(&".env".to_string()) && !got.contains(&"build".to_string()), "{got:?}");
+    assert!(got.contains(&"cache/blob".to_string()) && got.contains(&"private/diary".to_string()), "{got:?}");
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no", "--no-ignore", "--name", "all"]);
+    let got = restored_paths(&e, "all");
+    for p in [".env", "build/out.o", "logs/a.log"] {
+        assert!(got.contains(&p.to_string()), "{p} missing: {got:?}");
+    }
+}
+
+#[test]
+fn dry_run_stores_nothing_writes_no_row_and_prints_the_plan() {
+    let e = Env::new();
+    let src = exclude_tree(&e);
+    // -d s3 with no S3 settings: a store would fail to open; the dry run never opens one.
+    let o = e.run(&["backup", src.to_str().unwrap(), "--dry-run", "-d", "s3", "--exclude-caches"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    // .gitignore, keep.txt, cache/CACHEDIR.TAG, fakecache/{CACHEDIR.TAG,data}, private/{.nobackup,diary}, logs/*
+    assert!(out.starts_with("would store 9 files ("), "{out}");
+    assert!(out.lines().any(|l| l == "excluded cache/blob (--exclude-caches: CACHEDIR.TAG in its directory)"), "{out}");
+    assert!(out.lines().any(|l| l == "excluded build/ (.gitignore:2: build/)"), "{out}");
+    assert!(!e.store().exists(), "nothing stored");
+    assert!(!e.path().join("inventory.sqlite").exists(), "no inventory opened");
+    assert!(e.show_json().is_empty());
+}
+
 #[test]
 fn zero_six_shortcuts_gzipped_inputs_and_compress_off() {
     let e = Env::new();
