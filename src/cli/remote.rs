@@ -132,8 +132,9 @@ pub(super) fn share(cli: &Cli, a: &ShareArgs) -> Result<i32> {
         println!("  {}", s.command);
         if s.command.contains("bakthat-decrypt") {
             println!(
-                "bakthat-decrypt is scripts/bakthat-decrypt in bakthat's sources (Python 3 with `pip install \
-                 cryptography`); replace … with the password."
+                "bakthat-decrypt is scripts/bakthat-decrypt in bakthat's sources (Python 3; on Debian and Ubuntu \
+                 `apt install python3-cryptography python3-argon2`, elsewhere `pip install 'cryptography>=44'`); \
+                 replace … with the password."
             );
         }
     }

@@ -288,6 +288,8 @@ fn cli_share_gives_a_url_that_tar_can_list() {
     let out = ok(&env.run(&["share", "secret"], None), "share");
     assert!(out.contains("BAKTHAT_PASSWORD=… bakthat-decrypt - | tar xz"), "{out}");
     assert!(out.contains("scripts/bakthat-decrypt"), "{out}");
+    // Issue 12: the hint said `pip install cryptography`, which Debian 12 refuses outside a venv (and 38 was too old).
+    assert!(out.contains("apt install python3-cryptography python3-argon2"), "{out}");
     let (status, body) = http_get(out.lines().next().unwrap());
     assert_eq!(status, 200);
     let python = std::env::var("BAKTHAT_PYTHON").unwrap_or_else(|_| "/opt/bakthat-venv/bin/python".into());
