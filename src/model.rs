@@ -517,6 +517,11 @@ impl BackupRecord {
         self.meta_str(META_CLIENT)
     }
 
+    /// The absolute path that was backed up, on the host that made it (recorded since 0.7; `None` before).
+    pub fn source(&self) -> Option<&str> {
+        self.meta_str(META_SOURCE)
+    }
+
     fn meta_str(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).and_then(|v| v.as_str())
     }
@@ -548,6 +553,8 @@ pub struct NewMetadata {
     pub plain_size: Option<u64>,
     /// The S3 storage class the archive was stored with.
     pub storage_class: Option<String>,
+    /// The absolute path that was backed up.
+    pub source: Option<String>,
 }
 
 impl NewMetadata {
@@ -570,6 +577,9 @@ impl NewMetadata {
         if let Some(c) = &self.storage_class {
             m[META_STORAGE_CLASS] = serde_json::json!(c);
         }
+        if let Some(s) = &self.source {
+            m[META_SOURCE] = serde_json::json!(s);
+        }
         m
     }
 }
@@ -580,6 +590,7 @@ const META_CLIENT: &str = "client";
 const META_PLAIN_SIZE: &str = "plain_size";
 const META_STORAGE_CLASS: &str = "storage_class";
 const META_FORMAT: &str = "format";
+const META_SOURCE: &str = "source";
 const FORMAT_ARCHIVE: &str = "bakthat-1";
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         plain_size,
         // The class the store applied (S3): the mount tells an archived backup by it before any read.
         storage_class: info.storage_class.clone(),
+        source: Some(source.to_string_lossy().into_owned()),
     };
     let record = BackupRecord {
         id: None,

@@ -730,7 +730,7 @@ fn import_legacy_database_read_only() {
     assert_eq!(fs::read(&legacy).unwrap(), before, "the 0.6 database is never modified");
     let show = e.ok(&["show"]);
     assert!(show.contains("mydir.20130519214640.tgz.enc (tag1 tag2)"), "{show}");
-    assert!(show.starts_with("2013-05-19T21:46:40\ts3"), "{show}");
+    assert!(show.starts_with("2013-05-19T21:46:40Z\ts3\t256 B\tencrypted\t"), "{show}");
 }
 
 /// Issue 12: import-legacy printed `ImportReport { .. }`; a refused row (issue 11) is a warning line and exit 1.
@@ -795,6 +795,60 @@ fn warnings_are_plain_single_lines_and_the_backup_says_where_it_went() {
     // Sizes in binary units say so.
     let show = e.ok(&["show"]);
     assert!(!show.contains(" KB") && !show.contains(" MB"), "{show}");
+}
+
+/// Issue 12: `show` reads as a table on a terminal (header, UTC dates with Z, aligned columns, the store and the
+/// encryption), stays tab-separated in a pipe, says "no backups yet" when empty, and `--json` has tags as a list,
+/// ISO dates beside the epochs, the host and the source path.
+#[test]
+fn show_is_a_table_on_a_terminal_lines_in_a_pipe_and_documented_json() {
+    let e = Env::new();
+    let o = e.run(&["show"]);
+    assert!(o.status.success() && stdout(&o).is_empty(), "{}", stdout(&o));
+    assert_eq!(stderr(&o).trim(), "no backups yet");
+    let src = e.path().join("src").join("site");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("index.html"), "<html/>").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--prompt", "no", "-t", "web daily"]);
+    backup_named(&e, "longer-name", Some("pw"));
+    // A pipe: one tab-separated line per backup, no header.
+    let lines = e.ok(&["show"]);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines.lines().all(|l| l.split('\t').count() == 6 && l.split('\t').next().unwrap().ends_with('Z')),
+        "{lines}"
+    );
+    // A terminal (script(1) gives bakthat a pty).
+    let cmd = format!("{} show", env!("CARGO_BIN_EXE_bakthat"));
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", e.path())
+        .env("BAKTHAT_CONFIG", e.config())
+        .env("BAKTHAT_DB", e.path().join("inventory.sqlite"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let table = stdout(&o).replace('\r', "");
+    let rows: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].starts_with("DATE (UTC)") && rows[0].contains("ENCRYPTED") && rows[0].contains("STORE"), "{table}");
+    let col = |row: &str, what: &str| row.find(what).unwrap_or_else(|| panic!("{what} in {row}"));
+    assert_eq!(col(rows[1], "local "), col(rows[0], "DEST"), "aligned:\n{table}");
+    assert_eq!(col(rows[2], "local "), col(rows[0], "DEST"), "aligned:\n{table}");
+    assert!(rows.iter().skip(1).all(|r| r.contains("Z  ") && r.contains(" KiB") || r.contains(" B ")), "{table}");
+    assert!(table.contains("yes") && table.contains("web daily"), "{table}");
+    // JSON.
+    let rows = e.show_json();
+    let site = rows.iter().find(|r| r["filename"] == "site").unwrap();
+    assert_eq!(site["tags"], serde_json::json!(["web", "daily"]));
+    assert!(site["date"].as_str().unwrap().ends_with('Z') && site["backup_date"].is_i64(), "{site}");
+    assert_eq!(site["encrypted"], false);
+    assert_eq!(site["source"], fs::canonicalize(&src).unwrap().to_str().unwrap());
+    assert!(site["host"].is_string() && site["store"].as_str().unwrap().starts_with("local:"), "{site}");
+    let enc = rows.iter().find(|r| r["filename"] == "longer-name").unwrap();
+    assert_eq!(enc["encrypted"], true);
 }
 
 /// Issue 12: completions complete backup names (from the local inventory) where a command takes one, in a real
