@@ -118,10 +118,7 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
 
 /// `--dry-run`: walks the source with the rules, stores nothing, opens no store and writes no row.
 fn dry_run(cli: &Cli, source: &std::path::Path, ex: &excludes::Excludes, one_file_system: bool) -> Result<i32> {
-    if !source.exists() {
-        bail!("{} does not exist", source.display());
-    }
-    let plan = excludes::plan(source, ex.filter.as_ref(), one_file_system)?;
+    let plan = ops::plan(source, ex.filter.as_ref(), one_file_system)?;
     let excluded = ex.excluded();
     let noun = if plan.files == 1 { "file" } else { "files" };
     println!(

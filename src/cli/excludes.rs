@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -45,12 +44,14 @@ pub struct Excluded {
 /// The filter for the packer plus the log it writes.
 pub struct Excludes {
     pub filter: Option<Filter>,
-    pub log: Arc<Mutex<Vec<Excluded>>>,
+    /// By path: the backup walks the tree twice (the progress total, then the packer), each exclusion counts once.
+    log: Arc<Mutex<BTreeMap<String, Excluded>>>,
 }
 
 impl Excludes {
+    /// The excluded paths, sorted.
     pub fn excluded(&self) -> Vec<Excluded> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.lock().map(|l| l.values().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -137,7 +138,7 @@ fn line_of(file: &Path, original: &str) -> Option<usize> {
 
 /// Builds the filter for a backup of `source` and the log of what it excludes; no filter when there are no rules.
 pub fn filter(source: &Path, rules: &Rules) -> Result<Excludes> {
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(BTreeMap::new()));
     if let Some(x) = &rules.exclude_file {
         if !x.is_file() {
             bail!("exclude file {} does not exist", x.display());
@@ -189,7 +190,7 @@ pub fn filter(source: &Path, rules: &Rules) -> Result<Excludes> {
     let filter: Filter = Arc::new(move |path: &Path, is_dir: bool| match m.why(path, is_dir) {
         Some((by, rule)) => {
             let path = m.relative(path, is_dir);
-            log2.lock().unwrap_or_else(|e| e.into_inner()).push(Excluded { path, by, rule });
+            log2.lock().unwrap_or_else(|e| e.into_inner()).insert(path.clone(), Excluded { path, by, rule });
             false
         }
         None => true,
@@ -218,43 +219,4 @@ pub fn summary(excluded: &[Excluded], verbose: bool) -> Option<String> {
 /// One line per excluded path: `excluded build/ (.gitignore:3: build/)`.
 pub fn listing(excluded: &[Excluded]) -> Vec<String> {
     excluded.iter().map(|e| format!("excluded {} ({})", e.path, e.rule)).collect()
-}
-
-/// What a backup would store: regular files and their bytes, walking as the packer does (no symlinks followed,
-/// `-x` honoured, the filter applied, excluded directories not descended into).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Plan {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-pub fn plan(source: &Path, filter: Option<&Filter>, one_file_system: bool) -> Result<Plan> {
-    let root = fs::canonicalize(source).with_context(|| format!("reading {}", source.display()))?;
-    let meta = fs::metadata(&root).with_context(|| format!("reading {}", root.display()))?;
-    let mut plan = Plan::default();
-    if !meta.is_dir() {
-        plan.files = 1;
-        plan.bytes = meta.len();
-        return Ok(plan);
-    }
-    let dev = one_file_system.then(|| meta.dev());
-    let mut stack = vec![root];
-    while let Some(dir) = stack.pop() {
-        let Ok(read) = fs::read_dir(&dir) else { continue };
-        let mut children: Vec<_> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        children.sort();
-        for child in children {
-            let Ok(m) = fs::symlink_metadata(&child) else { continue };
-            if filter.is_some_and(|f| !f(&child, m.is_dir())) {
-                continue;
-            }
-            if m.is_file() {
-                plan.files += 1;
-                plan.bytes += m.len();
-            } else if m.is_dir() && dev.is_none_or(|d| d == m.dev()) {
-                stack.push(child);
-            }
-        }
-    }
-    Ok(plan)
 }

@@ -105,7 +105,14 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     let stop_at =
         if raw { Vec::new() } else { fs::read_to_string(MOUNTINFO).map(|m| bakthat_mounts(&m)).unwrap_or_default() };
     let dev = opts.one_file_system.then(|| std::os::unix::fs::MetadataExt::dev(&meta));
-    let total = if raw { Some(meta.len()) } else { Some(tree_size_within(&source, &stop_at, dev)) };
+    // The total skips what the rules exclude, so the bar ends at 100% (the filter logs each exclusion once).
+    let total = if raw {
+        Some(meta.len())
+    } else {
+        let mut plan = Plan::default();
+        plan_within(&source, &stop_at, dev, opts.filter.as_ref(), &mut plan);
+        Some(plan.bytes)
+    };
     let meter: Box<dyn super::Meter> = Box::new(AlsoTell {
         inner: ctx.reporter.start(&format!("backing up {}", source.display()), total),
         also: opts.progress.clone(),
@@ -306,20 +313,52 @@ fn unescape_octal(s: &str) -> Vec<u8> {
 
 /// Bytes of regular files below `path` (for the progress bar's total; errors count as 0).
 pub(crate) fn tree_size(path: &Path) -> u64 {
-    tree_size_within(path, &[], None)
+    let mut plan = Plan::default();
+    plan_within(path, &[], None, None, &mut plan);
+    plan.bytes
 }
 
-/// [`tree_size`] that does not descend into `stop` or, with `dev`, into other file systems (as the packer).
-fn tree_size_within(path: &Path, stop: &[PathBuf], dev: Option<u64>) -> u64 {
+/// What a backup of a directory would read: its regular files and their bytes (before compression).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// `backup --dry-run`: walks `source` as [`backup`] would (the filter applied, bakthat's own mounts and, with
+/// `one_file_system`, other file systems not descended into) and opens no store.
+pub fn plan(source: &Path, filter: Option<&Filter>, one_file_system: bool) -> Result<Plan, OpsError> {
+    let source = fs::canonicalize(source).map_err(|_| OpsError::SourceMissing { path: source.to_path_buf() })?;
+    let meta = fs::metadata(&source)
+        .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
+    let stop_at = fs::read_to_string(MOUNTINFO).map(|m| bakthat_mounts(&m)).unwrap_or_default();
+    let dev = one_file_system.then(|| std::os::unix::fs::MetadataExt::dev(&meta));
+    let mut plan = Plan::default();
+    plan_within(&source, &stop_at, dev, filter, &mut plan);
+    Ok(plan)
+}
+
+/// Adds the regular files below `path` to `plan`, not descending into `stop` or, with `dev`, into other file
+/// systems, and skipping what `filter` excludes (as the packer does); errors count as nothing.
+fn plan_within(path: &Path, stop: &[PathBuf], dev: Option<u64>, filter: Option<&Filter>, plan: &mut Plan) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = fs::symlink_metadata(path) else { return };
     if meta.is_file() {
-        return meta.len();
+        plan.files += 1;
+        plan.bytes += meta.len();
+        return;
     }
     if !meta.is_dir() || stop.iter().any(|s| s == path) || dev.is_some_and(|d| d != meta.dev()) {
-        return 0;
+        return;
     }
-    fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_size_within(&e.path(), stop, dev)).sum()).unwrap_or(0)
+    let Ok(read) = fs::read_dir(path) else { return };
+    for child in read.flatten().map(|e| e.path()) {
+        let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+        if filter.is_some_and(|f| !f(&child, is_dir)) {
+            continue;
+        }
+        plan_within(&child, stop, dev, filter, plan);
+    }
 }
 
 /// A reporter's meter that also passes progress to a caller's callback.

@@ -35,7 +35,7 @@ mod share;
 
 pub(crate) use backup::master_key;
 pub(crate) use backup::tree_size;
-pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use backup::{backup, plan, BackupOptions, BackupOutcome, Plan};
 pub use browse::{
     diff, find_paths, inventory_index, ls, stats, Change, Diff, Found, Listed, Listing, NameStats, Stats, StoreStats,
 };

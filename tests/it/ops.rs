@@ -126,6 +126,54 @@ fn a_failed_upload_leaves_no_row_and_no_object() {
     assert!(ops::show(&c, &ops::ShowQuery::default()).unwrap().is_empty());
 }
 
+/// Each meter's total and the bytes it was told about.
+type Started = Vec<(Option<u64>, Arc<std::sync::atomic::AtomicU64>)>;
+
+#[derive(Default)]
+struct Totals(Arc<std::sync::Mutex<Started>>);
+
+struct Counted(Arc<std::sync::atomic::AtomicU64>);
+
+impl ops::Meter for Counted {
+    fn inc(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::SeqCst);
+    }
+    fn finish(&self) {}
+}
+
+impl ops::Reporter for Totals {
+    fn start(&self, _: &str, total: Option<u64>) -> Box<dyn ops::Meter> {
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.0.lock().unwrap().push((total, done.clone()));
+        Box::new(Counted(done))
+    }
+    fn warn(&self, _: &str) {}
+}
+
+// The progress total skips what the exclude filter leaves out (it counted a gitignored build/ and stopped short of
+// 100%), and the dry-run plan walks the same way.
+#[test]
+fn progress_total_and_plan_skip_excluded_paths() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("proj");
+    fs::create_dir_all(src.join("build")).unwrap();
+    fs::write(src.join("keep"), vec![1u8; 1000]).unwrap();
+    fs::write(src.join("build/big"), vec![2u8; 100_000]).unwrap();
+    let filter: bakthat::archive::pack::Filter = Arc::new(|p: &std::path::Path, _| !p.ends_with("build"));
+    let plan = ops::plan(&src, Some(&filter), false).unwrap();
+    assert_eq!(plan, ops::Plan { files: 1, bytes: 1000 });
+    assert_eq!(ops::plan(&src, None, false).unwrap(), ops::Plan { files: 2, bytes: 101_000 });
+    let mut c = ctx(t.path(), Arc::new(AtomicI64::new(START)), None);
+    let totals = Arc::new(Totals::default());
+    let seen = totals.0.clone();
+    c.reporter = totals;
+    ops::backup(&c, &BackupOptions { source: src, filter: Some(filter), ..BackupOptions::default() }).unwrap();
+    let seen = seen.lock().unwrap();
+    let (total, done) = &seen[0];
+    assert_eq!(*total, Some(1000));
+    assert_eq!(done.load(Ordering::SeqCst), 1000);
+}
+
 #[test]
 fn two_backups_in_one_second_get_distinct_names() {
     let t = tempfile::tempdir().unwrap();
