@@ -611,3 +611,64 @@ fn backup_never_reads_through_its_own_mount_and_marks_files_that_fail_mid_read()
     assert_eq!(o.status.code(), Some(1), "restore of an incomplete file exits 1 (README exit codes): {}", text(&o));
     assert!(text(&o).contains("big.bin: could not be read completely when it was backed up"), "{}", text(&o));
 }
+
+/// Issue 12: the README's quick tour failed on a fresh machine. This runs its block line by line, as written, in a
+/// fresh HOME with only the paths replaced (`~` is the home, `/etc` a small tree, `/tmp` a scratch directory, the
+/// example stored name the real one, `...` a password), and needs every line to succeed.
+#[test]
+fn readme_quick_tour_runs_as_written() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let tour = readme.split("## A quick tour").nth(1).expect("a quick tour section");
+    let block = tour.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a ```sh block in the tour");
+    let lines: Vec<&str> =
+        block.lines().map(|l| l.split("  #").next().unwrap().trim()).filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 10 && lines.iter().any(|l| l.contains("bakthat mount")), "{lines:?}");
+
+    let e = Env::new();
+    let home = e.path().join("home");
+    let scratch = e.path().join("scratch");
+    for d in ["projects/site", "etc/ssh", "Photos"] {
+        fs::create_dir_all(home.join(d)).unwrap();
+    }
+    fs::create_dir_all(&scratch).unwrap();
+    fs::write(home.join("projects/site/index.html"), "<html>site</html>\n").unwrap();
+    fs::write(home.join("etc/hostname"), "tour\n").unwrap();
+    fs::write(home.join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+    for i in 0..5 {
+        fs::write(home.join(format!("Photos/img{i}.jpg")), bytes(i, 10_000)).unwrap();
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_bakthat")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut stored_site: Option<String> = None;
+    let mountpoint = home.join("backups");
+    for line in &lines {
+        let mut cmd = line
+            .replace("BAKTHAT_PASSWORD=...", "BAKTHAT_PASSWORD=tour-password")
+            .replace(" /tmp/", &format!(" {}/", scratch.display()))
+            .replace(" /etc", &format!(" {}/etc", home.display()));
+        if let Some(stored) = &stored_site {
+            cmd = cmd.replace("site.20261122040805.tgz", stored.as_str());
+        }
+        let out = Command::new("bash")
+            .args(["-c", &cmd])
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", &home)
+            .env("TMPDIR", std::env::var_os("TMPDIR").unwrap_or_else(|| "/tmp".into()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            let _ = Command::new("fusermount3").arg("-u").arg(&mountpoint).status();
+            panic!("the quick tour's line `{line}` (run as `{cmd}`) failed:\n{stdout}{stderr}");
+        }
+        if line.starts_with("bakthat backup ~/projects/site") {
+            stored_site = stdout.split_whitespace().nth(1).map(str::to_string);
+        }
+    }
+    assert!(!mounted(&mountpoint), "the tour ends unmounted");
+    assert_eq!(fs::read_to_string(scratch.join("index.html")).unwrap(), "<html>site</html>\n");
+    assert_eq!(fs::read_to_string(scratch.join("r/site/index.html")).unwrap(), "<html>site</html>\n");
+}
