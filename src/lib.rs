@@ -47,12 +47,57 @@ pub mod sync;
 
 /// An error and its causes on one line, `a: b: c`: what logs and one-line messages show.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let chain: Vec<String> = std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
-    chain.join(": ")
+    join_causes(std::iter::successors(Some(e), |e| e.source()))
+}
+
+/// Joins an error and its causes with `: `, leaving out a cause whose text the line already holds (many errors
+/// put their source in their own message too, which printed `… (os error 28): No space left on device (os error
+/// 28)`).
+pub fn join_causes<'a, 'b: 'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'b)>) -> String {
+    let mut line = String::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Locks `m` even when another thread panicked while holding it. bakthat's mutexes guard caches, tables and
 /// counters that each update leaves consistent, so one panicked thread must not make every later call panic too.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use std::io;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing /out/f: {source}")]
+    struct Writing {
+        #[source]
+        source: io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("restoring site")]
+    struct Restoring(#[source] Writing);
+
+    // Regression (issue 12): a cause that its parent's message already holds was printed again:
+    // `… (os error 28): No space left on device (os error 28)`.
+    #[test]
+    fn a_cause_already_in_the_line_is_not_repeated() {
+        let e = Restoring(Writing { source: io::Error::from_raw_os_error(28) });
+        let line = super::error_chain(&e);
+        assert_eq!(line, format!("restoring site: writing /out/f: {}", io::Error::from_raw_os_error(28)));
+        assert_eq!(line.matches("os error 28").count(), 1, "{line}");
+        let any = anyhow::Error::new(Restoring(Writing { source: io::Error::from_raw_os_error(28) }));
+        assert_eq!(super::join_causes(any.chain()), line);
+    }
 }

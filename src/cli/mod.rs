@@ -184,7 +184,7 @@ pub fn main() -> i32 {
             let code = e.downcast_ref::<OpsError>().map(OpsError::exit_code);
             let code = code.or_else(|| e.downcast_ref::<ClientError>().map(ClientError::exit_code));
             let code = code.unwrap_or(EXIT_FAILURE);
-            eprintln!("bakthat: error: {e:#}");
+            eprintln!("bakthat: error: {}", crate::join_causes(e.chain()));
             code
         }
     }
