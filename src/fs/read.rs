@@ -6,14 +6,15 @@
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::archive::index::EntryKind;
-use crate::archive::read::{Decoder, RangeRead};
+use crate::archive::read::Decoder;
 use crate::archive::{self, ArchiveError};
 use crate::model::BackupRecord;
+use crate::ops::range::ObjectRange;
 use crate::storage::metered::Metered;
-use crate::storage::{Backend, StorageError};
+use crate::storage::Backend;
 
 use super::cache;
 use super::error::{archive_error, cache_io, classify_read, is_full, storage_error};
@@ -37,28 +38,6 @@ pub(super) fn whole_key(stored: &str) -> String {
 
 pub(super) fn index_key(stored: &str) -> String {
     format!("i-{}", key_hash(stored))
-}
-
-/// A store object as a [`RangeRead`], keeping the store's own error for classification.
-struct BackendRange<'a> {
-    backend: &'a dyn Backend,
-    key: &'a str,
-    len: u64,
-    error: Mutex<Option<StorageError>>,
-}
-
-impl RangeRead for BackendRange<'_> {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_range(&self, start: u64, len: u64) -> io::Result<Vec<u8>> {
-        self.backend.get_range(self.key, start, len).map_err(|e| {
-            let msg = e.to_string();
-            *lock(&self.error) = Some(e);
-            io::Error::other(msg)
-        })
-    }
 }
 
 impl Inner {
@@ -125,11 +104,11 @@ impl Inner {
         let backend = self.backend(record)?;
         self.ensure_retrievable(record, backend.as_ref())?;
         let len = if loaded.index.stored_len != 0 { loaded.index.stored_len } else { record.size };
-        let src = BackendRange { backend: backend.as_ref(), key: stored, len, error: Mutex::new(None) };
+        let src = ObjectRange::new(backend.as_ref(), stored, len);
         let keys = self.secret.as_ref().map(|s| s.keys());
         let result = Decoder::new(&loaded.index, &src, keys).and_then(|d| d.members(range));
         result.map_err(|e| {
-            let err = classify_read(stored, e, lock(&src.error).take());
+            let err = classify_read(stored, e, src.take_error());
             if matches!(err, FsError::Integrity { .. }) {
                 tracing::error!("{err}");
             }

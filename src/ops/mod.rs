@@ -29,6 +29,7 @@ mod check;
 mod glacier_inventory;
 mod journal;
 mod manage;
+pub(crate) mod range;
 mod restore;
 mod restore_paths;
 mod share;

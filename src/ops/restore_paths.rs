@@ -11,27 +11,10 @@ use super::restore::{RestoreOptions, RestoreOutcome};
 use super::{Ctx, OpsError};
 use crate::archive::extract::{self, ExtractOptions};
 use crate::archive::index::Index;
-use crate::archive::read::{Decoder, RangeRead, ReadError};
+use crate::archive::read::{Decoder, ReadError};
 use crate::archive::{ArchiveError, Secret};
 use crate::model::BackupRecord;
 use crate::storage::Backend;
-
-/// A store object as a [`RangeRead`].
-struct StoreRange<'a> {
-    backend: &'a dyn Backend,
-    key: &'a str,
-    len: u64,
-}
-
-impl RangeRead for StoreRange<'_> {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_range(&self, start: u64, len: u64) -> io::Result<Vec<u8>> {
-        self.backend.get_range(self.key, start, len).map_err(|e| io::Error::other(e.to_string()))
-    }
-}
 
 /// The tar byte ranges of the entries to restore: those at or under one of `paths`, and their parent directories
 /// (for their modes and times). Each range runs from the end of the previous entry (so that long-name and PAX
@@ -88,7 +71,7 @@ pub(super) fn restore_paths(
     };
     let ranges = selected_ranges(&index, &opts.paths, stored)?;
     let len = if index.stored_len != 0 { index.stored_len } else { record.size };
-    let src = StoreRange { backend, key: stored, len };
+    let src = super::range::ObjectRange::new(backend, stored, len);
     let decoder = Decoder::new(&index, &src, secret.map(Secret::keys)).map_err(read_error)?;
     // Members of all ranges, each contiguous run fetched with one ranged read.
     let mut runs: Vec<Range<usize>> = Vec::new();
