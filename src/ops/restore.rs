@@ -137,8 +137,7 @@ fn warn_incomplete(ctx: &Ctx, dest: &std::path::Path, incomplete: &[PathBuf]) {
 /// The files of a backup whose read failed part way at backup time (marked in its entry index; see
 /// [`crate::archive::index::DAMAGED_FLAG`]). An index that cannot be read marks nothing: the data was checked anyway.
 fn incomplete_entries(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>) -> Vec<PathBuf> {
-    let Ok(Some(bytes)) = ctx.inventory.get_index(&record.stored_filename) else { return Vec::new() };
-    let Ok(index) = archive::read_index_sidecar(&bytes, secret) else { return Vec::new() };
+    let Ok(Some(index)) = super::browse::inventory_index(ctx, record, secret) else { return Vec::new() };
     index
         .entries
         .iter()
