@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Archive and CLI benchmark: bakthat (plain and encrypted) against tar+gzip -6, restic and borg, on one corpus, with
-# local repositories on the same disk; then (BENCH_5G=1, the default) the fetch cost of small reads in a 5 GB
+# Archive and CLI benchmark: bakthat (plain and encrypted) against tar+gzip -6, restic and borg (Debian's), rustic
+# and borg 1.4 (the current releases, from scripts/peers.sh), on one corpus, with local repositories on the same disk; then (BENCH_5G=1, the default) the fetch cost of small reads in a 5 GB
 # encrypted archive (examples/fetch_cost.rs).
 #
 # Usage: scripts/bench.sh
@@ -17,6 +17,8 @@
 #                    find_get_block/recently_deleted), which swamps the tools. `dir` restores into plain directories.
 #   BENCH_5G         1 (default) to run the 5 GB fetch-cost step, 0 to skip it
 #   CARGO_TARGET_DIR where release builds go (default: the repository's target/)
+#   BENCH_PEERS      1 (default): install rustic and borg 1.4 when missing (scripts/peers.sh install; rustic takes
+#                    about 20 minutes to build, once per machine); 0: measure only the peers already installed
 #
 # Every tool starts with a warm page cache (dropping caches is not reliable in a VM): the corpus is read once with
 # tar before the first measurement. Each command is timed BENCH_RUNS times with /usr/bin/time (wall seconds, peak RSS); a
@@ -47,6 +49,15 @@ if [ ! -x /usr/bin/time ]; then
     note "installing GNU time"
     apt-get install -y -q time >/dev/null || die "/usr/bin/time is missing and could not be installed (apt-get install time)"
 fi
+
+# shellcheck source=scripts/peers.sh
+source "$ROOT/scripts/peers.sh"
+if [ "${BENCH_PEERS:-1}" = 1 ]; then
+    bash "$ROOT/scripts/peers.sh" install >&2 || FAILURES+=("installing rustic or borg 1.4 failed (scripts/peers.sh install)")
+fi
+peers_env
+[ -n "$RUSTIC" ] || note "rustic is not installed: its rows are skipped (scripts/peers.sh install)"
+[ -n "$BORG14" ] || note "borg 1.4 is not installed: its rows are skipped (scripts/peers.sh install)"
 
 mkdir -p "$BENCH_DIR" "$LOG" "$OUTDIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
@@ -227,6 +238,32 @@ for RUN in $(seq 1 "$RUNS"); do
     fresh_out "$OUTDIR/out-borg"
     measure borg_extract bash -c 'cd "$1" && exec borg extract "$2"' _ "$OUTDIR/out-borg" "$BORG_REPO::b1"
     verify borg_extract "$OUTDIR/out-borg"
+
+    # rustic (restic's repository format v2, zstd; the current release)
+    if [ -n "$RUSTIC" ]; then
+        export RUSTIC_PASSWORD=$PW RUSTIC_REPOSITORY=$BENCH_DIR/rustic-repo RUSTIC_CACHE_DIR=$BENCH_DIR/rustic-cache
+        rm -rf "$RUSTIC_REPOSITORY" "$RUSTIC_CACHE_DIR"
+        "$RUSTIC" init >"$LOG/rustic_init.log" 2>&1 || die "rustic init failed: $(cat "$LOG/rustic_init.log")"
+        measure rustic_backup "$RUSTIC" backup "$CORPUS"
+        SIZE[rustic_backup]=$(du -sb "$RUSTIC_REPOSITORY" | cut -f1)
+        fresh_out "$OUTDIR/out-rustic"
+        measure rustic_restore "$RUSTIC" restore latest "$OUTDIR/out-rustic"
+        verify rustic_restore "$OUTDIR/out-rustic"
+    fi
+
+    # borg 1.4 from PyPI (repokey, lz4 as borg 1.2 above)
+    if [ -n "$BORG14" ]; then
+        export BORG_BASE_DIR=$BENCH_DIR/borg14-base
+        BORG14_REPO=$BENCH_DIR/borg14-repo
+        rm -rf "$BORG14_REPO" "$BORG_BASE_DIR"
+        "$BORG14" init -e repokey "$BORG14_REPO" >"$LOG/borg14_init.log" 2>&1 || die "borg 1.4 init failed: $(cat "$LOG/borg14_init.log")"
+        measure borg14_create "$BORG14" create --compression lz4 "$BORG14_REPO::b1" "$CORPUS"
+        SIZE[borg14_create]=$(du -sb "$BORG14_REPO" | cut -f1)
+        fresh_out "$OUTDIR/out-borg14"
+        measure borg14_extract bash -c 'cd "$1" && exec "$2" extract "$3"' _ "$OUTDIR/out-borg14" "$BORG14" "$BORG14_REPO::b1"
+        verify borg14_extract "$OUTDIR/out-borg14"
+        export BORG_BASE_DIR=$BENCH_DIR/borg-base
+    fi
 done # rounds
 
 for key in "${!WALLS[@]}"; do
@@ -251,6 +288,15 @@ wall() {
 size() { [ -n "${SIZE[$1]:-}" ] && [ "${OK[$1]:-0}" = 1 ] && calc 1 "${SIZE[$1]} / 1e6" || echo ""; }
 ratio() { [ "${OK[$1]:-0}" = 1 ] && [ "${OK[$2]:-0}" = 1 ] && calc 2 "${WALL[$2]} / ${WALL[$1]}" || echo "n/a"; }
 size_ratio() { [ "${OK[$1]:-0}" = 1 ] && [ "${OK[$2]:-0}" = 1 ] && calc 3 "${SIZE[$1]} / ${SIZE[$2]}" || echo "n/a"; }
+# fastest KEY...: the key with the smallest median wall time among those that succeeded.
+fastest() {
+    local k best="" bw=""
+    for k in "$@"; do
+        [ "${OK[$k]:-0}" = 1 ] || continue
+        if [ -z "$best" ] || awk "BEGIN { exit !(${WALL[$k]} < $bw) }"; then best=$k; bw=${WALL[$k]}; fi
+    done
+    echo "${best:-none}"
+}
 # target LABEL VALUE OP LIMIT
 target() {
     local verdict=MISS
@@ -262,8 +308,7 @@ versions() {
     local v
     v=$("$BAKTHAT" --version 2>/dev/null || true)
     echo "- bakthat: ${v:-? (no --version)} @ $(git -C "$ROOT" describe --always --dirty)"
-    echo "- $(restic version)"
-    echo "- borg $(borg --version | awk '{print $2}')"
+    peers_versions
     echo "- $(tar --version | head -n1); $(gzip --version | head -n1)"
     echo "- $(rustc --version)"
 }
@@ -300,6 +345,10 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
     row "restic 0.14" "restore latest" restic_restore
     row "borg 1.2 (lz4, repokey)" "create" borg_create
     row "borg 1.2" "extract" borg_extract
+    row "rustic (zstd auto)" "backup" rustic_backup
+    row "rustic" "restore latest" rustic_restore
+    row "borg 1.4 (lz4, repokey)" "create" borg14_create
+    row "borg 1.4" "extract" borg14_extract
     echo
     echo "Ratios (speed = other tool's wall time / bakthat's; size = bakthat's output / other's):"
     echo
@@ -307,9 +356,13 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
     echo "|---|---:|---:|"
     echo "| pack vs restic backup | $(ratio bakthat_plain_backup restic_backup) | $(ratio bakthat_enc_backup restic_backup) |"
     echo "| pack vs borg create | $(ratio bakthat_plain_backup borg_create) | $(ratio bakthat_enc_backup borg_create) |"
+    echo "| pack vs rustic backup | $(ratio bakthat_plain_backup rustic_backup) | $(ratio bakthat_enc_backup rustic_backup) |"
+    echo "| pack vs borg 1.4 create | $(ratio bakthat_plain_backup borg14_create) | $(ratio bakthat_enc_backup borg14_create) |"
     echo "| pack vs tar czf | $(ratio bakthat_plain_backup tar_create) | $(ratio bakthat_enc_backup tar_create) |"
     echo "| unpack vs restic restore | $(ratio bakthat_plain_restore restic_restore) | $(ratio bakthat_enc_restore restic_restore) |"
     echo "| unpack vs borg extract | $(ratio bakthat_plain_restore borg_extract) | $(ratio bakthat_enc_restore borg_extract) |"
+    echo "| unpack vs rustic restore | $(ratio bakthat_plain_restore rustic_restore) | $(ratio bakthat_enc_restore rustic_restore) |"
+    echo "| unpack vs borg 1.4 extract | $(ratio bakthat_plain_restore borg14_extract) | $(ratio bakthat_enc_restore borg14_extract) |"
     echo "| unpack vs tar xzf | $(ratio bakthat_plain_restore tar_extract) | $(ratio bakthat_enc_restore tar_extract) |"
     echo "| size vs gzip -6 | $(size_ratio bakthat_plain_backup tar_create) | $(size_ratio bakthat_enc_backup tar_create) |"
     echo "| size vs restic | $(size_ratio bakthat_plain_backup restic_backup) | $(size_ratio bakthat_enc_backup restic_backup) |"
@@ -322,6 +375,10 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
     target "pack vs restic backup" "$(ratio bakthat_enc_backup restic_backup)" ">=" 3
     target "pack vs borg create" "$(ratio bakthat_enc_backup borg_create)" ">=" 1.5
     target "unpack vs restic restore" "$(ratio bakthat_enc_restore restic_restore)" ">=" 3
+    fb=$(fastest restic_backup borg_create rustic_backup borg14_create)
+    fr=$(fastest restic_restore borg_extract rustic_restore borg14_extract)
+    target "pack vs the fastest peer ($fb)" "$(ratio bakthat_enc_backup "$fb")" ">=" 3
+    target "unpack vs the fastest peer ($fr)" "$(ratio bakthat_enc_restore "$fr")" ">=" 2.5
     peak=n/a
     if [ "$BAKTHAT_CLI" = 1 ]; then
         peak=0
