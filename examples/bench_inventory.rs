@@ -18,7 +18,7 @@ fn main() {
     for i in 0..n {
         let name = format!("svc{:03}", i % 100);
         let date = start + i * 3600;
-        let stored = StoredName::new(&name, date, true, false);
+        let stored = StoredName::new(&name, date, Some(bakthat::model::Compression::Gzip), false);
         let record = BackupRecord {
             id: None,
             backend: "local".parse().unwrap(),

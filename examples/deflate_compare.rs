@@ -1,4 +1,4 @@
-//! Compares deflate backends and member spans on a corpus file (run by scripts/bench-deflate.sh).
+//! Compares deflate backends, zstd levels and member spans on a corpus file (run by scripts/bench-deflate.sh).
 //!
 //! Usage: deflate_compare FILE [GZIP6_SIZE]
 //! Prints, per backend, level and span: compressed size, its ratio to `gzip -6`, and single-core MB/s for
@@ -41,6 +41,21 @@ fn main() {
             }
             report(&format!("libdeflate-{level}"), span, size, ct, t.elapsed().as_secs_f64());
         }
+    }
+    // zstd frames as `compression: zstd` writes them (content size and checksum in each frame).
+    for level in [1, 2, 3, 4, 5, 6, 7, 9] {
+        let span = spans[1];
+        let z = bakthat::archive::codec::Compression::Zstd;
+        let t = Instant::now();
+        let members: Vec<Vec<u8>> =
+            data.chunks(span).map(|c| bakthat::archive::codec::compress(z, c, level)).collect();
+        let ct = t.elapsed().as_secs_f64();
+        let size: usize = members.iter().map(|m| m.len()).sum();
+        let t = Instant::now();
+        for m in &members {
+            std::hint::black_box(bakthat::archive::codec::decompress(m).unwrap());
+        }
+        report(&format!("zstd-{level}"), span, size, ct, t.elapsed().as_secs_f64());
     }
     for level in [6u32] {
         for &span in &spans[1..3] {

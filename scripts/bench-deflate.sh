@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Deflate backends and member spans against `gzip -6`, on a tar of the benchmark corpus (examples/deflate_compare.rs).
+# Deflate backends, zstd levels and member spans against `gzip -6`, on a tar of the benchmark corpus
+# (examples/deflate_compare.rs).
 #
 # Usage: scripts/bench-deflate.sh
 # Environment:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Archive and CLI benchmark: bakthat (plain and encrypted) against tar+gzip -6, restic and borg (Debian's), rustic
-# and borg 1.4 (the current releases, from scripts/peers.sh), on one corpus, with local repositories on the same disk; then (BENCH_5G=1, the default) the fetch cost of small reads in a 5 GB
-# encrypted archive (examples/fetch_cost.rs).
+# Archive and CLI benchmark: bakthat (gzip and zstd, each plain and encrypted) against tar+gzip -6, restic and borg
+# (Debian's), rustic and borg 1.4 (the current releases, from scripts/peers.sh), on one corpus, with local
+# repositories on the same disk; then (BENCH_5G=1, the default) the fetch cost of small reads in a 5 GB encrypted
+# archive (examples/fetch_cost.rs).
 #
 # Usage: scripts/bench.sh
 # Environment:
@@ -16,6 +17,7 @@
 #                    ext4's inode allocator scan for recently deleted inodes (perf: 45% of restore time in
 #                    find_get_block/recently_deleted), which swamps the tools. `dir` restores into plain directories.
 #   BENCH_5G         1 (default) to run the 5 GB fetch-cost step, 0 to skip it
+#   BENCH_ZSTD_LEVEL a compression_level for the zstd rows (default: bakthat's default zstd level)
 #   CARGO_TARGET_DIR where release builds go (default: the repository's target/)
 #   BENCH_PEERS      1 (default): install rustic and borg 1.4 when missing (scripts/peers.sh install; rustic takes
 #                    about 20 minutes to build, once per machine); 0: measure only the peers already installed
@@ -194,14 +196,18 @@ for RUN in $(seq 1 "$RUNS"); do
     verify tar_extract "$OUTDIR/out-tar"
     rm -f "$TGZ"
 
-    # bakthat, plain and encrypted; each with its own store, config and inventory.
-    for mode in plain enc; do
+    # bakthat, gzip (plain, enc) and zstd (zstd, zstd_enc); each with its own store, config and inventory.
+    for mode in plain enc zstd zstd_enc; do
         [ "$BAKTHAT_CLI" = 1 ] || break
         d=$BENCH_DIR/bakthat-$mode
         fresh "$d" "$d/store"
         printf 'default:\n  local_path: %s\n' "$d/store" >"$d/bakthat.yml"
+        case $mode in zstd*)
+            printf '  compression: zstd\n' >>"$d/bakthat.yml"
+            [ -z "${BENCH_ZSTD_LEVEL:-}" ] || printf '  compression_level: %s\n' "$BENCH_ZSTD_LEVEL" >>"$d/bakthat.yml"
+        esac
         envs=(env -u BAKTHAT_PASSWORD BAKTHAT_DB="$d/inv.sqlite" BAKTHAT_CONFIG="$d/bakthat.yml")
-        [ "$mode" = plain ] || envs+=(BAKTHAT_PASSWORD="$PW")
+        case $mode in *enc) envs+=(BAKTHAT_PASSWORD="$PW") ;; esac
         measure "bakthat_${mode}_backup" "${envs[@]}" "$BAKTHAT" -c "$d/bakthat.yml" backup "$CORPUS" --prompt no
         SIZE[bakthat_${mode}_backup]=$(du -sb "$d/store" | cut -f1)
         stored=$(find "$d/store" -type f -name "$(basename "$CORPUS").*" -printf '%f (%s bytes)\n' | sort | tr '\n' ' ')
@@ -338,6 +344,10 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
         row "bakthat" "restore (plain)" bakthat_plain_restore
         row "bakthat" "backup (encrypted)" bakthat_enc_backup
         row "bakthat" "restore (encrypted)" bakthat_enc_restore
+        row "bakthat zstd" "backup (plain)" bakthat_zstd_backup
+        row "bakthat zstd" "restore (plain)" bakthat_zstd_restore
+        row "bakthat zstd" "backup (encrypted)" bakthat_zstd_enc_backup
+        row "bakthat zstd" "restore (encrypted)" bakthat_zstd_enc_restore
     else
         echo "| bakthat | backup/restore | not run: the CLI has no backup/restore in this build | | | | |"
     fi
@@ -368,6 +378,23 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
     echo "| size vs restic | $(size_ratio bakthat_plain_backup restic_backup) | $(size_ratio bakthat_enc_backup restic_backup) |"
     echo "| size vs borg lz4 | $(size_ratio bakthat_plain_backup borg_create) | $(size_ratio bakthat_enc_backup borg_create) |"
     echo
+    echo "zstd archives (\`compression: zstd\`${BENCH_ZSTD_LEVEL:+, level $BENCH_ZSTD_LEVEL}), same comparisons:"
+    echo
+    echo "| comparison | plain | encrypted |"
+    echo "|---|---:|---:|"
+    echo "| pack vs restic backup | $(ratio bakthat_zstd_backup restic_backup) | $(ratio bakthat_zstd_enc_backup restic_backup) |"
+    echo "| pack vs borg create | $(ratio bakthat_zstd_backup borg_create) | $(ratio bakthat_zstd_enc_backup borg_create) |"
+    echo "| pack vs rustic backup | $(ratio bakthat_zstd_backup rustic_backup) | $(ratio bakthat_zstd_enc_backup rustic_backup) |"
+    echo "| pack vs borg 1.4 create | $(ratio bakthat_zstd_backup borg14_create) | $(ratio bakthat_zstd_enc_backup borg14_create) |"
+    echo "| pack vs bakthat gzip | $(ratio bakthat_zstd_backup bakthat_plain_backup) | $(ratio bakthat_zstd_enc_backup bakthat_enc_backup) |"
+    echo "| unpack vs restic restore | $(ratio bakthat_zstd_restore restic_restore) | $(ratio bakthat_zstd_enc_restore restic_restore) |"
+    echo "| unpack vs borg extract | $(ratio bakthat_zstd_restore borg_extract) | $(ratio bakthat_zstd_enc_restore borg_extract) |"
+    echo "| unpack vs rustic restore | $(ratio bakthat_zstd_restore rustic_restore) | $(ratio bakthat_zstd_enc_restore rustic_restore) |"
+    echo "| unpack vs borg 1.4 extract | $(ratio bakthat_zstd_restore borg14_extract) | $(ratio bakthat_zstd_enc_restore borg14_extract) |"
+    echo "| unpack vs bakthat gzip | $(ratio bakthat_zstd_restore bakthat_plain_restore) | $(ratio bakthat_zstd_enc_restore bakthat_enc_restore) |"
+    echo "| size vs gzip -6 | $(size_ratio bakthat_zstd_backup tar_create) | $(size_ratio bakthat_zstd_enc_backup tar_create) |"
+    echo "| size vs restic | $(size_ratio bakthat_zstd_backup restic_backup) | $(size_ratio bakthat_zstd_enc_backup restic_backup) |"
+    echo
     echo "Targets (on the encrypted runs, as restic and borg encrypt too):"
     echo
     echo "| target | measured | wanted | verdict |"
@@ -379,14 +406,18 @@ files ($CORPUS_BYTES bytes; du -sb $CORPUS_DU)."
     fr=$(fastest restic_restore borg_extract rustic_restore borg14_extract)
     target "pack vs the fastest peer ($fb)" "$(ratio bakthat_enc_backup "$fb")" ">=" 3
     target "unpack vs the fastest peer ($fr)" "$(ratio bakthat_enc_restore "$fr")" ">=" 2.5
+    target "zstd pack vs the fastest peer ($fb)" "$(ratio bakthat_zstd_enc_backup "$fb")" ">=" 3
+    target "zstd unpack vs the fastest peer ($fr)" "$(ratio bakthat_zstd_enc_restore "$fr")" ">=" 2.5
+    target "zstd size vs gzip -6" "$(size_ratio bakthat_zstd_enc_backup tar_create)" "<=" 1
     peak=n/a
     if [ "$BAKTHAT_CLI" = 1 ]; then
         peak=0
-        for k in bakthat_plain_backup bakthat_plain_restore bakthat_enc_backup bakthat_enc_restore; do
+        for k in bakthat_plain_backup bakthat_plain_restore bakthat_enc_backup bakthat_enc_restore \
+            bakthat_zstd_backup bakthat_zstd_restore bakthat_zstd_enc_backup bakthat_zstd_enc_restore; do
             [ "${OK[$k]:-0}" = 1 ] && peak=$(calc 0 "(${RSS[$k]} / 1024 > $peak) ? ${RSS[$k]} / 1024 : $peak")
         done
     fi
-    target "bakthat peak RSS MiB (all four runs)" "$peak" "<=" 256
+    target "bakthat peak RSS MiB (all eight runs)" "$peak" "<=" 256
 } | tee "$RESULTS"
 
 # --- 5 GB fetch cost ---------------------------------------------------------------------------------------------

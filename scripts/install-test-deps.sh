@@ -22,7 +22,7 @@ BASE_PYTHON=${BAKTHAT_BASE_PYTHON:-python3}
 APT_PACKAGES=(
     fuse3 pkg-config restic borgbackup python3-llfuse rsync libglib2.0-bin
     memcached swift swift-proxy swift-object swift-account swift-container python3-swiftclient
-    curl procps openssl time attr
+    curl procps openssl time attr zstd tar
     python3-cryptography python3-argon2
 )
 # Bump the requirement list and the venv is updated on the next run (the stamp file records what was installed).

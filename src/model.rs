@@ -1,6 +1,7 @@
 //! Names, timestamps and backup records. No I/O.
 //!
-//! A [`StoredName`] is the object key in a store (`name.YYYYmmddHHMMSS.tgz[.enc]`), a [`BackupRecord`] is one row of
+//! A [`StoredName`] is the object key in a store (`name.YYYYmmddHHMMSS.tgz[.enc]`, `.tar.zst[.enc]`), a
+//! [`Compression`] says which of the two its archive uses, a [`BackupRecord`] is one row of
 //! the inventory, mirroring bakthat 0.6's `backups` table. [`relative_path`] and [`FileName`] say which names from
 //! outside (a store, the journal, a sync server, a 0.6 database, an archive entry) bakthat accepts. A
 //! [`Destination`] is a kind of store, parsed once where its name enters (config, `-d`, an inventory row, a journal
@@ -124,7 +125,61 @@ pub enum Encryption {
     LegacyAes,
 }
 
-/// The object key of a backup: `name.YYYYmmddHHMMSS.tgz`, `.tgz.enc`, or without `.tgz` when compression was off.
+/// How a tar archive's members are compressed; the stored name says which (`.tgz` or `.tar.zst`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Independent gzip members (`.tgz`), as every bakthat has written; the default.
+    #[default]
+    Gzip,
+    /// Independent zstd frames and a seek table (`.tar.zst`), zstd's seekable format.
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    /// The name in a profile and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The stored name's suffix for an archive of this compression (before any `.enc`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::Gzip => ".tgz",
+            Compression::Zstd => ".tar.zst",
+        }
+    }
+
+    /// The compression a name's suffix says (`.enc` already taken off), if it names an archive.
+    fn of_suffix(name: &str) -> Option<Compression> {
+        Compression::ALL.into_iter().find(|c| name.ends_with(c.suffix()))
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("expected gzip or zstd, got {s:?}"))
+    }
+}
+
+/// The object key of a backup: `name.YYYYmmddHHMMSS.tgz` or `.tar.zst`, either with `.enc` when encrypted, or
+/// without the archive suffix when compression was off.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StoredName(String);
@@ -134,16 +189,17 @@ pub struct StoredName(String);
 pub struct ParsedName {
     pub name: String,
     pub date: String,
-    pub tgz: bool,
+    /// The archive's compression; `None` for a payload stored as is.
+    pub archive: Option<Compression>,
     pub enc: bool,
 }
 
 impl StoredName {
-    /// Builds the stored name of a new backup.
-    pub fn new(name: &str, epoch: Epoch, tgz: bool, enc: bool) -> Self {
+    /// Builds the stored name of a new backup: a tar archive when `archive` says how it is compressed.
+    pub fn new(name: &str, epoch: Epoch, archive: Option<Compression>, enc: bool) -> Self {
         let mut s = format!("{name}.{}", date_component(epoch));
-        if tgz {
-            s.push_str(".tgz");
+        if let Some(c) = archive {
+            s.push_str(c.suffix());
         }
         if enc {
             s.push_str(".enc");
@@ -165,21 +221,27 @@ impl StoredName {
         self.0.ends_with(".enc") || self.0.ends_with(".ae")
     }
 
-    /// Whether the payload is a tar archive (`.tgz` or `.tgz.enc`).
-    pub fn is_tgz(&self) -> bool {
-        self.0.ends_with(".tgz") || self.0.ends_with(".tgz.enc")
+    /// The compression of the tar archive the name says the payload is (`.tgz`, `.tar.zst`, either with `.enc`);
+    /// `None` for a payload stored as is.
+    pub fn archive(&self) -> Option<Compression> {
+        Compression::of_suffix(self.0.strip_suffix(".enc").unwrap_or(&self.0))
     }
 
-    /// Splits `name.YYYYmmddHHMMSS[.tgz][.enc]`, also the pre-0.4 form without the dot before the date.
+    /// Whether the payload is a tar archive (`.tgz`, `.tar.zst`, either with `.enc`).
+    pub fn is_archive(&self) -> bool {
+        self.archive().is_some()
+    }
+
+    /// Splits `name.YYYYmmddHHMMSS[.tgz|.tar.zst][.enc]`, also the pre-0.4 form without the dot before the date.
     pub fn parse(&self) -> Option<ParsedName> {
         let mut rest = self.0.as_str();
         let enc = rest.ends_with(".enc");
         if enc {
             rest = &rest[..rest.len() - 4];
         }
-        let tgz = rest.ends_with(".tgz");
-        if tgz {
-            rest = &rest[..rest.len() - 4];
+        let archive = Compression::of_suffix(rest);
+        if let Some(c) = archive {
+            rest = &rest[..rest.len() - c.suffix().len()];
         }
         if rest.len() < 15 || !rest.is_char_boundary(rest.len() - 14) {
             return None;
@@ -192,7 +254,7 @@ impl StoredName {
         if name.is_empty() {
             return None;
         }
-        Some(ParsedName { name: name.to_string(), date: date.to_string(), tgz, enc })
+        Some(ParsedName { name: name.to_string(), date: date.to_string(), archive, enc })
     }
 }
 
@@ -509,7 +571,7 @@ impl BackupRecord {
     /// Whether the backup has an `.index` sidecar beside it: a tar archive written by this version
     /// (`format: bakthat-1`).
     pub fn has_sidecar(&self) -> bool {
-        self.stored_filename.is_tgz() && self.meta_str(META_FORMAT) == Some(FORMAT_ARCHIVE)
+        self.stored_filename.is_archive() && self.meta_str(META_FORMAT) == Some(FORMAT_ARCHIVE)
     }
 
     /// The host that made the backup (0.6's `client`).
@@ -599,20 +661,38 @@ mod tests {
 
     #[test]
     fn stored_names_round_trip() {
-        let n = StoredName::new("mydir", 1_795_000_000, true, true);
+        let n = StoredName::new("mydir", 1_795_000_000, Some(Compression::Gzip), true);
         let p = n.parse().unwrap();
         assert_eq!(p.name, "mydir");
-        assert!(p.tgz && p.enc);
+        assert!(p.archive == Some(Compression::Gzip) && p.enc);
         assert_eq!(p.date, date_component(1_795_000_000));
-        assert!(n.is_enc() && n.is_tgz());
+        assert!(n.is_enc() && n.is_archive());
+        for enc in [false, true] {
+            let z = StoredName::new("my.dir", 1_795_000_000, Some(Compression::Zstd), enc);
+            assert_eq!(
+                z.as_str(),
+                format!("my.dir.{}.tar.zst{}", date_component(1_795_000_000), if enc { ".enc" } else { "" })
+            );
+            let p = z.parse().unwrap();
+            assert_eq!((p.name.as_str(), p.archive, p.enc), ("my.dir", Some(Compression::Zstd), enc));
+            assert_eq!((z.archive(), z.is_enc()), (Some(Compression::Zstd), enc));
+        }
+        // A raw backup of a file named like an archive keeps its name: `x.tar` is no archive suffix.
+        let p = StoredName::from_key("x.tar.20200101000000").parse().unwrap();
+        assert_eq!((p.name.as_str(), p.archive), ("x.tar", None));
+        assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
+        assert!("lz4".parse::<Compression>().is_err());
     }
 
     #[test]
     fn parses_legacy_and_plain_names() {
         let p = StoredName::from_key("name20120927093000.tgz").parse().unwrap();
-        assert_eq!((p.name.as_str(), p.date.as_str(), p.tgz, p.enc), ("name", "20120927093000", true, false));
+        assert_eq!(
+            (p.name.as_str(), p.date.as_str(), p.archive, p.enc),
+            ("name", "20120927093000", Some(Compression::Gzip), false)
+        );
         let p = StoredName::from_key("a.txt.20261122040810.enc").parse().unwrap();
-        assert_eq!((p.name.as_str(), p.tgz, p.enc), ("a.txt", false, true));
+        assert_eq!((p.name.as_str(), p.archive, p.enc), ("a.txt", None, true));
         assert!(StoredName::from_key("bakthat_glacier_inventory").parse().is_none());
     }
 

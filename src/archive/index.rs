@@ -1,7 +1,8 @@
 //! The entry index: every tar entry with its data offset, and the member table that maps tar offsets to offsets in
-//! the gzip stream. Built while an archive is written (or on the first full read of a legacy archive), stored as a
-//! sidecar object beside the archive and copied into the inventory. This module only models and (de)serializes it;
-//! it does no I/O besides reading a tar stream in [`Index::from_tar_stream`].
+//! the compressed stream (gzip members or zstd frames). Built while an archive is written (or on the first full
+//! read of a legacy archive), stored as a sidecar object beside the archive and copied into the inventory. This
+//! module only models and (de)serializes it; it does no I/O besides reading a tar stream in
+//! [`Index::from_tar_stream`].
 //!
 //! Serialized form (version 1): the 8 bytes `BKTIDX\0\x01`, then one gzip stream holding the body below. Integers
 //! are unsigned LEB128 varints, `i64` values are zigzag-encoded, byte strings are a varint length plus bytes:
@@ -88,8 +89,8 @@ pub struct Entry {
     pub damaged: bool,
 }
 
-/// One gzip member: `tar_len` bytes of the tar stream starting at `tar_offset`, stored as `comp_len` bytes at
-/// `comp_offset` of the gzip stream.
+/// One member (a gzip member or a zstd frame): `tar_len` bytes of the tar stream starting at `tar_offset`, stored as
+/// `comp_len` bytes at `comp_offset` of the compressed stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
     pub tar_offset: u64,
@@ -136,7 +137,7 @@ impl Index {
         first..last.max(first)
     }
 
-    /// Total length of the gzip stream.
+    /// Total length of the members (a zstd archive's seek table follows them).
     pub fn comp_len(&self) -> u64 {
         self.members.last().map(|m| m.comp_offset + m.comp_len).unwrap_or(0)
     }

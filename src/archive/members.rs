@@ -10,13 +10,12 @@
 //!
 //! `clen` counts the whole member (header, deflate data and trailer). With it a reader finds every member boundary
 //! without inflating, so members can be inflated in parallel and the member table of an archive can be rebuilt.
-//! This module does not know about tar or encryption.
+//! This module does not know about tar, encryption or zstd; [`super::codec`] reads streams of members.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
 
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
-use rayon::prelude::*;
 
 /// Length of the gzip header written by [`compress_member`].
 pub const HEADER_LEN: usize = 24;
@@ -97,131 +96,27 @@ pub fn inflate_member(member: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Reads the next whole member from a stream of bakthat members; `None` at the end of the stream.
+pub fn read_member<R: Read>(r: &mut R) -> io::Result<Option<(Vec<u8>, MemberLens)>> {
+    let mut head = [0u8; HEADER_LEN];
+    let got = read_full(r, &mut head)?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < HEADER_LEN {
+        return Err(corrupt("truncated gzip member header"));
+    }
+    let lens = parse_header(&head).ok_or_else(|| corrupt("gzip member header is not bakthat's"))?;
+    let mut member = vec![0u8; lens.clen as usize];
+    member[..HEADER_LEN].copy_from_slice(&head);
+    if read_full(r, &mut member[HEADER_LEN..])? < member.len() - HEADER_LEN {
+        return Err(corrupt("truncated gzip member"));
+    }
+    Ok(Some((member, lens)))
+}
+
 fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("archive is corrupt: {what}"))
-}
-
-/// Observes each member as a reader passes it: (offset in the gzip stream, lengths).
-pub type MemberObserver = Box<dyn FnMut(u64, MemberLens) + Send>;
-
-/// Inflates a stream of bakthat members, a batch at a time on all cores. Memory: one batch of members.
-pub struct ParallelGunzip<R: Read> {
-    inner: R,
-    batch: usize,
-    offset: u64,
-    /// Inflated members not yet handed out, served in order without copying them together.
-    out: std::collections::VecDeque<Vec<u8>>,
-    pos: usize,
-    done: bool,
-    observer: Option<MemberObserver>,
-}
-
-impl<R: Read> ParallelGunzip<R> {
-    /// Reads members from `inner`; `batch` members are inflated together (use a few per core).
-    pub fn new(inner: R, batch: usize) -> Self {
-        let out = std::collections::VecDeque::new();
-        ParallelGunzip { inner, batch: batch.max(1), offset: 0, out, pos: 0, done: false, observer: None }
-    }
-
-    /// Calls `f` for each member read, in order.
-    pub fn with_observer(mut self, f: MemberObserver) -> Self {
-        self.observer = Some(f);
-        self
-    }
-
-    fn next_member(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut head = [0u8; HEADER_LEN];
-        let got = read_full(&mut self.inner, &mut head)?;
-        if got == 0 {
-            return Ok(None);
-        }
-        if got < HEADER_LEN {
-            return Err(corrupt("truncated gzip member header"));
-        }
-        let lens = parse_header(&head).ok_or_else(|| corrupt("gzip member header is not bakthat's"))?;
-        let mut member = vec![0u8; lens.clen as usize];
-        member[..HEADER_LEN].copy_from_slice(&head);
-        if read_full(&mut self.inner, &mut member[HEADER_LEN..])? < member.len() - HEADER_LEN {
-            return Err(corrupt("truncated gzip member"));
-        }
-        if let Some(f) = self.observer.as_mut() {
-            f(self.offset, lens);
-        }
-        self.offset += lens.clen as u64;
-        Ok(Some(member))
-    }
-
-    fn refill(&mut self) -> io::Result<()> {
-        let mut members = Vec::with_capacity(self.batch);
-        while members.len() < self.batch {
-            match self.next_member()? {
-                Some(m) => members.push(m),
-                None => {
-                    self.done = true;
-                    break;
-                }
-            }
-        }
-        let inflated: Vec<Vec<u8>> = members.par_iter().map(|m| inflate_member(m)).collect::<io::Result<_>>()?;
-        self.out.extend(inflated.into_iter().filter(|p| !p.is_empty()));
-        self.pos = 0;
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for ParallelGunzip<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(front) = self.out.front() {
-                let n = buf.len().min(front.len() - self.pos);
-                buf[..n].copy_from_slice(&front[self.pos..self.pos + n]);
-                self.pos += n;
-                if self.pos == front.len() {
-                    self.out.pop_front();
-                    self.pos = 0;
-                }
-                return Ok(n);
-            }
-            if self.done {
-                return Ok(0);
-            }
-            self.refill()?;
-        }
-    }
-}
-
-/// A decoded stream handed out as owned blocks, so a consumer on another thread gets the inflater's buffers
-/// themselves rather than copies of them.
-pub trait Blocks: Send {
-    /// The next block (never empty), or `None` at the end.
-    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>>;
-}
-
-impl<R: Read + Send> Blocks for ParallelGunzip<R> {
-    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(front) = self.out.pop_front() {
-                let pos = std::mem::take(&mut self.pos);
-                return Ok(Some(if pos == 0 { front } else { front[pos..].to_vec() }));
-            }
-            if self.done {
-                return Ok(None);
-            }
-            self.refill()?;
-        }
-    }
-}
-
-/// Any reader, in blocks of 1 MiB.
-struct ReadBlocks<R>(R);
-
-impl<R: Read + Send> Blocks for ReadBlocks<R> {
-    fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut block = vec![0u8; 1 << 20];
-        let n = read_full(&mut self.0, &mut block)?;
-        block.truncate(n);
-        Ok((n > 0).then_some(block))
-    }
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
@@ -236,49 +131,6 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
         }
     }
     Ok(n)
-}
-
-/// Opens a gzip stream: bakthat members are inflated in parallel, any other gzip (bakthat 0.6's single member, or a
-/// `.tar.gz` stored as is) streams through flate2.
-pub fn gunzip<'a, R: Read + Send + 'a>(inner: R, batch: usize) -> io::Result<Box<dyn Read + Send + 'a>> {
-    Ok(match sniff(inner, batch)? {
-        Gunzip::Members(g) => Box::new(g),
-        Gunzip::Other(d) => Box::new(d),
-    })
-}
-
-/// [`gunzip`] as [`Blocks`]: bakthat members are handed out as inflated, without a copy.
-pub fn gunzip_blocks<'a, R: Read + Send + 'a>(inner: R, batch: usize) -> io::Result<Box<dyn Blocks + 'a>> {
-    Ok(match sniff(inner, batch)? {
-        Gunzip::Members(g) => Box::new(g),
-        Gunzip::Other(d) => Box::new(ReadBlocks(d)),
-    })
-}
-
-type Chained<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
-
-enum Gunzip<R: Read> {
-    Members(ParallelGunzip<Chained<R>>),
-    Other(Box<flate2::read::MultiGzDecoder<Chained<R>>>),
-}
-
-fn sniff<R: Read>(mut inner: R, batch: usize) -> io::Result<Gunzip<R>> {
-    let mut head = [0u8; HEADER_LEN];
-    let got = read_full(&mut inner, &mut head)?;
-    let chained = io::Cursor::new(head[..got].to_vec()).chain(inner);
-    if got >= 2 && head[..2] != [0x1f, 0x8b] {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a gzip stream (wrong password, or not a .tgz)"));
-    }
-    if parse_header(&head[..got]).is_some() {
-        Ok(Gunzip::Members(ParallelGunzip::new(chained, batch)))
-    } else {
-        Ok(Gunzip::Other(Box::new(flate2::read::MultiGzDecoder::new(chained))))
-    }
-}
-
-/// Inflates several whole members in parallel.
-pub fn inflate_members(members: &[&[u8]]) -> io::Result<Vec<Vec<u8>>> {
-    members.par_iter().map(|m| inflate_member(m)).collect()
 }
 
 #[cfg(test)]
@@ -303,22 +155,6 @@ mod tests {
     }
 
     #[test]
-    fn parallel_gunzip_reads_many_members_and_reports_offsets() {
-        let parts: Vec<Vec<u8>> = (0..9).map(|i| sample(10_000 + i * 3000)).collect();
-        let stream: Vec<u8> = parts.iter().flat_map(|p| compress_member(p, 6)).collect();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let s2 = seen.clone();
-        let mut r = ParallelGunzip::new(&stream[..], 4)
-            .with_observer(Box::new(move |off, l| s2.lock().unwrap().push((off, l))));
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out, parts.concat());
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 9);
-        assert_eq!(seen[1].0, seen[0].1.clen as u64);
-    }
-
-    #[test]
     fn corrupt_members_are_errors() {
         let m = compress_member(&sample(50_000), 6);
         for pos in [30, m.len() / 2, m.len() - 6, m.len() - 2] {
@@ -326,50 +162,8 @@ mod tests {
             bad[pos] ^= 0x40;
             assert!(inflate_member(&bad).is_err(), "flip at {pos} not detected");
         }
-        let mut r = ParallelGunzip::new(&m[..m.len() - 10], 2);
-        assert!(r.read_to_end(&mut Vec::new()).is_err());
-    }
-
-    #[test]
-    fn foreign_gzip_falls_back_to_flate2() {
-        let data = sample(100_000);
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
-        std::io::Write::write_all(&mut enc, &data).unwrap();
-        let gz = enc.finish().unwrap();
-        let mut out = Vec::new();
-        gunzip(&gz[..], 4).unwrap().read_to_end(&mut out).unwrap();
-        assert_eq!(out, data);
-        assert!(gunzip(&b"not gzip at all"[..], 4).is_err());
-    }
-
-    fn all_blocks(mut b: Box<dyn Blocks + '_>) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(block) = b.next_block()? {
-            assert!(!block.is_empty());
-            out.extend_from_slice(&block);
-        }
-        Ok(out)
-    }
-
-    #[test]
-    fn blocks_give_the_same_bytes_as_reading() {
-        // bakthat members (one of them empty), handed out whole.
-        let parts: Vec<Vec<u8>> = [10_000, 0, 70_000, 3].iter().map(|&n| sample(n)).collect();
-        let stream: Vec<u8> = parts.iter().flat_map(|p| compress_member(p, 4)).collect();
-        assert_eq!(all_blocks(gunzip_blocks(&stream[..], 2).unwrap()).unwrap(), parts.concat());
-        // A partly read member continues where the reader stopped.
-        let mut g = ParallelGunzip::new(&stream[..], 2);
-        let mut head = [0u8; 100];
-        g.read_exact(&mut head).unwrap();
-        let mut rest = head.to_vec();
-        rest.extend(all_blocks(Box::new(g)).unwrap());
-        assert_eq!(rest, parts.concat());
-        // Foreign gzip, in 1 MiB blocks; a truncated stream is an error.
-        let data = sample(2_500_000);
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
-        std::io::Write::write_all(&mut enc, &data).unwrap();
-        let gz = enc.finish().unwrap();
-        assert_eq!(all_blocks(gunzip_blocks(&gz[..], 2).unwrap()).unwrap(), data);
-        assert!(all_blocks(gunzip_blocks(&stream[..stream.len() - 5], 2).unwrap()).is_err());
+        assert!(read_member(&mut &m[..m.len() - 10]).is_err());
+        assert!(read_member(&mut &m[..10]).is_err());
+        assert!(read_member(&mut &[][..]).unwrap().is_none());
     }
 }

@@ -1,9 +1,11 @@
-//! The archive format: tar, independent gzip members, chunked authenticated encryption, entry index; and the
-//! legacy bakthat 0.6 (beefish) reader. Knows nothing about stores or the inventory.
+//! The archive format: tar, independent gzip members or zstd frames, chunked authenticated encryption, entry index;
+//! and the legacy bakthat 0.6 (beefish) reader. Knows nothing about stores or the inventory.
 //!
-//! - [`pack`] walks a source into a tar stream cut into spans, compressed as independent gzip [`members`].
-//! - [`crypto`] is the `.tgz.enc` container: a versioned header (Argon2id) and AES-256-CBC + HMAC-SHA256 chunks.
-//! - [`index`] lists every entry with its data offset, and maps tar offsets to gzip offsets.
+//! - [`pack`] walks a source into a tar stream cut into spans, each compressed as one independent member.
+//! - [`codec`] is the member codec: gzip [`members`] (`.tgz`) or zstd frames in zstd's [`seekable`] format
+//!   (`.tar.zst`), and the parallel reader of either.
+//! - [`crypto`] is the `.enc` container: a versioned header (Argon2id) and AES-256-CBC + HMAC-SHA256 chunks.
+//! - [`index`] lists every entry with its data offset, and maps tar offsets to compressed offsets.
 //! - [`read`] reads one entry's byte range through any [`read::RangeRead`], fetching only what it needs.
 //! - [`extract`] restores a tar stream safely and atomically.
 //! - [`legacy`] reads beefish Blowfish/AES archives.
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub mod codec;
 pub mod crypto;
 pub mod extract;
 pub mod index;
@@ -24,6 +27,7 @@ pub mod legacy;
 pub mod members;
 pub mod pack;
 pub mod read;
+pub mod seekable;
 
 use crypto::{CryptoError, DecryptReader, EncryptWriter, KeyCache, MasterKey};
 use extract::{ExtractError, ExtractOptions, ExtractSummary};
@@ -83,7 +87,7 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
-    /// Classifies an I/O error that came up through a reader chain (decryption, gunzip, tar).
+    /// Classifies an I/O error that came up through a reader chain (decryption, decompression, tar).
     pub fn from_io(e: io::Error) -> Self {
         if e.get_ref().is_some_and(|i| i.is::<CryptoError>()) {
             return ArchiveError::Crypto(CryptoError::from_io(e));
@@ -176,7 +180,7 @@ pub struct Encryption {
     pub chunk_size: u32,
 }
 
-/// Writes an archive of `source` into `out`: tar, gzip members, optional encryption. Returns the complete index
+/// Writes an archive of `source` into `out`: tar, compressed members, optional encryption. Returns the complete index
 /// (with the stored length and the encryption header) and `out`.
 pub fn write_archive<W: Write>(
     source: &Path,
@@ -250,8 +254,8 @@ pub struct Hints {
     pub encrypted: bool,
     /// Which legacy cipher, should the object turn out to be a beefish file.
     pub legacy: LegacyCipher,
-    /// Whether the payload is a gzipped tar.
-    pub tgz: bool,
+    /// The compression of the tar archive the payload is, by its name; `None` for a payload stored as is.
+    pub archive: Option<codec::Compression>,
     /// Whether the inventory says the object is in bakthat's own encrypted format (so a missing header is damage,
     /// not a legacy file).
     pub v1: bool,
@@ -262,8 +266,9 @@ impl Hints {
     pub fn from_name(key: &str, is_enc: bool) -> Self {
         let legacy = LegacyCipher::from_object_name(key).unwrap_or(LegacyCipher::Blowfish);
         let encrypted = is_enc || key.ends_with(".enc") || key.ends_with(".ae");
-        let base = key.strip_suffix(".enc").or_else(|| key.strip_suffix(".ae")).unwrap_or(key);
-        Hints { encrypted, legacy, tgz: base.ends_with(".tgz"), v1: false }
+        let base = key.strip_suffix(".ae").unwrap_or(key);
+        let archive = crate::model::StoredName::from_key(base).archive();
+        Hints { encrypted, legacy, archive, v1: false }
     }
 }
 
@@ -277,7 +282,7 @@ pub enum Found {
 
 /// Opens the payload of a stored object as a plaintext stream: bakthat's format is recognised by its magic, a
 /// legacy beefish file by the hints (a wrong legacy password is caught by checking the gzip magic of `.tgz`
-/// payloads). The stream yields the gzip (or raw) payload; see [`gunzip_payload`].
+/// payloads). The stream yields the compressed (or raw) payload; see [`decompress_payload`].
 pub fn decode<'a, R: Read + Send + 'a>(
     mut r: R,
     hints: Hints,
@@ -296,15 +301,15 @@ pub fn decode<'a, R: Read + Send + 'a>(
     }
     if hints.encrypted {
         let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
-        let reader = hints.legacy.reader(chained, secret.bytes(), hints.tgz)?;
+        let reader = hints.legacy.reader(chained, secret.bytes(), hints.archive == Some(codec::Compression::Gzip))?;
         return Ok((Box::new(reader), Found::Legacy(hints.legacy)));
     }
     Ok((Box::new(chained), Found::Plain))
 }
 
-/// Inflates a gzip payload, in parallel for bakthat's members.
-pub fn gunzip_payload<'a>(r: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, ArchiveError> {
-    members::gunzip(r, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)
+/// Inflates a compressed tar payload (gzip or zstd, told by its first bytes), in parallel for bakthat's members.
+pub fn decompress_payload<'a>(r: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, ArchiveError> {
+    codec::open(r, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)
 }
 
 /// Restores a whole stored archive into `dest`: decrypt, inflate in parallel, extract safely.
@@ -316,7 +321,7 @@ pub fn restore_archive<R: Read + Send>(
     opts: &ExtractOptions,
 ) -> Result<ExtractSummary, ArchiveError> {
     let (plain, _) = decode(r, hints, secret)?;
-    let tar = members::gunzip_blocks(plain, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)?;
+    let tar = codec::open_blocks(plain, rayon::current_num_threads() * 4).map_err(ArchiveError::from_io)?;
     // Decrypting and inflating run on their own thread while this one writes files; inflated members travel as
     // they are (no re-blocking copy).
     std::thread::scope(|scope| {
@@ -327,7 +332,7 @@ pub fn restore_archive<R: Read + Send>(
 }
 
 /// Sends the blocks of `r` into `tx` until the end, an error, or the receiver going away.
-fn pump(mut r: Box<dyn members::Blocks + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+fn pump(mut r: Box<dyn codec::Blocks + '_>, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
     loop {
         let (block, last) = match r.next_block() {
             Ok(Some(b)) => (Ok(b), false),
@@ -366,11 +371,11 @@ impl Read for ChannelReader {
     }
 }
 
-/// Reads a whole stored archive and checks it (every MAC, every gzip CRC, the tar structure) without writing
-/// anything. Returns the entry index rebuilt from the archive itself.
+/// Reads a whole stored archive and checks it (every MAC, every member's checksum, a zstd archive's seek table,
+/// the tar structure) without writing anything. Returns the entry index rebuilt from the archive itself.
 pub fn verify_archive<R: Read + Send>(r: R, hints: Hints, secret: Option<&Secret>) -> Result<Index, ArchiveError> {
     let (plain, _) = decode(r, hints, secret)?;
-    let tar = gunzip_payload(plain)?;
+    let tar = decompress_payload(plain)?;
     let mut counted = ReadCounter { inner: tar, count: 0 };
     let idx = Index::from_tar_stream(&mut counted).map_err(ArchiveError::from_io)?;
     if counted.count == 0 {

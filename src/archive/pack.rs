@@ -1,7 +1,9 @@
 //! Writing an archive: walk a file or directory, build the tar stream on one thread, cut it into fixed spans,
-//! compress the spans as independent gzip members on all cores, and record the entry index on the way.
+//! compress the spans as independent members ([`super::codec`]: gzip members, or zstd frames and a seek table) on
+//! all cores, and record the entry index on the way.
 //!
-//! Memory is bounded by a few spans per core, whatever the input size. The output is a plain gzip stream; encryption
+//! Memory is bounded by a few spans per core, whatever the input size. The output is a plain gzip or zstd stream;
+//! encryption
 //! is layered on top by the caller (see [`super::write_archive`]). Excludes come in as a filter; this module does
 //! not read exclude files.
 
@@ -17,24 +19,26 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use thiserror::Error;
 
+use super::codec::{self, Compression};
 use super::index::{Entry, EntryKind, Index, Member};
-use super::members;
+use super::members::{self, MemberLens};
 
 /// Decides whether a path below the source is included (`true`) or excluded; `bool` is whether it is a directory.
 pub type Filter = Arc<dyn Fn(&Path, bool) -> bool + Send + Sync>;
 /// Called with the number of source bytes just read.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Tar bytes per gzip member by default (see the README's performance section for how it was chosen).
+/// Tar bytes per member by default (see the README's performance section for how it was chosen).
 pub const DEFAULT_SPAN: usize = 512 << 10;
-/// libdeflate level by default: 1.5× faster than level 6 and within 1% of `gzip -6`'s size (see the README).
-pub const DEFAULT_LEVEL: i32 = 4;
 
 /// How to pack.
 #[derive(Clone)]
 pub struct PackOptions {
     pub span: usize,
-    pub level: i32,
+    /// How members are compressed.
+    pub compression: Compression,
+    /// The compression's level; `None` for its default ([`codec::default_level`]).
+    pub level: Option<i32>,
     /// Worker threads for compression (0 = all cores).
     pub threads: usize,
     pub filter: Option<Filter>,
@@ -51,7 +55,8 @@ impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             span: DEFAULT_SPAN,
-            level: DEFAULT_LEVEL,
+            compression: Compression::Gzip,
+            level: None,
             threads: 0,
             filter: None,
             progress: None,
@@ -102,7 +107,8 @@ fn open_file(path: &Path) -> io::Result<Box<dyn Read>> {
     Ok(Box::new(File::open(path)?))
 }
 
-/// Packs `source` (a file or directory) as `arcname` into `out` as a sequence of gzip members.
+/// Packs `source` (a file or directory) as `arcname` into `out` as a sequence of members (and, for zstd, the seek
+/// table after them).
 pub fn pack<W: Write>(source: &Path, arcname: &str, opts: &PackOptions, out: &mut W) -> Result<PackReport, PackError> {
     pack_with(source, arcname, opts, out, open_file)
 }
@@ -130,9 +136,9 @@ fn pack_with<W: Write>(
         // Three stages, so that writing (and encrypting) one batch overlaps compressing the next: tar → compress
         // (all cores) → write (here). One compressed batch waits at most.
         let (ctx, crx) = sync_channel::<Vec<(u64, Vec<u8>)>>(1);
-        let level = opts.level;
-        scope.spawn(move || compress_batches(rx, ctx, level, batch));
-        let written = write_members(crx, out);
+        let (compression, level) = (opts.compression, opts.level.unwrap_or(codec::default_level(opts.compression)));
+        scope.spawn(move || compress_batches(rx, ctx, compression, level, batch));
+        let written = write_members(crx, compression, out);
         let produced = producer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         // An output error makes the producer fail with a closed channel: report the output error, it is the cause.
         let members = written?;
@@ -147,7 +153,13 @@ fn pack_with<W: Write>(
 
 /// Compresses spans in batches of `batch` on the rayon pool and passes each batch on as (span length, member).
 /// Ends when the tar side is done or the writer has stopped.
-fn compress_batches(rx: Receiver<Vec<u8>>, tx: SyncSender<Vec<(u64, Vec<u8>)>>, level: i32, batch: usize) {
+fn compress_batches(
+    rx: Receiver<Vec<u8>>,
+    tx: SyncSender<Vec<(u64, Vec<u8>)>>,
+    compression: Compression,
+    level: i32,
+    batch: usize,
+) {
     let mut spans = Vec::with_capacity(batch);
     loop {
         spans.clear();
@@ -162,15 +174,19 @@ fn compress_batches(rx: Receiver<Vec<u8>>, tx: SyncSender<Vec<(u64, Vec<u8>)>>, 
             }
         }
         let compressed: Vec<(u64, Vec<u8>)> =
-            spans.par_iter().map(|s| (s.len() as u64, members::compress_member(s, level))).collect();
+            spans.par_iter().map(|s| (s.len() as u64, codec::compress(compression, s, level))).collect();
         if tx.send(compressed).is_err() {
             return;
         }
     }
 }
 
-/// Writes compressed batches in order and builds the member table.
-fn write_members<W: Write>(rx: Receiver<Vec<(u64, Vec<u8>)>>, out: &mut W) -> Result<Vec<Member>, PackError> {
+/// Writes compressed batches in order, then the compression's trailer, and builds the member table.
+fn write_members<W: Write>(
+    rx: Receiver<Vec<(u64, Vec<u8>)>>,
+    compression: Compression,
+    out: &mut W,
+) -> Result<Vec<Member>, PackError> {
     let mut table = Vec::new();
     let (mut tar_offset, mut comp_offset) = (0u64, 0u64);
     for batch in rx {
@@ -181,6 +197,9 @@ fn write_members<W: Write>(rx: Receiver<Vec<(u64, Vec<u8>)>>, out: &mut W) -> Re
             comp_offset += member.len() as u64;
         }
     }
+    let lens: Vec<MemberLens> =
+        table.iter().map(|m| MemberLens { clen: m.comp_len as u32, ulen: m.tar_len as u32 }).collect();
+    out.write_all(&codec::trailer(compression, &lens)).map_err(PackError::Output)?;
     Ok(table)
 }
 

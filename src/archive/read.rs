@@ -9,9 +9,9 @@ use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
+use super::codec;
 use super::crypto::{self, CryptoError, FileKeys, Header, KeyCache};
 use super::index::{Entry, EntryKind, Index};
-use super::members;
 
 /// A source of byte ranges of one stored object (a local file, an S3 object, a cache...).
 pub trait RangeRead: Sync {
@@ -119,7 +119,7 @@ impl<'a> Decoder<'a> {
         Ok(Decoder { index, src, keys })
     }
 
-    /// Fetches the gzip-stream bytes `[start, end)`, decrypting if needed (only the touched chunks).
+    /// Fetches the compressed-stream bytes `[start, end)`, decrypting if needed (only the touched chunks).
     fn fetch(&self, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
         match &self.keys {
             None => Ok(self.src.read_range(start, end - start)?),
@@ -146,7 +146,7 @@ impl<'a> Decoder<'a> {
                 raw.get(s..s + m.comp_len as usize).ok_or_else(short_read)
             })
             .collect::<io::Result<_>>()?;
-        let out = members::inflate_members(&parts)?;
+        let out = codec::decompress_all(&parts)?;
         for (m, o) in ms.iter().zip(&out) {
             if o.len() as u64 != m.tar_len {
                 return Err(

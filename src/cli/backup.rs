@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 
 use super::{client, excludes, human, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::archive::Secret;
-use crate::model::Destination;
+use crate::model::{Compression, Destination};
 use crate::ops;
 
 #[derive(Parser, Debug)]
@@ -55,6 +55,10 @@ pub(super) struct BackupArgs {
     /// Name the backup instead of using the basename
     #[arg(long)]
     name: Option<String>,
+    /// gzip (.tgz, readable by bakthat 0.6) or zstd (.tar.zst: faster to back up and restore); default: the
+    /// profile's `compression`, else gzip
+    #[arg(long, value_name = "gzip|zstd")]
+    compression: Option<Compression>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -89,6 +93,7 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         password: backup_password(a.prompt)?,
         filter,
         storage_class: a.s3_reduced_redundancy.then(|| "REDUCED_REDUNDANCY".to_string()),
+        compression: a.compression,
         pack: None,
         progress: None,
         one_file_system: a.one_file_system,

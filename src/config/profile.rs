@@ -15,7 +15,7 @@ use serde_norway::Value;
 
 use super::validate::{weekday, Bad, Entries};
 use super::{DEFAULT_DESTINATION, DEFAULT_FIRST_WEEK_DAY};
-use crate::model::Destination;
+use crate::model::{Compression, Destination};
 
 /// Shows `Some("***")` for a secret that is set.
 struct Secret<'a>(&'a Option<String>);
@@ -134,11 +134,22 @@ fn destination(e: &mut Entries, key: &str) -> Result<Option<Destination>, Bad> {
     })
 }
 
+fn compression(e: &mut Entries, key: &str) -> Result<Option<Compression>, Bad> {
+    let Some(name) = e.text(key)? else { return Ok(None) };
+    name.parse().map(Some).map_err(|m| Bad::new(key, m))
+}
+
+/// The level's range is the profile's `compression`'s (read after this key, so looked at without taking it).
 fn compression_level(e: &mut Entries, key: &str) -> Result<Option<u8>, Bad> {
+    let compression = e.peek_text("compression").and_then(|c| c.parse().ok()).unwrap_or_default();
+    let (low, high) = match compression {
+        Compression::Gzip => (1, 12),
+        Compression::Zstd => (1, 19),
+    };
     match e.count(key)? {
         None => Ok(None),
-        Some(n @ 1..=12) => Ok(Some(n as u8)),
-        Some(n) => Err(Bad::new(key, format!("must be 1 to 12, got {n}"))),
+        Some(n) if (low..=high).contains(&n) => Ok(Some(n as u8)),
+        Some(n) => Err(Bad::new(key, format!("must be {low} to {high} for {compression}, got {n}"))),
     }
 }
 
@@ -200,8 +211,11 @@ settings! {
         kdf: Option<Value> = None, read opaque, skip "Option::is_none";
         /// New: sync after each backup for this profile, over `sync.auto`.
         sync_auto: Option<bool> = None, read flag, skip "Option::is_none";
-        /// New: deflate level 1 (fastest) to 12 (smallest); the default is the archive format's (see the README).
+        /// New: the `compression`'s level: deflate 1 (fastest) to 12 (smallest), zstd 1 to 19; the default is the
+        /// archive format's (see the README).
         compression_level: Option<u8> = None, read compression_level, skip "Option::is_none";
+        /// New: `gzip` (`.tgz`, the default, readable by bakthat 0.6) or `zstd` (`.tar.zst`, seekable zstd).
+        compression: Option<Compression> = None, read compression, skip "Option::is_none";
     }
 }
 
@@ -211,9 +225,14 @@ impl Profile {
         self.default_destination.unwrap_or(DEFAULT_DESTINATION)
     }
 
-    /// Whether to gzip the archive.
+    /// Whether to compress the archive (0.6's `compress`; false stores a file as it is).
     pub fn compress(&self) -> bool {
         self.compress
+    }
+
+    /// How archives are compressed: `compression`, gzip when unset.
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or_default()
     }
 
     /// `local_path` with a leading `~/` replaced by the home directory.

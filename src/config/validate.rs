@@ -105,6 +105,11 @@ impl Entries {
         self.map.remove(key).filter(|v| !v.is_null())
     }
 
+    /// A key's text without taking it, for a key whose meaning depends on another.
+    pub fn peek_text(&self, key: &str) -> Option<&str> {
+        self.map.get(key).and_then(Value::as_str)
+    }
+
     pub fn text(&mut self, key: &str) -> Result<Option<String>, Bad> {
         self.take(key).map(|v| text(v).map_err(|m| Bad::new(key, m))).transpose()
     }

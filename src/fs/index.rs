@@ -105,7 +105,7 @@ impl Inner {
         }
         let record = self.record(slot);
         let stored = record.stored_filename.as_str();
-        let loaded = if !record.stored_filename.is_tgz() {
+        let loaded = if !record.stored_filename.is_archive() {
             Loaded::new(Index::default(), Content::Raw)
         } else if let Some(bytes) = self.ctx().inventory.get_index(&record.stored_filename)? {
             let index = match self.open_copy(&bytes) {

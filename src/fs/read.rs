@@ -69,10 +69,10 @@ impl Inner {
         self.ensure_retrievable(record, backend.as_ref())?;
         let stream = backend.get(stored).map_err(|e| storage_error(stored, e))?;
         let h = crate::ops::hints(record);
-        let tgz = record.stored_filename.is_tgz();
+        let tar = record.stored_filename.is_archive();
         let (plain, _) = archive::decode(stream, h, self.secret.as_deref()).map_err(|e| archive_error(stored, e))?;
         let mut reader =
-            if tgz { archive::gunzip_payload(plain).map_err(|e| archive_error(stored, e))? } else { plain };
+            if tar { archive::decompress_payload(plain).map_err(|e| archive_error(stored, e))? } else { plain };
         tracing::info!(stored, "reading a backup without a seekable index whole into the cache");
         let mut failure: Option<FsError> = None;
         let stored_ok = self

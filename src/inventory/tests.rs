@@ -20,7 +20,7 @@ fn rec(name: &str, date: Epoch, backend: &str, tags: &str) -> BackupRecord {
         last_updated: date,
         metadata: json!({"is_enc": true, "client": "host1"}),
         size: 1234,
-        stored_filename: StoredName::new(name, date, true, true),
+        stored_filename: StoredName::new(name, date, Some(crate::model::Compression::Gzip), true),
         tags: tags.into(),
         store: Default::default(),
     }

@@ -9,7 +9,7 @@ use super::{Ctx, OpsError, Watched};
 use crate::archive::crypto::{KdfParams, MasterKey};
 use crate::archive::pack::{Filter, PackOptions, PackWarning};
 use crate::archive::{self, ArchiveError, Encryption, Secret};
-use crate::model::{self, BackupRecord, Destination, Format, NewMetadata, StoredName};
+use crate::model::{self, BackupRecord, Compression, Destination, Format, NewMetadata, StoredName};
 use crate::storage::{Backend, PutOptions};
 
 /// Suffix of the index sidecar object stored beside each archive.
@@ -30,7 +30,9 @@ pub struct BackupOptions {
     pub filter: Option<Filter>,
     /// A storage class for stores that have them.
     pub storage_class: Option<String>,
-    /// Overrides the pack defaults (span, level, threads) when set.
+    /// `--compression`: overrides the profile's `compression` (and turns compression on).
+    pub compression: Option<Compression>,
+    /// Overrides the pack defaults (span, compression, level, threads) when set.
     pub pack: Option<PackOptions>,
     /// Called with the number of source bytes just read, besides the context's reporter (the mount shows it as
     /// the progress of an /incoming backup).
@@ -62,6 +64,17 @@ fn strip_gz(name: &str) -> String {
     re.replace_all(name, "").into_owned()
 }
 
+/// How to pack: `opts.pack` as given, else the compression of `--compression` or the profile, at the profile's
+/// `compression_level` when that level is for this compression (else the compression's default).
+fn pack_options(ctx: &Ctx, opts: &BackupOptions) -> PackOptions {
+    if let Some(p) = &opts.pack {
+        return p.clone();
+    }
+    let compression = opts.compression.unwrap_or(ctx.profile.compression());
+    let level = ctx.profile.compression_level.filter(|_| compression == ctx.profile.compression()).map(i32::from);
+    PackOptions { compression, level, ..PackOptions::default() }
+}
+
 /// Backs up `opts.source`.
 pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError> {
     let source = fs::canonicalize(&opts.source).map_err(|_| OpsError::SourceMissing { path: opts.source.clone() })?;
@@ -81,21 +94,23 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         None => None,
     };
     // What to store: an archive, or the file as it is (compression off, or already a .tgz as 0.6 did).
-    let raw = !ctx.profile.compress() || (meta.is_file() && already_gzipped(&arcname));
+    let pack = pack_options(ctx, opts);
+    let compress = ctx.profile.compress() || opts.compression.is_some();
+    let raw = !compress || (meta.is_file() && already_gzipped(&arcname));
     if raw && meta.is_dir() {
         return Err(OpsError::NeedsFile { path: source });
     }
-    let (key_name, tgz) = match (ctx.profile.compress(), raw) {
-        (false, _) => (name.clone(), false),
-        (true, true) => (strip_gz(&name), true),
-        (true, false) => (name.clone(), true),
+    let (key_name, archive_kind) = match (compress, raw) {
+        (false, _) => (name.clone(), None),
+        (true, true) => (strip_gz(&name), Some(Compression::Gzip)),
+        (true, false) => (name.clone(), Some(pack.compression)),
     };
     let mut now = ctx.now();
-    let mut stored = StoredName::new(&key_name, now, tgz, enc.is_some());
+    let mut stored = StoredName::new(&key_name, now, archive_kind, enc.is_some());
     // Two backups of one name within a second would collide: take the next free second.
     while ctx.inventory.get(&stored)?.is_some() || backend.head(stored.as_str())?.is_some() {
         now += 1;
-        stored = StoredName::new(&key_name, now, tgz, enc.is_some());
+        stored = StoredName::new(&key_name, now, archive_kind, enc.is_some());
     }
     crate::storage::check_key(stored.as_str())?;
 
@@ -129,10 +144,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         plain_size = Some(counted.count);
         (None, n, w)
     } else {
-        let mut pack = opts.pack.clone().unwrap_or_else(|| PackOptions {
-            level: ctx.profile.compression_level.map(i32::from).unwrap_or(crate::archive::pack::DEFAULT_LEVEL),
-            ..PackOptions::default()
-        });
+        let mut pack = pack;
         pack.filter = opts.filter.clone();
         pack.one_file_system = opts.one_file_system;
         pack.stop_at = stop_at;
@@ -170,7 +182,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         backend: destination,
         backend_hash: Some(ctx.stores().backend_hash(destination)?),
         backup_date: now,
-        filename: if raw && ctx.profile.compress() { arcname.clone() } else { name.clone() },
+        filename: if raw && compress { arcname.clone() } else { name.clone() },
         is_deleted: false,
         last_updated: now,
         metadata: metadata.to_json(),

@@ -157,7 +157,7 @@ pub fn find_paths(
     let m = matcher(pattern)?;
     let mut found = Vec::new();
     let mut skipped = Vec::new();
-    for record in backups(ctx, name)?.into_iter().filter(|r| r.stored_filename.is_tgz()) {
+    for record in backups(ctx, name)?.into_iter().filter(|r| r.stored_filename.is_archive()) {
         let index = match readable_index(ctx, &record, secret, &mut skipped)? {
             Some(i) => i,
             None => continue,
@@ -341,7 +341,7 @@ pub fn stats(ctx: &Ctx, secret: Option<&Secret>) -> Result<Stats, OpsError> {
     let mut names: BTreeMap<String, NameStats> = BTreeMap::new();
     let mut skipped = Vec::new();
     for r in backups(ctx, None)? {
-        let plain = if r.stored_filename.is_tgz() {
+        let plain = if r.stored_filename.is_archive() {
             readable_index(ctx, &r, secret, &mut skipped)?.map(|i| {
                 let files = i.entries.iter().filter(|e| e.kind == EntryKind::File);
                 files.fold((0, 0), |(n, b), e| (n + 1, b + e.size))

@@ -398,9 +398,9 @@ pub fn adopt(
     let legacy = if hints.encrypted { Encryption::LegacyBlowfish } else { Encryption::None };
     let mut metadata = NewMetadata { client: ctx.host.clone(), encryption: legacy, ..NewMetadata::default() };
     let mut sidecar = None;
-    if hints.tgz {
+    if hints.archive.is_some() {
         let (plain, found) = archive::decode(stream, hints, password).map_err(OpsError::from)?;
-        let tar = archive::gunzip_payload(plain).map_err(OpsError::from)?;
+        let tar = archive::decompress_payload(plain).map_err(OpsError::from)?;
         let mut rebuilt = archive::index::Index::from_tar_stream(tar)
             .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)))?;
         if found == archive::Found::V1 {
@@ -477,8 +477,9 @@ mod tests {
         for bad in ["0/5", "6/5", "5", "0%", "101%", "x/y", "/"] {
             assert!(Subset::parse(bad).is_err(), "{bad}");
         }
-        let names: Vec<StoredName> =
-            (0..1000).map(|i| StoredName::new(&format!("b{i}"), 1_700_000_000 + i, true, false)).collect();
+        let names: Vec<StoredName> = (0..1000)
+            .map(|i| StoredName::new(&format!("b{i}"), 1_700_000_000 + i, Some(crate::model::Compression::Gzip), false))
+            .collect();
         // The m parts cover every backup exactly once.
         for n in &names {
             let parts = (1..=3).filter(|k| Subset::Part { n: *k, m: 3 }.contains(n)).count();

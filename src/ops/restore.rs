@@ -84,7 +84,7 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     let meter = ctx.reporter.start(&format!("restoring {}", record.stored_filename), Some(record.size));
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
     let secret = opts.password.as_deref();
-    if h.tgz {
+    if h.archive.is_some() {
         let summary: ExtractSummary = archive::restore_archive(
             stream,
             h,
@@ -192,7 +192,7 @@ pub(crate) fn verify_record(
     let h = hints(&record);
     let meter = ctx.reporter.start(&format!("verifying {}", record.stored_filename), Some(record.size));
     let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
-    if !h.tgz {
+    if h.archive.is_none() {
         let (mut plain, _) = archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
         io::copy(&mut plain, &mut io::sink())
             .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;

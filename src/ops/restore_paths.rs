@@ -63,7 +63,7 @@ pub(super) fn restore_paths(
     let secret = opts.password.as_deref();
     let index = match inventory_index(ctx, &record, secret)? {
         Some(i) => i,
-        None if !record.stored_filename.is_tgz() => {
+        None if !record.stored_filename.is_archive() => {
             let path = opts.paths.join(", ");
             return Err(OpsError::NotInBackup { path, stored: stored.to_string() });
         }

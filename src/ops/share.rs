@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::restore::find;
 use super::{Ctx, OpsError};
 use crate::interval::parse_expiry;
-use crate::model::{BackupRecord, Destination};
+use crate::model::{BackupRecord, Compression, Destination};
 
 /// A shared backup.
 #[derive(Debug)]
@@ -46,12 +46,17 @@ pub fn recipient_command(record: &BackupRecord, url: &str) -> String {
     let hints = super::hints(record);
     let get = format!("curl -fsS '{url}'");
     let decrypt = "BAKTHAT_PASSWORD=… bakthat-decrypt -";
-    match (hints.tgz, hints.encrypted, hints.v1) {
-        (true, false, _) => format!("{get} | tar xz"),
-        (true, true, true) => format!("{get} | {decrypt} | tar xz"),
+    // GNU tar's -z and --zstd read bakthat's gzip members and seekable zstd frames alike.
+    let untar = match hints.archive {
+        Some(Compression::Zstd) => "tar --zstd -x",
+        _ => "tar xz",
+    };
+    match (hints.archive.is_some(), hints.encrypted, hints.v1) {
+        (true, false, _) => format!("{get} | {untar}"),
+        (true, true, true) => format!("{get} | {decrypt} | {untar}"),
         (false, false, _) => format!("{get} -o '{}'", record.filename),
         (false, true, true) => format!("{get} | {decrypt} > '{}'", record.filename),
-        // bakthat 0.6's beefish Blowfish: the beefish CLI decrypts it.
+        // bakthat 0.6's beefish Blowfish: the beefish CLI decrypts it (0.6 wrote gzip only).
         (tgz, true, false) => {
             let out = if tgz { "backup.tgz".to_string() } else { record.filename.clone() };
             let then = if tgz { " && tar xzf backup.tgz" } else { "" };
@@ -90,6 +95,11 @@ mod tests {
         assert_eq!(
             c("data.20260101000000.tgz.enc", Some("v1")),
             "curl -fsS 'http://u' | BAKTHAT_PASSWORD=… bakthat-decrypt - | tar xz"
+        );
+        assert_eq!(c("data.20260101000000.tar.zst", None), "curl -fsS 'http://u' | tar --zstd -x");
+        assert_eq!(
+            c("data.20260101000000.tar.zst.enc", Some("v1")),
+            "curl -fsS 'http://u' | BAKTHAT_PASSWORD=… bakthat-decrypt - | tar --zstd -x"
         );
         assert_eq!(c("data.20260101000000", None), "curl -fsS 'http://u' -o 'data'");
         assert_eq!(

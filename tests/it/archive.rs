@@ -14,6 +14,7 @@ use bakthat::archive::index::{EntryKind, Index};
 use bakthat::archive::pack::PackOptions;
 use bakthat::archive::read::Decoder;
 use bakthat::archive::{self, ArchiveError, Encryption, Hints, Secret};
+use bakthat::model::Compression;
 use common::*;
 use proptest::prelude::*;
 
@@ -93,8 +94,8 @@ fn random_reads_equal_slices_plain_and_encrypted() {
     rich_tree(&src);
     let e = enc(b"pw", 4096);
     let secret = Secret::new(b"pw");
-    for encryption in [None, Some(&e)] {
-        let (data, index) = pack(&src, encryption, &small_span());
+    for (encryption, compression) in [None, Some(&e)].into_iter().flat_map(|e| Compression::ALL.map(|c| (e, c))) {
+        let (data, index) = pack(&src, encryption, &PackOptions { compression, ..small_span() });
         let dec = Decoder::new(&index, &data, Some(secret.keys())).unwrap();
         for (path, seed) in [("src/sub/big.bin", 7u64), ("src/hard.txt", 8), ("src/small.txt", 9)] {
             let original = fs::read(src.join(path.strip_prefix("src/").unwrap())).unwrap();
@@ -173,17 +174,25 @@ fn tampering_is_always_detected() {
     fs::write(src.join("f"), bytes(3, 700, false)).unwrap();
     let e = enc(b"pw", 256);
     let secret = Secret::new(b"pw");
-    let (data, _) = pack(&src, Some(&e), &PackOptions::default());
-    let key = "src.20260101000000.tgz.enc";
-    let dest = t.path().join("dest");
+    for compression in Compression::ALL {
+        let (data, _) = pack(&src, Some(&e), &PackOptions { compression, ..PackOptions::default() });
+        let key = format!("src.20260101000000{}.enc", compression.suffix());
+        tampered_copies_are_refused(&data, &key, &secret, &t.path().join(compression.as_str()));
+    }
+}
+
+/// Every flipped byte, every truncation, a chunk swap and an extension of an encrypted archive: an integrity error,
+/// and nothing written.
+fn tampered_copies_are_refused(data: &[u8], key: &str, secret: &Secret, dest: &Path) {
+    let dest = dest.to_path_buf();
     fs::create_dir(&dest).unwrap();
     let check = |bad: &[u8], what: &str| {
-        let err = restore(bad, key, Some(&secret), &dest).expect_err(what);
+        let err = restore(bad, key, Some(secret), &dest).expect_err(what);
         assert!(err.is_integrity() || err.is_wrong_password(), "{what}: {err}");
         assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "{what} left files");
     };
     for i in 0..data.len() {
-        let mut bad = data.clone();
+        let mut bad = data.to_vec();
         bad[i] ^= 0x01;
         check(&bad, &format!("flip at {i}"));
     }
@@ -200,7 +209,7 @@ fn tampering_is_always_detected() {
     swapped.extend_from_slice(&data[h..c0]);
     swapped.extend_from_slice(&data[c1..]);
     check(&swapped, "chunk swap");
-    let mut extended = data.clone();
+    let mut extended = data.to_vec();
     extended.extend_from_slice(&data[h..c0]);
     check(&extended, "extension");
 }
@@ -265,11 +274,14 @@ fn verify_rebuilds_the_same_entries() {
     let src = t.path().join("src");
     rich_tree(&src);
     let e = enc(b"pw", 65536);
-    let (data, index) = pack(&src, Some(&e), &small_span());
-    let rebuilt =
-        archive::verify_archive(&data[..], Hints::from_name("src.1.tgz.enc", true), Some(&Secret::new(b"pw"))).unwrap();
-    assert_eq!(rebuilt.entries, index.entries);
-    assert_eq!(rebuilt.tar_len, index.tar_len);
+    for compression in Compression::ALL {
+        let (data, index) = pack(&src, Some(&e), &PackOptions { compression, ..small_span() });
+        let key = format!("src.1{}.enc", compression.suffix());
+        let rebuilt =
+            archive::verify_archive(&data[..], Hints::from_name(&key, true), Some(&Secret::new(b"pw"))).unwrap();
+        assert_eq!(rebuilt.entries, index.entries);
+        assert_eq!(rebuilt.tar_len, index.tar_len);
+    }
 }
 
 fn tree_strategy() -> impl Strategy<Value = Vec<(String, u8, usize)>> {
@@ -279,7 +291,7 @@ fn tree_strategy() -> impl Strategy<Value = Vec<(String, u8, usize)>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn random_trees_round_trip(entries in tree_strategy(), pw in proptest::option::of("[ -~é]{1,20}"), span in 4096usize..40_000) {
+    fn random_trees_round_trip(entries in tree_strategy(), pw in proptest::option::of("[ -~é]{1,20}"), span in 4096usize..40_000, zstd in any::<bool>()) {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("tree");
         fs::create_dir(&src).unwrap();
@@ -293,13 +305,14 @@ proptest! {
             }
         }
         let e = pw.as_ref().map(|p| enc(p.as_bytes(), 4096));
-        let opts = PackOptions { span, ..PackOptions::default() };
+        let compression = if zstd { Compression::Zstd } else { Compression::Gzip };
+        let opts = PackOptions { span, compression, ..PackOptions::default() };
         let (data, index) = pack(&src, e.as_ref(), &opts);
         let secret = pw.as_ref().map(|p| Secret::new(p.as_bytes()));
-        let key = if pw.is_some() { "tree.1.tgz.enc" } else { "tree.1.tgz" };
+        let key = format!("tree.1{}{}", compression.suffix(), if pw.is_some() { ".enc" } else { "" });
         let out = t.path().join("out");
         fs::create_dir(&out).unwrap();
-        restore(&data, key, secret.as_ref(), &out).unwrap();
+        restore(&data, &key, secret.as_ref(), &out).unwrap();
         prop_assert_eq!(snapshot(&out.join("tree")), snapshot(&src));
         let dec = Decoder::new(&index, &data, secret.as_ref().map(|s| s.keys())).unwrap();
         for e in index.entries.iter().filter(|e| e.kind == EntryKind::File) {

@@ -206,8 +206,10 @@ fn corrupt_and_truncated_archives_are_refused() {
     let e = Env::new();
     let src = e.path().join("data");
     rich_tree(&src);
-    for pw in [None, Some("pw")] {
-        let o = run_pw(&e, &["backup", src.to_str().unwrap(), "--prompt", "no"], pw);
+    for (pw, compression) in [None, Some("pw")].into_iter().flat_map(|p| [(p, "gzip"), (p, "zstd")]) {
+        let name = format!("data-{compression}-{}", pw.is_some());
+        let args = ["backup", src.to_str().unwrap(), "--prompt", "no", "--compression", compression, "--name", &name];
+        let o = run_pw(&e, &args, pw);
         assert!(o.status.success(), "{}", stderr(&o));
         let stored = stored_name(&stdout(&o));
         let path = e.store().join(&stored);
@@ -224,7 +226,7 @@ fn corrupt_and_truncated_archives_are_refused() {
         }
         for (what, bad) in cases {
             fs::write(&path, &bad).unwrap();
-            let to = e.path().join(format!("out-{what}-{}", pw.is_some()));
+            let to = e.path().join(format!("out-{what}-{name}"));
             fs::create_dir(&to).unwrap();
             for verb in ["restore", "verify"] {
                 let mut c = e.cmd();
@@ -247,7 +249,6 @@ fn corrupt_and_truncated_archives_are_refused() {
             assert!(empty_dir(&to), "nothing restored from a {what} archive");
         }
         fs::write(&path, &good).unwrap();
-        std::thread::sleep(Duration::from_millis(1100)); // distinct stored names need distinct seconds
     }
 }
 

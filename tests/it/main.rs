@@ -23,3 +23,4 @@ mod ops;
 mod swift_tls;
 mod sync;
 mod sync_server;
+mod zstd_archives;

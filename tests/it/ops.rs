@@ -254,7 +254,7 @@ fn raw_backup(t: &std::path::Path, c: &Ctx, copies: usize) -> (bakthat::model::B
     let src = t.join("secret.txt");
     fs::write(&src, b"payload").unwrap();
     let rec = ops::backup(c, &BackupOptions { source: src, ..BackupOptions::default() }).unwrap().record;
-    assert!(!rec.stored_filename.is_tgz());
+    assert!(!rec.stored_filename.is_archive());
     let keys = (0..copies)
         .map(|i| {
             let key = format!("copy{i}.20200101000000");
