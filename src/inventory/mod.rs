@@ -342,8 +342,19 @@ impl Inventory {
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
         // Before any write (WAL mode persists in the file): refuse newer schemas and 0.6 databases.
         let found = schema::preflight(&conn, path)?;
-        let _mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(open_err)?;
+        // Switching a fresh file to WAL needs it to itself, and SQLite answers SQLITE_BUSY there at once instead of
+        // calling the busy handler: retry for as long as the busy timeout (two openers of a new inventory).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let _mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other.map_err(open_err)?,
+            }
+        };
         conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
         schema::migrate(&mut conn, path, found)?;
         Ok(Inventory { conn: Mutex::new(conn), path: path.to_path_buf() })

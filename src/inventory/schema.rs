@@ -70,6 +70,10 @@ pub fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
 /// database (which has tables but `user_version` 0). Runs before anything is written, WAL mode included.
 pub fn preflight(conn: &Connection, path: &Path) -> Result<u32, InventoryError> {
     let open_err = |source| InventoryError::Open { path: path.to_path_buf(), source };
+    // One read transaction, so that both reads see one state: another process migrating a fresh file between
+    // them made it look like a 0.6 database (version 0, but tables).
+    let tx = conn.unchecked_transaction().map_err(open_err)?;
+    let conn: &Connection = &tx;
     let found = user_version(conn).map_err(open_err)?;
     if found > SCHEMA_VERSION {
         return Err(InventoryError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
@@ -86,6 +90,7 @@ pub fn preflight(conn: &Connection, path: &Path) -> Result<u32, InventoryError> 
             return Err(InventoryError::LegacyDatabase { path: path.to_path_buf() });
         }
     }
+    tx.commit().map_err(open_err)?;
     Ok(found)
 }
 
