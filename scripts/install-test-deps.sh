@@ -6,7 +6,8 @@
 #     all-in-one (see scripts/swift-aio.sh), curl and procps, and python3-cryptography + python3-argon2 (the
 #     tests run scripts/bakthat-decrypt under Debian's own /usr/bin/python3 too, as the README tells users to).
 #   - A Python venv at ${BAKTHAT_VENV:-/opt/bakthat-venv} with moto (S3 + Glacier emulator, see
-#     scripts/moto-server.sh), flask, flask-cors, cryptography (for scripts/bakthat-decrypt) and boto3.
+#     scripts/moto-server.sh), flask, flask-cors, cryptography (for scripts/bakthat-decrypt) and boto3, and maturin
+#     and pytest (the Python package, see scripts/python-test.sh); sqlite3 for its dump-script test.
 #
 # Idempotent and fast on re-runs: apt is skipped when dpkg-query reports every package installed, and pip is
 # skipped when the venv already imports everything at the requested versions.
@@ -24,9 +25,10 @@ APT_PACKAGES=(
     memcached swift swift-proxy swift-object swift-account swift-container python3-swiftclient
     curl procps openssl time attr zstd tar
     python3-cryptography python3-argon2
+    sqlite3
 )
 # Bump the requirement list and the venv is updated on the next run (the stamp file records what was installed).
-PIP_REQUIREMENTS=("moto[s3]>=5.1,<6" "flask" "flask-cors" "cryptography>=44" "boto3")
+PIP_REQUIREMENTS=("moto[s3]>=5.1,<6" "flask" "flask-cors" "cryptography>=44" "boto3" "maturin>=1.9,<2" "pytest>=8")
 
 log() { printf 'install-test-deps: %s\n' "$*"; }
 die() { printf 'install-test-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -78,8 +80,10 @@ venv_ok() {
     [[ -f "${stamp}" && "$(cat "${stamp}")" == "${wanted_stamp}" ]] || return 1
     # Import what the scripts use and check the versions that matter.
     "${VENV}/bin/python" - <<'EOF' >/dev/null 2>&1
-import boto3, cryptography, flask, flask_cors, moto
+import boto3, cryptography, flask, flask_cors, moto, pytest
 import moto.glacier.models, moto.s3.models, moto.server
+import os, sys
+assert os.access(os.path.join(os.path.dirname(sys.executable), "maturin"), os.X_OK)
 major = lambda v: int(v.split(".")[0])
 assert major(cryptography.__version__) >= 44, cryptography.__version__
 assert major(moto.__version__) == 5, moto.__version__

@@ -4,8 +4,10 @@
 # The one command that runs every check and test of bakthat (this is what CI runs, through .ci/run):
 #   1. scripts/install-test-deps.sh (Debian packages + the Python venv; about 1 s when all is there)
 #   2. starts moto (S3 + Glacier) and the Swift all-in-one on 127.0.0.1 and exports their BAKTHAT_TEST_* variables
-#   3. scripts/deps.sh (no dependency cycle between modules); cargo fmt --check; cargo clippy --all-targets -- -D warnings; cargo test --doc;
-#      cargo nextest run --no-fail-fast ARGS (or cargo test ARGS when cargo-nextest is missing)
+#   3. scripts/deps.sh (no dependency cycle between modules); cargo fmt --check (also python/); cargo clippy
+#      --all-targets -- -D warnings (and -p bakthat-python); scripts/python-test.sh (builds the Python package with
+#      maturin, pytest against moto); cargo test --doc; cargo nextest run --no-fail-fast ARGS (or cargo test ARGS
+#      when cargo-nextest is missing)
 #   4. on exit, also on failure or Ctrl-C: stops the servers, unmounts FUSE mounts left under the state directory
 #      and fails if any remain.
 # Every step runs even when an earlier one failed; the exit status is non-zero when any step failed.
@@ -34,6 +36,8 @@ export BAKTHAT_VENV=${BAKTHAT_VENV:-/opt/bakthat-venv}
 export BAKTHAT_PYTHON=${BAKTHAT_VENV}/bin/python
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${HOME}/.cache/bakthat-target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-always}
+# PyO3's build script (python/) asks this interpreter for its version.
+export PYO3_PYTHON=${BAKTHAT_PYTHON}
 
 log() { printf '\n==> test.sh: %s\n' "$*"; }
 
@@ -124,6 +128,10 @@ locked=()
 run "module graph (no cycle)" bash scripts/deps.sh -q
 run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy "${locked[@]}" --all-targets -- -D warnings
+# The Python package's native crate (python/, a workspace member; see scripts/python-test.sh).
+run "cargo clippy (python/)" cargo clippy "${locked[@]}" -p bakthat-python --all-targets -- -D warnings
+# Before the Rust runs too, so that the last summary CI reads stays the main run's.
+run "python tests (pytest)" bash scripts/python-test.sh
 # Doc tests before the main run, so the test runner's last summary (which CI reads) is the main run's, not a
 # "0 passed" of a crate with few doc tests.
 run "cargo test --doc" cargo test "${locked[@]}" --doc

@@ -23,7 +23,7 @@ mod configure;
 mod configure_rotation;
 mod delete;
 mod diff;
-mod excludes;
+pub mod excludes;
 mod find;
 mod import_legacy;
 mod ls;
@@ -165,7 +165,17 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    main_from(std::env::args_os())
+}
+
+/// Runs the CLI on `args` (the first is the program name) and returns the exit code: what the Python package's
+/// `bakthat` command runs in-process, with its plugin host installed (see [`crate::client::host`]).
+pub fn main_from<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };

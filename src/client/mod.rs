@@ -97,6 +97,7 @@ use crate::ops::{
 pub mod events;
 pub mod helper;
 pub mod hooks;
+pub mod host;
 pub mod plugin;
 pub mod webhook;
 
@@ -237,10 +238,13 @@ impl Client {
         Client::from_ctx(Ctx::new(config, profile, inventory).map_err(config_error)?)
     }
 
-    /// A client around an operations context (to set its clock or progress reporter first).
+    /// A client around an operations context (to set its clock or progress reporter first). The process's
+    /// [plugin host](host), when one is installed, attaches to it here.
     pub fn from_ctx(ctx: Ctx) -> Result<Client, ClientError> {
         let hooks = HookSettings::parse(&ctx.profile_name, ctx.profile.hooks.as_ref())?;
-        Ok(Client { ctx, events: Events::new(), hooks, plugins: Default::default() })
+        let client = Client { ctx, events: Events::new(), hooks, plugins: Default::default() };
+        host::attach(&client)?;
+        Ok(client)
     }
 
     /// The callbacks of this client; register with `client.events().on_backup(|ev| …)`.

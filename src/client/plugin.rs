@@ -1,6 +1,7 @@
 //! Plugins for Rust users: code that attaches to a [`Client`](super::Client) when added and is told when the client
-//! goes away. bakthat 0.6 loaded Python classes named in the profile's `plugins:` list; that list is kept in the
-//! config but not run. A Rust plugin is added in code with [`Client::add_plugin`](super::Client::add_plugin).
+//! goes away. A Rust plugin is added in code with [`Client::add_plugin`](super::Client::add_plugin). bakthat 0.6
+//! loaded Python classes named in the profile's `plugins:` list: the Python package runs those, through the
+//! [plugin host](super::host); this module does not.
 //!
 //! A plugin that times backups and logs the duration:
 //!

@@ -177,9 +177,9 @@ settings! {
         rotation: Option<RotationConfig> = None,
             read |e, k| e.take(k).map(|v| RotationConfig::from_value(v).map_err(|b| b.under(k))).transpose(),
             skip "Option::is_none";
-        /// 0.6 Python plugins (`module.Class`); kept, not run.
+        /// 0.6 Python plugins (`module.Class`); run by the Python package's plugin host (`client::host`).
         plugins: Vec<String> = Vec::new(), read |e, k| e.texts(k), skip "Vec::is_empty";
-        /// 0.6 plugin directory; kept, not used.
+        /// 0.6 plugin directory (default `~/.bakthat_plugins`); read by the Python package's plugin host.
         plugins_dir: Option<String> = None, read text, skip "Option::is_none";
         /// Swift auth URL.
         auth_url: Option<String> = None, read text, skip "Option::is_none";

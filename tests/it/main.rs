@@ -20,6 +20,7 @@ mod glacier_inventory;
 mod kv_share;
 mod legacy_vectors;
 mod ops;
+mod plugins;
 mod swift_tls;
 mod sync;
 mod sync_server;

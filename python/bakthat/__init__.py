@@ -1,0 +1,198 @@
+"""bakthat 0.6's Python API on the Rust core.
+
+``backup``, ``restore``, ``show``, ``ls``, ``delete``, ``delete_older_than`` and ``rotate_backups`` keep 0.6's
+names, arguments and return shapes, and act on the same config file (``~/.bakthat.yml``), inventory, stores and
+archives as the ``bakthat`` command line. ``bakthat.events`` fires ``before_*``/``on_*`` for each action, whether
+started from Python or from the package's ``bakthat`` command; ``bakthat.helper`` has ``BakHelper`` and
+``KeyValue``; ``bakthat.plugin`` the ``Plugin`` base class of 0.6's ``plugins:``.
+
+Every failure raises a ``BakthatError`` (subclasses: ``ConfigError``, ``PasswordError``, ``BackupNotFound``,
+``RetrievalPending``, ``StoreError``) whose message is the command line's one-line error. Ctrl-C during a call
+raises ``KeyboardInterrupt`` and leaves nothing under a final name.
+
+What differs from 0.6 is listed in the README's "Python" section: the default destination is the profile's
+(``local`` when unset), ``conf=`` is honoured, destructive calls match names exactly, archives use the new
+authenticated encryption, and restore never overwrites without ``force=True``.
+"""
+
+import getpass
+import json
+import logging
+import os
+import sys
+
+from bakthat import _native
+from bakthat._native import (
+    BackupNotFound,
+    BakthatError,
+    ConfigError,
+    PasswordError,
+    RetrievalPending,
+    StoreError,
+)
+from bakthat import events
+from bakthat import plugin as _plugin
+from bakthat.models import Backups
+
+__version__ = _native.__version__
+
+__all__ = [
+    "backup",
+    "restore",
+    "show",
+    "ls",
+    "delete",
+    "delete_older_than",
+    "rotate_backups",
+    "events",
+    "BakthatError",
+    "ConfigError",
+    "PasswordError",
+    "BackupNotFound",
+    "RetrievalPending",
+    "StoreError",
+]
+
+log = logging.getLogger("bakthat")
+
+# Every client made in this process (by these functions or by the in-process command line) fires its events into
+# bakthat.events and runs the profile's plugins.
+_native._install_host(events._dispatch, _plugin._setup)
+
+
+def _target(profile="default", config=None, conf=None):
+    """The (config_path, config_json, profile, conf_json) tuple the native module takes."""
+    path = json_config = None
+    if isinstance(config, dict):
+        json_config = json.dumps(config)
+    elif config is not None:
+        path = os.fspath(config)
+    return (path, json_config, profile or "default", json.dumps(conf) if conf else None)
+
+
+def _tags(tags):
+    if not tags:
+        return []
+    if isinstance(tags, str):
+        return tags.split()
+    return [str(t) for t in tags]
+
+
+def backup(filename=None, destination=None, profile="default", config=None, prompt="yes", tags=[], key=None,
+           exclude_file=None, s3_reduced_redundancy=False, password=None, conf=None, custom_filename=None, **kwargs):
+    """Back up a file or directory (default: the current directory) and record it in the inventory.
+
+    Returns the inventory row as a dict (``stored_filename``, ``size``, ``metadata``, ``backend``, ``filename``,
+    ``backup_date``, ``tags``, ...). ``tags`` is a list or a space-separated string. The password is ``password``,
+    else ``$BAKTHAT_PASSWORD``, else (with ``prompt="yes"`` on a terminal) asked twice; empty means no encryption.
+    ``custom_filename`` names the backup instead of the basename. ``conf`` is a profile dict laid over the
+    profile's settings (``{"access_key": ..., "s3_bucket": ..., "region_name": ...}``). Fires ``before_backup`` and
+    ``on_backup``.
+    """
+    if filename is None:
+        filename = os.getcwd()
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    if password is None and prompt == "yes" and sys.stdin is not None and sys.stdin.isatty():
+        password = getpass.getpass("Password (blank to disable encryption): ")
+        if password and getpass.getpass("Password confirmation: ") != password:
+            raise PasswordError("the password and its confirmation differ; nothing was backed up")
+    row = _native.backup(
+        _target(profile, config, conf),
+        os.fspath(filename),
+        destination=destination or None,
+        tags=_tags(tags),
+        name=custom_filename or kwargs.get("name"),
+        password=password,
+        exclude_file=os.fspath(exclude_file) if exclude_file else None,
+        reduced_redundancy=bool(s3_reduced_redundancy),
+        key=key,
+    )
+    for warning in row.pop("warnings", []):
+        log.warning(warning)
+    return row
+
+
+def restore(filename, destination=None, profile="default", config=None, password=None, conf=None, to=None,
+            force=False, **kwargs):
+    """Restore the newest backup of ``filename`` (a name or an exact stored name) into the current directory, or
+    into ``to``. Returns True. The password is ``password``, else ``$BAKTHAT_PASSWORD``, else asked on a terminal
+    when the backup is encrypted. Existing files are not overwritten unless ``force=True``. Fires
+    ``before_restore`` and ``on_restore``. Raises ``BackupNotFound``, ``PasswordError``, ``RetrievalPending``
+    (cold storage: run again later), ...
+    """
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    target = _target(profile, config, conf)
+    where = os.fspath(to) if to is not None else os.getcwd()
+    try:
+        _native.restore(target, filename, destination=destination or None, password=password, to=where, force=force)
+    except PasswordError:
+        if password or sys.stdin is None or not sys.stdin.isatty():
+            raise
+        password = getpass.getpass("Password: ")
+        _native.restore(target, filename, destination=destination or None, password=password, to=where, force=force)
+    return True
+
+
+def show(query="", destination="", tags="", profile="default", config=None, conf=None, output=None):
+    """Print the inventory's backups matching ``query`` (a substring of the name or stored name), ``destination``
+    (one store kind or a list; all when empty) and ``tags`` (all of them, whole words), newest first, one line
+    each as the command line prints them into a pipe; returns them as a list of ``Backups``.
+    """
+    rows = Backups.search(query, destination, tags=tags, profile=profile, config=config, conf=conf)
+    out = output if output is not None else sys.stdout
+    out.write("".join(b._line() + "\n" for b in rows))
+    return rows
+
+
+def ls(query="", destination="", tags="", profile="default", config=None, conf=None):
+    """The inventory's backups as ``show`` finds them, without printing: a list of ``Backups``."""
+    return Backups.search(query, destination, tags=tags, profile=profile, config=config, conf=conf)
+
+
+def delete(filename, destination=None, profile="default", config=None, password=None, conf=None, **kwargs):
+    """Delete the newest backup of ``filename`` from ``destination`` (default: the profile's). True when one was
+    deleted, False when none matched. Fires ``before_delete`` and ``on_delete``.
+    """
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    try:
+        _native.delete(_target(profile, config, conf), filename, destination=destination or None, password=password)
+    except BackupNotFound:
+        return False
+    return True
+
+
+def delete_older_than(filename, interval, destination=None, profile="default", config=None, password=None,
+                      conf=None, **kwargs):
+    """Delete the backups named exactly ``filename`` older than ``interval`` (``3M2D``; units s m h D W M Y).
+    Returns the deleted backups (a list of ``Backups``). An empty interval is refused. Fires
+    ``before_delete_older_than`` and ``on_delete_older_than``.
+    """
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    rows = _native.delete_older_than(_target(profile, config, conf), filename, interval,
+                                     destination=destination or None, password=password)
+    return [Backups._from_row(r) for r in rows]
+
+
+def rotate_backups(filename, destination=None, profile="default", config=None, password=None, conf=None,
+                   days=None, weeks=None, months=None, first_week_day=None, **kwargs):
+    """Apply grandfather-father-son rotation to the backups named exactly ``filename``: the profile's
+    ``rotation:`` policy, or ``days``/``weeks``/``months`` (and ``years``, ``hours``... as keywords) for this run.
+    The newest backup is always kept. Returns the deleted backups. Fires ``before_rotate_backups`` and
+    ``on_rotate_backups``.
+    """
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    counts = dict(days=days, weeks=weeks, months=months,
+                  **{k: kwargs[k] for k in ("years", "hours", "minutes", "seconds") if k in kwargs})
+    policy = {k: v for k, v in counts.items() if v is not None}
+    if policy:
+        if first_week_day is not None:
+            policy["first_week_day"] = first_week_day
+        conf = dict(conf or {}, rotation=policy)
+    rows = _native.rotate_backups(_target(profile, config, conf), filename, destination=destination or None,
+                                  password=password)
+    return [Backups._from_row(r) for r in rows]
