@@ -47,8 +47,7 @@ fn main() {
         let span = spans[1];
         let z = bakthat::archive::codec::Compression::Zstd;
         let t = Instant::now();
-        let members: Vec<Vec<u8>> =
-            data.chunks(span).map(|c| bakthat::archive::codec::compress(z, c, level)).collect();
+        let members: Vec<Vec<u8>> = data.chunks(span).map(|c| bakthat::archive::codec::compress(z, c, level)).collect();
         let ct = t.elapsed().as_secs_f64();
         let size: usize = members.iter().map(|m| m.len()).sum();
         let t = Instant::now();
