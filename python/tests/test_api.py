@@ -197,3 +197,19 @@ def test_ctrl_c_raises_keyboardinterrupt_and_leaves_nothing(home, tmp_path):
     assert bakthat.ls() == []
     left = os.listdir(store) if store.exists() else []
     assert [n for n in left if ".tgz" in n or n.startswith(".bakthat-tmp.")] == [], left
+
+
+def test_a_pending_glacier_retrieval_carries_its_job(s3conf, tmp_path, cli):
+    conf = dict(s3conf, glacier_vault=f"vault-{s3conf['s3_bucket']}", default_destination="glacier")
+    src = make_tree(tmp_path / "cold")
+    row = bakthat.backup(str(src), conf=conf)
+    assert row["backend"] == "glacier"
+    with pytest.raises(bakthat.RetrievalPending) as e:
+        bakthat.restore("cold", conf=conf, to=tmp_path / "r")
+    err = e.value
+    assert isinstance(err, bakthat.BakthatError) and err.exit_code == 75
+    assert err.stored_filename == row["stored_filename"]
+    assert err.state.startswith(("in progress", "not started"))
+    assert err.job and err.job["job_id"] and err.job["status"] == "pending"
+    assert "Run the same command again later" in str(err)
+    assert not (tmp_path / "r" / "cold").exists()
