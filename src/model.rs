@@ -192,6 +192,8 @@ pub struct ParsedName {
     /// The archive's compression; `None` for a payload stored as is.
     pub archive: Option<Compression>,
     pub enc: bool,
+    /// `name.YYYYmmddHHMMSS.inc.tgz[.enc]`: an incremental backup (see [`BackupRecord::parent`]).
+    pub incremental: bool,
 }
 
 impl StoredName {
@@ -201,6 +203,15 @@ impl StoredName {
         if let Some(c) = archive {
             s.push_str(c.suffix());
         }
+        if enc {
+            s.push_str(".enc");
+        }
+        StoredName(s)
+    }
+
+    /// The stored name of a new incremental backup: `name.YYYYmmddHHMMSS.inc.tgz[.enc]` (`.inc.tar.zst` for zstd).
+    pub fn incremental(name: &str, epoch: Epoch, compression: Compression, enc: bool) -> Self {
+        let mut s = format!("{name}.{}.inc{}", date_component(epoch), compression.suffix());
         if enc {
             s.push_str(".enc");
         }
@@ -243,6 +254,10 @@ impl StoredName {
         if let Some(c) = archive {
             rest = &rest[..rest.len() - c.suffix().len()];
         }
+        let incremental = archive.is_some() && rest.ends_with(".inc");
+        if incremental {
+            rest = &rest[..rest.len() - 4];
+        }
         if rest.len() < 15 || !rest.is_char_boundary(rest.len() - 14) {
             return None;
         }
@@ -254,7 +269,7 @@ impl StoredName {
         if name.is_empty() {
             return None;
         }
-        Some(ParsedName { name: name.to_string(), date: date.to_string(), archive, enc })
+        Some(ParsedName { name: name.to_string(), date: date.to_string(), archive, enc, incremental })
     }
 }
 
@@ -524,13 +539,29 @@ impl BackupRecord {
         wanted.iter().all(|w| have.contains(&w.as_ref()))
     }
 
-    /// Checks the names of a row that came from outside (see [`FileName`]).
+    /// Checks the names of a row that came from outside (see [`FileName`]), its parent's too.
     pub fn check_names(&self) -> Result<(), BadRecordName> {
-        for (field, name) in [("filename", self.filename.as_str()), ("stored_filename", self.stored_filename.as_str())]
-        {
+        let parent = self.metadata.get(META_PARENT).map(|p| p.as_str().unwrap_or("\0"));
+        let names =
+            [("filename", Some(self.filename.as_str())), ("stored_filename", Some(self.stored_filename.as_str()))];
+        for (field, name) in names.into_iter().chain([("metadata.parent", parent)]) {
+            let Some(name) = name else { continue };
             FileName::new(name).map_err(|reason| BadRecordName { field, name: name.to_string(), reason })?;
         }
         Ok(())
+    }
+
+    /// The backup an incremental backup was made against (`None` for a full backup). A parent that is not a plain
+    /// stored name (a row from outside that [`BackupRecord::check_names`] did not see) reads as `None`.
+    pub fn parent(&self) -> Option<StoredName> {
+        let p = self.meta_str(META_PARENT)?;
+        (FileName::new(p).is_ok() && p != self.stored_filename.as_str()).then(|| StoredName::from_key(p))
+    }
+
+    /// Whether the backup is a member of an incremental chain (a full made under an `incremental:` policy, or an
+    /// incremental): it has a `.snap` sidecar and GNU dumpdirs.
+    pub fn in_chain(&self) -> bool {
+        self.meta_bool(META_CHAIN).unwrap_or(false) || self.parent().is_some()
     }
 
     /// Whether the payload is encrypted, by metadata or by name.
@@ -617,6 +648,10 @@ pub struct NewMetadata {
     pub storage_class: Option<String>,
     /// The absolute path that was backed up.
     pub source: Option<String>,
+    /// A member of an incremental chain ([`BackupRecord::in_chain`]).
+    pub chain: bool,
+    /// The parent of an incremental backup ([`BackupRecord::parent`]).
+    pub parent: Option<StoredName>,
 }
 
 impl NewMetadata {
@@ -642,6 +677,12 @@ impl NewMetadata {
         if let Some(s) = &self.source {
             m[META_SOURCE] = serde_json::json!(s);
         }
+        if self.chain {
+            m[META_CHAIN] = serde_json::json!(true);
+        }
+        if let Some(p) = &self.parent {
+            m[META_PARENT] = serde_json::json!(p.as_str());
+        }
         m
     }
 }
@@ -653,6 +694,8 @@ const META_PLAIN_SIZE: &str = "plain_size";
 const META_STORAGE_CLASS: &str = "storage_class";
 const META_FORMAT: &str = "format";
 const META_SOURCE: &str = "source";
+const META_CHAIN: &str = "chain";
+const META_PARENT: &str = "parent";
 const FORMAT_ARCHIVE: &str = "bakthat-1";
 
 #[cfg(test)]
@@ -694,6 +737,16 @@ mod tests {
         let p = StoredName::from_key("a.txt.20261122040810.enc").parse().unwrap();
         assert_eq!((p.name.as_str(), p.archive, p.enc), ("a.txt", None, true));
         assert!(StoredName::from_key("bakthat_glacier_inventory").parse().is_none());
+        let inc = StoredName::incremental("site", 1_795_000_000, Compression::Gzip, true);
+        let p = inc.parse().unwrap();
+        assert_eq!((p.name.as_str(), p.archive, p.enc, p.incremental), ("site", Some(Compression::Gzip), true, true));
+        assert!(inc.is_archive() && inc.is_enc() && inc.as_str().ends_with(".inc.tgz.enc"));
+        let zst = StoredName::incremental("site", 1_795_000_000, Compression::Zstd, false);
+        assert_eq!(zst.as_str(), format!("site.{}.inc.tar.zst", date_component(1_795_000_000)));
+        assert!(zst.parse().unwrap().incremental);
+        let plain = StoredName::new("site.inc", 1_795_000_000, Some(Compression::Gzip), false);
+        assert!(!plain.parse().unwrap().incremental);
+        assert_eq!(StoredName::from_key("a.inc.20261122040810.tgz").parse().unwrap().name, "a.inc");
     }
 
     #[test]

@@ -12,13 +12,16 @@
 //! This module is not: a reader of the inventory or config (callers pass plain datetimes and a [`Policy`], which
 //! [`policy_from_rotation_map`] builds from 0.6's `rotation` settings), a clock (callers pass `now`), nor a deleter
 //! (it only says what to keep and why). It works on one backup set; choosing which backups form a set is the
-//! caller's job.
+//! caller's job. [`keep_chains`] then keeps what kept incremental backups need (also pure).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Weekday};
 use thiserror::Error;
+
+mod chains;
+pub use chains::keep_chains;
 
 /// How many periods of each unit to keep, and the day weeks start on.
 ///
@@ -211,6 +214,8 @@ pub enum Reason {
     OutsideAllWindows,
     /// Deleted: inside some unit's window, but an older backup already represents each of its periods.
     NotFirstInBucket,
+    /// Kept: a kept incremental backup needs it (its parent, or its parent's parent, …); names the nearest one.
+    NeededBy(String),
 }
 
 impl Reason {
@@ -236,6 +241,7 @@ impl fmt::Display for Reason {
             },
             Reason::OutsideAllWindows => f.write_str("outside every window"),
             Reason::NotFirstInBucket => f.write_str("not the oldest of its period in any window"),
+            Reason::NeededBy(name) => write!(f, "needed by {name}"),
         }
     }
 }

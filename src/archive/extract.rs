@@ -166,6 +166,8 @@ impl<'a> Extractor<'a> {
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ExtractError> {
         let raw = entry.path_bytes().into_owned();
         let kind = entry.header().entry_type();
+        // A GNU dumpdir (an incremental backup's directory) is a directory; its list of contents is not needed here.
+        let kind = if super::incremental::is_dumpdir(kind) { EntryType::Directory } else { kind };
         let rel = match normalize(&raw) {
             Ok(Some(rel)) => rel,
             Ok(None) if kind == EntryType::Directory => {

@@ -263,6 +263,8 @@ impl Index {
             let entry = entry?;
             let h = entry.header();
             let kind = match h.entry_type() {
+                // GNU's dumpdir (incremental backups): a directory whose data lists its contents.
+                t if super::incremental::is_dumpdir(t) => EntryKind::Dir,
                 tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
                 tar::EntryType::Directory => EntryKind::Dir,
                 tar::EntryType::Symlink => EntryKind::Symlink,
@@ -307,7 +309,7 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
@@ -319,26 +321,26 @@ fn put(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Cursor<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn get(&mut self) -> Result<u64, IndexError> {
+    pub(super) fn get(&mut self) -> Result<u64, IndexError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos).ok_or(IndexError::Corrupt("truncated"))?;
@@ -352,7 +354,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A count of items, bounded by the bytes left (each item takes at least one byte).
-    fn count(&mut self) -> Result<usize, IndexError> {
+    pub(super) fn count(&mut self) -> Result<usize, IndexError> {
         let n = self.get()?;
         if n > (self.buf.len() - self.pos) as u64 {
             return Err(IndexError::Corrupt("count larger than the index"));
@@ -360,7 +362,7 @@ impl<'a> Cursor<'a> {
         Ok(n as usize)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], IndexError> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], IndexError> {
         let n = self.get()? as usize;
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(IndexError::Corrupt("truncated"))?;
         let s = &self.buf[self.pos..end];

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 pub mod codec;
 pub mod crypto;
 pub mod extract;
+pub mod incremental;
 pub mod index;
 pub mod legacy;
 pub mod members;
@@ -327,7 +328,7 @@ pub fn restore_archive<R: Read + Send>(
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
         scope.spawn(move || pump(tar, tx));
-        Ok(extract::extract(ChannelReader { rx, buf: Vec::new(), pos: 0 }, dest, opts)?)
+        Ok(extract::extract(ChannelReader::new(rx), dest, opts)?)
     })
 }
 
@@ -345,11 +346,18 @@ fn pump(mut r: Box<dyn codec::Blocks + '_>, tx: std::sync::mpsc::SyncSender<io::
     }
 }
 
-/// The reading end of [`pump`].
-struct ChannelReader {
+/// The reading end of [`pump`] (and of other producers of blocks, such as a chain's restore): blocks in order, an
+/// error as the producer sent it, the end when the producer is gone.
+pub(crate) struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     buf: Vec<u8>,
     pos: usize,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader { rx, buf: Vec::new(), pos: 0 }
+    }
 }
 
 impl Read for ChannelReader {

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use super::codec::{self, Compression};
+use super::incremental::{self, Dumped, Node, Tracker};
 use super::index::{Entry, EntryKind, Index, Member};
 use super::members::{self, MemberLens};
 
@@ -49,6 +50,9 @@ pub struct PackOptions {
     /// Directories stored as empty directories, never descended into, whatever `one_file_system` says: bakthat's
     /// own mounts (reading a backup through its own mount stores it twice, or fails on every cold file).
     pub stop_at: Vec<PathBuf>,
+    /// A backup of a chain (see [`super::incremental`]): directories become GNU dumpdirs, and only what the
+    /// tracker says changed is stored.
+    pub changes: Option<Arc<Tracker>>,
 }
 
 impl Default for PackOptions {
@@ -62,6 +66,7 @@ impl Default for PackOptions {
             progress: None,
             one_file_system: false,
             stop_at: Vec::new(),
+            changes: None,
         }
     }
 }
@@ -311,17 +316,57 @@ impl<'o> TarWalker<'o> {
         let out = |e| PackError::Output(e);
         if ft.is_dir() {
             entry.kind = EntryKind::Dir;
-            header.set_size(0);
-            let mut dname = name.clone();
-            dname.push(b'/');
-            self.tar.append_data(&mut header, os(&dname), io::empty()).map_err(out)?;
-            self.push(entry);
-            match self.stop_reason(path, meta) {
+            let children = match self.stop_reason(path, meta) {
                 Some(why) => {
                     tracing::info!("{}: stored empty, not descended into: {why}", path.display());
                     self.report.not_descended.push(PackWarning { path: path.to_path_buf(), message: why.into() });
+                    Vec::new()
                 }
-                None => self.add_children(path, &name)?,
+                None => self.children(path, &name),
+            };
+            let mut dname = name.clone();
+            dname.push(b'/');
+            let Some(tracker) = self.opts.changes.clone() else {
+                header.set_size(0);
+                self.tar.append_data(&mut header, os(&dname), io::empty()).map_err(out)?;
+                self.push(entry, 0);
+                for (child, cname, cmeta) in children {
+                    self.add(&child, cname, &cmeta)?;
+                }
+                return Ok(());
+            };
+            // A chain's archive: a dumpdir listing every child, then the children that changed.
+            tracker.record(&name, Node::of(meta, None));
+            let decided: Vec<(PathBuf, Vec<u8>, Metadata, Dumped)> = children
+                .into_iter()
+                .map(|(child, cname, cmeta)| {
+                    let what = if cmeta.is_dir() {
+                        Dumped::Dir
+                    } else {
+                        let link = cmeta
+                            .file_type()
+                            .is_symlink()
+                            .then(|| fs::read_link(&child).ok().map(|t| t.as_os_str().as_bytes().to_vec()))
+                            .flatten();
+                        match tracker.record(&cname, Node::of(&cmeta, link)) {
+                            true => Dumped::Stored,
+                            false => Dumped::Unchanged,
+                        }
+                    };
+                    (child, cname, cmeta, what)
+                })
+                .collect();
+            let skip = name.len() + 1;
+            let mut listed: Vec<(&[u8], Dumped)> = decided.iter().map(|(_, n, _, w)| (&n[skip..], *w)).collect();
+            let dump = incremental::dumpdir(&mut listed);
+            header.set_entry_type(incremental::dumpdir_type());
+            header.set_size(dump.len() as u64);
+            self.tar.append_data(&mut header, os(&dname), dump.as_slice()).map_err(out)?;
+            self.push(entry, dump.len() as u64);
+            for (child, cname, cmeta, what) in decided {
+                if what != Dumped::Unchanged {
+                    self.add(&child, cname, &cmeta)?;
+                }
             }
         } else if ft.is_file() {
             if meta.nlink() > 1 {
@@ -331,7 +376,7 @@ impl<'o> TarWalker<'o> {
                     self.tar.append_link(&mut header, os(&name), os(&first)).map_err(out)?;
                     entry.kind = EntryKind::HardLink;
                     entry.link = Some(first);
-                    self.push(entry);
+                    self.push(entry, 0);
                     return Ok(());
                 }
             }
@@ -339,6 +384,7 @@ impl<'o> TarWalker<'o> {
                 Ok(f) => f,
                 Err(e) => {
                     self.warn(path, format!("skipped, cannot be read: {e}"));
+                    self.forget(&name);
                     return Ok(());
                 }
             };
@@ -362,12 +408,14 @@ impl<'o> TarWalker<'o> {
             }
             self.report.files += 1;
             self.report.bytes += size;
-            self.push(entry);
+            let len = entry.size;
+            self.push(entry, len);
         } else if ft.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(t) => t,
                 Err(e) => {
                     self.warn(path, format!("skipped, symlink cannot be read: {e}"));
+                    self.forget(&name);
                     return Ok(());
                 }
             };
@@ -375,7 +423,7 @@ impl<'o> TarWalker<'o> {
             self.tar.append_link(&mut header, os(&name), &target).map_err(out)?;
             entry.kind = EntryKind::Symlink;
             entry.link = Some(target.as_os_str().as_bytes().to_vec());
-            self.push(entry);
+            self.push(entry, 0);
         } else {
             let what = if ft.is_socket() {
                 "socket"
@@ -387,8 +435,16 @@ impl<'o> TarWalker<'o> {
                 "special file"
             };
             self.warn(path, format!("skipped, a {what} is not backed up"));
+            self.forget(&name);
         }
         Ok(())
+    }
+
+    /// Forgets an entry a chain's tracker recorded but that was not stored, so the next backup tries it again.
+    fn forget(&self, name: &[u8]) {
+        if let Some(t) = &self.opts.changes {
+            t.forget(name);
+        }
     }
 
     /// Why a directory below the source is not descended into, if it is not.
@@ -404,24 +460,27 @@ impl<'o> TarWalker<'o> {
         }
     }
 
-    fn push(&mut self, mut entry: Entry) {
+    /// Records an entry just written, whose data took `data_len` bytes (a file's size, a dumpdir's length).
+    fn push(&mut self, mut entry: Entry, data_len: u64) {
         let end = self.pos();
-        entry.data_offset = end - entry.size.div_ceil(512) * 512;
+        entry.data_offset = end - data_len.div_ceil(512) * 512;
         // The entry's own header block sits right before its data (long-name blocks, if any, before that).
         entry.header_offset = entry.data_offset - 512;
         self.report.index.entries.push(entry);
     }
 
-    fn add_children(&mut self, dir: &Path, name: &[u8]) -> Result<(), PackError> {
+    /// The children of `dir` the filter includes, sorted by name, with their archive names and metadata.
+    fn children(&mut self, dir: &Path, name: &[u8]) -> Vec<(PathBuf, Vec<u8>, Metadata)> {
         let read = match fs::read_dir(dir) {
             Ok(r) => r,
             Err(e) => {
                 self.warn(dir, format!("contents skipped, directory cannot be listed: {e}"));
-                return Ok(());
+                return Vec::new();
             }
         };
         let mut children: Vec<_> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         children.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        let mut out = Vec::with_capacity(children.len());
         for child in children {
             let meta = match fs::symlink_metadata(&child) {
                 Ok(m) => m,
@@ -435,12 +494,17 @@ impl<'o> TarWalker<'o> {
                     continue;
                 }
             }
+            if self.opts.changes.is_some() && !(meta.is_dir() || meta.is_file() || meta.file_type().is_symlink()) {
+                // Not stored, so not listed in a dumpdir either (GNU tar would remove it on extraction anyway).
+                self.warn(&child, "skipped, only files, directories and symlinks are backed up");
+                continue;
+            }
             let mut cname = name.to_vec();
             cname.push(b'/');
             cname.extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
-            self.add(&child, cname, &meta)?;
+            out.push((child, cname, meta));
         }
-        Ok(())
+        out
     }
 
     fn finish(mut self) -> Result<(PackReport, u64), PackError> {

@@ -59,6 +59,12 @@ pub(super) struct BackupArgs {
     /// profile's `compression`, else gzip
     #[arg(long, value_name = "gzip|zstd")]
     compression: Option<Compression>,
+    /// A full backup, whatever the profile's `incremental:` policy says (it starts a new chain under one)
+    #[arg(long, conflicts_with = "incremental")]
+    full: bool,
+    /// Store only what changed since the newest backup of the same name, source and store (GNU tar incremental)
+    #[arg(long)]
+    incremental: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -97,6 +103,11 @@ pub(super) fn run(cli: &Cli, a: &BackupArgs) -> Result<i32> {
         pack: None,
         progress: None,
         one_file_system: a.one_file_system,
+        kind: match (a.full, a.incremental) {
+            (true, _) => ops::BackupKind::Full,
+            (_, true) => ops::BackupKind::Incremental,
+            _ => ops::BackupKind::Policy,
+        },
     };
     let out = match &a.key {
         Some(key) => client.backup_monitored(&opts, key)?,

@@ -19,6 +19,10 @@ pub(super) struct DeleteArgs {
     /// The store to look in: local, s3, glacier or swift (default: the profile's default_destination)
     #[arg(short, long)]
     destination: Option<Destination>,
+    /// Also delete the incremental backups that need it (without it, deleting a backup that kept incrementals
+    /// need is refused)
+    #[arg(long)]
+    with_dependents: bool,
 }
 
 #[derive(Parser, Debug)]
@@ -38,6 +42,12 @@ pub(super) struct DeleteOlderArgs {
 pub(super) fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
     let c = client(cli)?;
     let password = tombstone_password(&c, &a.filename)?;
+    if a.with_dependents {
+        for p in c.delete_with_dependents(&a.filename, a.destination, password.as_deref())? {
+            println!("deleted {}  ({})", p.record.stored_filename, p.reasons.join("; "));
+        }
+        return Ok(EXIT_OK);
+    }
     let r = c.delete(&a.filename, a.destination, password.as_deref())?;
     println!("deleted {}", r.stored_filename);
     Ok(EXIT_OK)

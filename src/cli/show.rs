@@ -72,8 +72,15 @@ fn json_row(r: &BackupRecord) -> Result<serde_json::Value, serde_json::Error> {
         o.insert("encrypted".into(), r.is_enc().into());
         o.insert("host".into(), r.client().into());
         o.insert("source".into(), r.source().into());
+        o.insert("kind".into(), if r.parent().is_some() { "incremental" } else { "full" }.into());
+        o.insert("parent".into(), r.parent().map(|p| p.to_string()).into());
     }
     Ok(v)
+}
+
+/// ` [incremental of PARENT]` for an incremental backup.
+fn chain_mark(r: &BackupRecord) -> String {
+    r.parent().map(|p| format!(" [incremental of {p}]")).unwrap_or_default()
 }
 
 fn iso(epoch: i64) -> String {
@@ -81,10 +88,10 @@ fn iso(epoch: i64) -> String {
 }
 
 /// One `show` line for pipes and scripts, tab-separated: date (UTC), destination, size, encryption, stored name with
-/// its (tags) and [deleted], and the store holding it.
+/// its (tags), [incremental of PARENT] and [deleted], and the store holding it.
 fn show_line(r: &BackupRecord) -> String {
     let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags) };
-    let deleted = if r.is_deleted { " [deleted]" } else { "" };
+    let deleted = format!("{}{}", chain_mark(r), if r.is_deleted { " [deleted]" } else { "" });
     let enc = if r.is_enc() { "encrypted" } else { "plain" };
     format!(
         "{}\t{}\t{}\t{enc}\t{}{tags}{deleted}\t{}",
@@ -101,7 +108,7 @@ fn write_table(out: &mut impl Write, rows: &[BackupRecord]) -> io::Result<()> {
     let header = ["DATE (UTC)", "DEST", "SIZE", "ENCRYPTED", "BACKUP", "TAGS", "STORE"].map(String::from);
     let mut table = vec![header];
     for r in rows {
-        let deleted = if r.is_deleted { " [deleted]" } else { "" };
+        let deleted = format!("{}{}", chain_mark(r), if r.is_deleted { " [deleted]" } else { "" });
         table.push([
             utc(r.backup_date).format("%Y-%m-%d %H:%M:%SZ").to_string(),
             r.backend.to_string(),

@@ -436,6 +436,30 @@ impl Client {
         self.session(Action::Delete, subject, run, |r| Outcome::Delete(r))
     }
 
+    /// [`Client::delete`] of a backup that incrementals need, deleting them too (`delete --with-dependents`):
+    /// every backup deleted, dependents first; fires `before_delete` and `on_delete` once for all of them.
+    pub fn delete_with_dependents(
+        &self,
+        name: &str,
+        destination: Option<Destination>,
+        password: Option<&Secret>,
+    ) -> Result<Vec<Planned>, ClientError> {
+        let dest = self.ctx.destination(destination);
+        let subject = Subject { name, source: None, destination: Some(dest.as_str()), dry_run: false };
+        let run = || {
+            let mut deleted = ops::delete_with(&self.ctx, name, Some(dest), password, true)?;
+            let asked = deleted.pop().expect("delete_with deletes the backup asked for");
+            let needs = format!("needs {}", asked.stored_filename);
+            let mut plan: Vec<Planned> = deleted
+                .into_iter()
+                .map(|record| Planned { record, keep: false, reasons: vec![needs.clone()] })
+                .collect();
+            plan.push(Planned { record: asked, keep: false, reasons: vec!["asked for".into()] });
+            Ok(plan)
+        };
+        self.session(Action::Delete, subject, run, |p| Outcome::Plan(p))
+    }
+
     /// Deletes the backups named exactly `name` older than `interval` (e.g. `3M2D`); fires
     /// `before_delete_older_than` and `on_delete_older_than`.
     pub fn delete_older_than(

@@ -36,7 +36,7 @@ mod profile;
 mod tests;
 mod validate;
 
-pub use profile::{Profile, RotationConfig, SyncConfig};
+pub use profile::{IncrementalConfig, Profile, RotationConfig, SyncConfig};
 use validate::{describe, key_text, without_location, Bad};
 
 /// The profile used when none is named (`-p`).

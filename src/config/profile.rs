@@ -216,6 +216,10 @@ settings! {
         compression_level: Option<u8> = None, read compression_level, skip "Option::is_none";
         /// New: `gzip` (`.tgz`, the default, readable by bakthat 0.6) or `zstd` (`.tar.zst`, seekable zstd).
         compression: Option<Compression> = None, read compression, skip "Option::is_none";
+        /// New: incremental backups (`{full_every: 7D, max_chain: 14}`); without it every backup is full.
+        incremental: Option<IncrementalConfig> = None,
+            read |e, k| e.take(k).map(|v| IncrementalConfig::from_value(v).map_err(|b| b.under(k))).transpose(),
+            skip "Option::is_none";
     }
 }
 
@@ -268,6 +272,52 @@ impl RotationConfig {
     /// `first_week_day`, or saturday as in 0.6.
     pub fn week_start(&self) -> i64 {
         self.first_week_day.unwrap_or(DEFAULT_FIRST_WEEK_DAY)
+    }
+}
+
+fn interval(e: &mut Entries, key: &str) -> Result<Option<String>, Bad> {
+    let Some(text) = e.text(key)? else { return Ok(None) };
+    match crate::interval::parse_interval(&text) {
+        Ok(s) if s > 0 => Ok(Some(text)),
+        Ok(_) => Err(Bad::new(key, "must be longer than nothing, e.g. 7D")),
+        Err(err) => Err(Bad::new(key, err.to_string())),
+    }
+}
+
+fn chain_length(e: &mut Entries, key: &str) -> Result<Option<i64>, Bad> {
+    match e.count(key)? {
+        Some(n) if !(1..=1000).contains(&n) => Err(Bad::new(key, format!("must be 1 to 1000, got {n}"))),
+        n => Ok(n),
+    }
+}
+
+settings! {
+    /// The `incremental:` block of a profile: a backup is incremental (stores only what changed since the previous
+    /// backup of the same name, source and store) unless the chain's full is older than `full_every` (default
+    /// 7D) or the chain already has `max_chain` incrementals (default 14).
+    pub struct IncrementalConfig, expecting "a mapping such as `{full_every: 7D, max_chain: 14}`" {
+        /// How old a chain's full backup may get before the next backup is a full one (the interval grammar).
+        full_every: Option<String> = None, read interval, skip "Option::is_none";
+        /// How many incrementals a chain may have before the next backup is a full one.
+        max_chain: Option<i64> = None, read chain_length, skip "Option::is_none";
+    }
+}
+
+impl IncrementalConfig {
+    /// Default `full_every`.
+    pub const DEFAULT_FULL_EVERY: &'static str = "7D";
+    /// Default `max_chain`.
+    pub const DEFAULT_MAX_CHAIN: u32 = 14;
+
+    /// `full_every` in seconds.
+    pub fn full_every_seconds(&self) -> i64 {
+        let text = self.full_every.as_deref().unwrap_or(Self::DEFAULT_FULL_EVERY);
+        crate::interval::parse_interval(text).unwrap_or(7 * 86_400)
+    }
+
+    /// `max_chain`.
+    pub fn max_chain(&self) -> u32 {
+        self.max_chain.map(|n| n as u32).unwrap_or(Self::DEFAULT_MAX_CHAIN)
     }
 }
 

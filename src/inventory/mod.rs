@@ -12,6 +12,7 @@
 //! An [`Inventory`] is `Send + Sync`: it holds one connection behind a mutex, so share it with an `Arc`. Several
 //! processes may open the same file (WAL mode, 5 s busy timeout).
 
+mod chains;
 mod legacy;
 mod schema;
 #[cfg(test)]
@@ -276,6 +277,29 @@ fn host_of(record: &BackupRecord) -> Option<&str> {
     record.client()
 }
 
+/// The tables that keep one blob per backup, keyed by its stored name.
+#[derive(Clone, Copy)]
+enum Blob {
+    /// `entry_index`: the entry index sidecar's copy.
+    EntryIndex,
+    /// `snapshot`: an incremental chain member's snapshot delta (see `chains`).
+    Snapshot,
+}
+
+impl Blob {
+    fn table(self) -> &'static str {
+        match self {
+            Blob::EntryIndex => "entry_index",
+            Blob::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// The `parent` column of a row: its parent's stored name, '' for a full backup.
+fn parent_of(record: &BackupRecord) -> String {
+    record.parent().map(|p| p.as_str().to_string()).unwrap_or_default()
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == ErrorCode::ConstraintViolation && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
@@ -292,7 +316,8 @@ fn insert_row(conn: &Connection, record: &BackupRecord, profile: Option<&str>) -
         .map_err(|e| InventoryError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
     let res = conn.execute(
         "INSERT INTO backups (backend, backend_hash, backup_date, filename, is_deleted, last_updated, metadata, size, \
-         stored_filename, tags, profile, host, store) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         stored_filename, tags, profile, host, store, parent) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             record.backend,
             record.backend_hash,
@@ -307,6 +332,7 @@ fn insert_row(conn: &Connection, record: &BackupRecord, profile: Option<&str>) -
             profile,
             host_of(record),
             record.store.as_str(),
+            parent_of(record),
         ],
     );
     match res {
@@ -419,7 +445,7 @@ impl Inventory {
                 tx.execute(
                     "UPDATE backups SET backend = ?1, backend_hash = ?2, backup_date = ?3, filename = ?4, \
                      is_deleted = ?5, last_updated = ?6, metadata = ?7, size = ?8, tags = ?9, host = ?10, \
-                     store = CASE WHEN ?12 = '' THEN store ELSE ?12 END WHERE stored_filename = ?11",
+                     store = CASE WHEN ?12 = '' THEN store ELSE ?12 END, parent = ?13 WHERE stored_filename = ?11",
                     params![
                         incoming.backend,
                         incoming.backend_hash,
@@ -433,6 +459,7 @@ impl Inventory {
                         host_of(incoming),
                         incoming.stored_filename.as_str(),
                         incoming.store.as_str(),
+                        parent_of(incoming),
                     ],
                 )?;
                 if incoming.is_deleted {
@@ -440,6 +467,7 @@ impl Inventory {
                         "DELETE FROM entry_index WHERE stored_filename = ?1",
                         [incoming.stored_filename.as_str()],
                     )?;
+                    tx.execute("DELETE FROM snapshot WHERE stored_filename = ?1", [incoming.stored_filename.as_str()])?;
                 }
                 UpsertOutcome::Updated
             }
@@ -618,6 +646,7 @@ impl Inventory {
             return Err(InventoryError::NotFound(stored.clone()));
         }
         tx.execute("DELETE FROM entry_index WHERE stored_filename = ?1", [stored.as_str()])?;
+        tx.execute("DELETE FROM snapshot WHERE stored_filename = ?1", [stored.as_str()])?;
         tx.commit()?;
         Ok(())
     }
@@ -642,9 +671,22 @@ impl Inventory {
 
     /// Stores (or replaces) the archive entry index of a backup; the row must exist.
     pub fn put_index(&self, stored: &StoredName, data: &[u8]) -> Result<()> {
+        self.put_blob(Blob::EntryIndex, stored, data)
+    }
+
+    /// The archive entry index of a backup, if one was stored.
+    pub fn get_index(&self, stored: &StoredName) -> Result<Option<Vec<u8>>> {
+        self.get_blob(Blob::EntryIndex, stored)
+    }
+
+    /// Stores (or replaces) a per-backup blob; the row must exist.
+    fn put_blob(&self, blob: Blob, stored: &StoredName, data: &[u8]) -> Result<()> {
+        let table = blob.table();
         let res = self.conn().execute(
-            "INSERT INTO entry_index (stored_filename, data) VALUES (?1, ?2) \
-             ON CONFLICT (stored_filename) DO UPDATE SET data = excluded.data",
+            &format!(
+                "INSERT INTO {table} (stored_filename, data) VALUES (?1, ?2) \
+                 ON CONFLICT (stored_filename) DO UPDATE SET data = excluded.data"
+            ),
             params![stored.as_str(), data],
         );
         match res {
@@ -654,11 +696,11 @@ impl Inventory {
         }
     }
 
-    /// The archive entry index of a backup, if one was stored.
-    pub fn get_index(&self, stored: &StoredName) -> Result<Option<Vec<u8>>> {
+    /// A per-backup blob, if one was stored.
+    fn get_blob(&self, blob: Blob, stored: &StoredName) -> Result<Option<Vec<u8>>> {
         let conn = self.conn();
         let data = conn
-            .prepare_cached("SELECT data FROM entry_index WHERE stored_filename = ?1")?
+            .prepare_cached(&format!("SELECT data FROM {} WHERE stored_filename = ?1", blob.table()))?
             .query_row([stored.as_str()], |r| r.get(0))
             .optional()?;
         Ok(data)

@@ -3,7 +3,10 @@
 //! Version 1 keeps bakthat 0.6's `backups`, `jobs`, `inventory` and `config` tables with their exact column names and
 //! types (so a 0.6 row reads the same here), and extends them: `backups.profile`/`backups.host`, the job-tracking
 //! columns of `jobs`, and the new `entry_index` table. 0.6's `history` table (created, never written) is not kept.
-//! Version 2 adds `backups.store`, the identity of the store holding each row.
+//! Version 2 adds `backups.store`, the identity of the store holding each row. Version 3 adds incremental chains:
+//! `backups.parent` (the stored name an incremental backup was made against, '' for a full one; the metadata's
+//! `parent` is the synced truth, the column a query's key) and the `snapshot` table (each chain member's `.snap`
+//! delta, a copy of its sidecar).
 
 use std::path::Path;
 
@@ -12,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::InventoryError;
 
 /// The newest schema this build knows; `PRAGMA user_version` of a fully migrated inventory.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1: everything. Each later version appends one entry; never edit a released entry.
 const MIGRATIONS: &[&str] = &[
@@ -57,6 +60,17 @@ CREATE TABLE "entry_index" ("stored_filename" TEXT PRIMARY KEY
     r#"
 ALTER TABLE "backups" ADD COLUMN "store" TEXT NOT NULL DEFAULT '';
 CREATE INDEX "backups_store" ON "backups" ("store");
+"#,
+    // Version 3: incremental chains (issue 15). Rows of version 2 are all full backups; any that a newer host synced
+    // with a parent get it from their metadata.
+    r#"
+ALTER TABLE "backups" ADD COLUMN "parent" TEXT NOT NULL DEFAULT '';
+UPDATE "backups" SET "parent" = coalesce(json_extract("metadata", '$.parent'), '')
+  WHERE json_valid("metadata") AND json_type("metadata", '$.parent') = 'text';
+CREATE INDEX "backups_parent" ON "backups" ("parent");
+CREATE TABLE "snapshot" ("stored_filename" TEXT PRIMARY KEY
+    REFERENCES "backups" ("stored_filename") ON DELETE CASCADE,
+  "data" BLOB NOT NULL);
 "#,
 ];
 

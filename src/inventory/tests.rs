@@ -461,11 +461,42 @@ fn migrates_an_empty_file_once_and_reopens() {
             "tags",
             "profile",
             "host",
-            "store"
+            "store",
+            "parent"
         ]
     );
     drop(inv);
     assert_eq!(user_version_of(&path), i64::from(SCHEMA_VERSION));
+}
+
+// Issue 15: rows of schema 2 that another host synced with a parent (in their metadata) get it in the new column.
+#[test]
+fn schema_2_rows_get_their_parent_from_the_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.sqlite");
+    let inv = Inventory::open(&path).unwrap();
+    let mut full = rec("site", D, "local", "");
+    full.stored_filename = sn("site.20261031030000.tgz");
+    let mut child = rec("site", D + 1, "local", "");
+    child.stored_filename = sn("site.20261101030000.inc.tgz");
+    child.metadata = json!({"parent": "site.20261031030000.tgz", "chain": true});
+    inv.insert(&full).unwrap();
+    inv.insert(&child).unwrap();
+    inv.conn()
+        .execute_batch(
+            "DROP INDEX backups_parent; ALTER TABLE backups DROP COLUMN parent; DROP TABLE snapshot; \
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    drop(inv);
+    let inv = Inventory::open(&path).unwrap();
+    assert_eq!(user_version_of(&path), i64::from(SCHEMA_VERSION));
+    let parent = StoredName::from_key("site.20261031030000.tgz");
+    let children: Vec<String> =
+        inv.children_of(&parent).unwrap().iter().map(|r| r.stored_filename.to_string()).collect();
+    assert_eq!(children, ["site.20261101030000.inc.tgz"]);
+    inv.put_snapshot(&parent, b"delta").unwrap();
+    assert_eq!(inv.get_snapshot(&parent).unwrap().as_deref(), Some(&b"delta"[..]));
 }
 
 #[test]

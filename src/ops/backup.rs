@@ -39,6 +39,8 @@ pub struct BackupOptions {
     pub progress: Option<crate::archive::pack::Progress>,
     /// `-x`: directories on another file system than the source are stored empty, not descended into.
     pub one_file_system: bool,
+    /// `--full`, `--incremental`, or the profile's `incremental:` policy.
+    pub kind: super::BackupKind,
 }
 
 /// What a backup stored.
@@ -105,12 +107,25 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         (true, true) => (strip_gz(&name), Some(Compression::Gzip)),
         (true, false) => (name.clone(), Some(pack.compression)),
     };
+    // A directory under an `incremental:` policy (or `--incremental`) joins a chain (see ops::incremental).
+    let chain = if raw || !meta.is_dir() {
+        None
+    } else {
+        let store = ctx.stores().identity(destination)?;
+        let secret = opts.password.as_deref();
+        super::incremental::start(ctx, opts.kind, &name, &source, &store, destination, secret)?
+    };
+    let parent = chain.as_ref().and_then(|c| c.parent.as_ref().map(|p| p.stored_filename.clone()));
+    let new_name = |now| match (&parent, archive_kind) {
+        (Some(_), Some(c)) => StoredName::incremental(&key_name, now, c, enc.is_some()),
+        _ => StoredName::new(&key_name, now, archive_kind, enc.is_some()),
+    };
     let mut now = ctx.now();
-    let mut stored = StoredName::new(&key_name, now, archive_kind, enc.is_some());
+    let mut stored = new_name(now);
     // Two backups of one name within a second would collide: take the next free second.
     while ctx.inventory.get(&stored)?.is_some() || backend.head(stored.as_str())?.is_some() {
         now += 1;
-        stored = StoredName::new(&key_name, now, archive_kind, enc.is_some());
+        stored = new_name(now);
     }
     crate::storage::check_key(stored.as_str())?;
 
@@ -147,6 +162,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         let mut pack = pack;
         pack.filter = opts.filter.clone();
         pack.one_file_system = opts.one_file_system;
+        pack.changes = chain.as_ref().map(|c| c.tracker.clone());
         pack.stop_at = stop_at;
         let meter: Arc<dyn super::Meter> = Arc::from(meter);
         let m2 = meter.clone();
@@ -168,6 +184,7 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     };
     let info = upload.commit()?;
     let sidecar = index.as_ref().map(|i| archive::index_sidecar(i, enc.as_ref()));
+    let snapshot = chain.as_ref().map(|c| super::incremental::snapshot_sidecar(&c.tracker.finish().1, enc.as_ref()));
     let metadata = NewMetadata {
         client: ctx.host.clone(),
         encryption: if enc.is_some() { model::Encryption::V1 } else { model::Encryption::None },
@@ -176,6 +193,8 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         // The class the store applied (S3): the mount tells an archived backup by it before any read.
         storage_class: info.storage_class.clone(),
         source: Some(source.to_string_lossy().into_owned()),
+        chain: chain.is_some(),
+        parent,
     };
     let record = BackupRecord {
         id: None,
@@ -193,13 +212,26 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     };
     let mut entry_key = None;
     let master = enc.as_ref().map(|e| e.master.as_ref());
-    let done = finish(ctx, backend.as_ref(), journal.as_deref(), master, &record, sidecar.as_deref(), &mut entry_key);
+    let snap_key = format!("{stored}{}", super::incremental::SNAPSHOT_SUFFIX);
+    let done = match &snapshot {
+        Some(bytes) => super::incremental::put_snapshot(ctx, &record, backend.as_ref(), journal.as_deref(), bytes),
+        None => Ok(()),
+    }
+    .and_then(|()| {
+        finish(ctx, backend.as_ref(), journal.as_deref(), master, &record, sidecar.as_deref(), &mut entry_key)
+    })
+    .and_then(|()| match &snapshot {
+        Some(bytes) => Ok(ctx.inventory.put_snapshot(&stored, bytes)?),
+        None => Ok(()),
+    });
     if let Err(e) = done {
         // Leave no object without a row, and no row without its object.
         let _ = backend.delete(stored.as_str());
-        let _ = backend.delete(&format!("{stored}{INDEX_SUFFIX}"));
-        if let Some(j) = &journal {
-            let _ = j.delete(&format!("{stored}{INDEX_SUFFIX}"));
+        for key in [format!("{stored}{INDEX_SUFFIX}"), snap_key.clone()] {
+            let _ = backend.delete(&key);
+            if let Some(j) = &journal {
+                let _ = j.delete(&key);
+            }
         }
         if let (Some(key), Some(j)) = (entry_key, &journal) {
             let _ = j.delete(&key);

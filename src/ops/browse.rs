@@ -21,10 +21,18 @@ pub fn inventory_index(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>
     Ok(Some(archive::read_index_sidecar(&bytes, secret)?))
 }
 
-/// [`inventory_index`] for a backup that must have one.
+/// What `ls`, `find` and `diff` list of a backup: its entry index, or for an incremental backup the complete tree
+/// at its time ([`super::incremental::chain_tree`], from the inventory's copies as well).
+fn listing_index(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>) -> Result<Option<Index>, OpsError> {
+    if record.parent().is_some() {
+        return Ok(Some(super::incremental::chain_tree(ctx, record, secret)?.index));
+    }
+    inventory_index(ctx, record, secret)
+}
+
+/// [`listing_index`] for a backup that must have one.
 fn required_index(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>) -> Result<Index, OpsError> {
-    inventory_index(ctx, record, secret)?
-        .ok_or_else(|| OpsError::NoIndex { stored: record.stored_filename.to_string() })
+    listing_index(ctx, record, secret)?.ok_or_else(|| OpsError::NoIndex { stored: record.stored_filename.to_string() })
 }
 
 /// One entry of a backup, as `ls --json` and `find --json` print it.
@@ -158,7 +166,7 @@ pub fn find_paths(
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for record in backups(ctx, name)?.into_iter().filter(|r| r.stored_filename.is_archive()) {
-        let index = match readable_index(ctx, &record, secret, &mut skipped)? {
+        let index = match readable_index(ctx, &record, secret, &mut skipped, true)? {
             Some(i) => i,
             None => continue,
         };
@@ -178,15 +186,18 @@ pub fn find_paths(
     Ok((found, skipped))
 }
 
-/// The index of a backup when it can be read; when not for want of a password or a copy, notes why in `skipped`.
+/// The index of a backup when it can be read (with `tree`, what [`listing_index`] lists; without, its archive's own
+/// entries); when not for want of a password or a copy, notes why in `skipped`.
 fn readable_index(
     ctx: &Ctx,
     record: &BackupRecord,
     secret: Option<&Secret>,
     skipped: &mut Skipped,
+    tree: bool,
 ) -> Result<Option<Index>, OpsError> {
     let stored = record.stored_filename.to_string();
-    match inventory_index(ctx, record, secret) {
+    let index = if tree { listing_index(ctx, record, secret) } else { inventory_index(ctx, record, secret) };
+    match index {
         Ok(Some(i)) => Ok(Some(i)),
         Ok(None) => {
             skipped.push((stored, "no entry index in the inventory (a bakthat 0.6 archive)".into()));
@@ -342,7 +353,7 @@ pub fn stats(ctx: &Ctx, secret: Option<&Secret>) -> Result<Stats, OpsError> {
     let mut skipped = Vec::new();
     for r in backups(ctx, None)? {
         let plain = if r.stored_filename.is_archive() {
-            readable_index(ctx, &r, secret, &mut skipped)?.map(|i| {
+            readable_index(ctx, &r, secret, &mut skipped, false)?.map(|i| {
                 let files = i.entries.iter().filter(|e| e.kind == EntryKind::File);
                 files.fold((0, 0), |(n, b), e| (n + 1, b + e.size))
             })

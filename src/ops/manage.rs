@@ -47,13 +47,19 @@ fn delete_record(ctx: &Ctx, record: &BackupRecord, key: Option<&MasterKey>) -> R
     backend.delete(record.stored_filename.as_str())?;
     let index = format!("{}{}", record.stored_filename, super::backup::INDEX_SUFFIX);
     backend.delete(&index)?;
+    let snapshot = format!("{}{}", record.stored_filename, super::incremental::SNAPSHOT_SUFFIX);
+    if record.in_chain() {
+        backend.delete(&snapshot)?;
+    }
     // Strictly newer than the row, so that a delete right after the backup still wins on other hosts.
     let when = ctx.now().max(record.last_updated + 1);
     if let Some(journal) = super::journal_for(ctx, record.backend, &backend)? {
         if record.backend == Destination::Glacier {
             // Glacier's sidecar lives in the S3 bucket beside the journal (see backup); best effort, as there.
-            if let Err(e) = journal.delete(&index) {
-                ctx.reporter.warn(&format!("{index} could not be removed from the S3 bucket: {e}"));
+            for key in [&index, &snapshot] {
+                if let Err(e) = journal.delete(key) {
+                    ctx.reporter.warn(&format!("{key} could not be removed from the S3 bucket: {e}"));
+                }
             }
         }
         match crate::journal::publish_tombstone(journal.as_ref(), record, when, key) {
@@ -77,10 +83,46 @@ pub fn delete(
     destination: Option<Destination>,
     password: Option<&Secret>,
 ) -> Result<BackupRecord, OpsError> {
+    let mut deleted = delete_with(ctx, name, destination, password, false)?;
+    Ok(deleted.pop().expect("delete_with deletes the backup asked for"))
+}
+
+/// [`delete`], refusing ([`OpsError::HasDependents`]) a backup that live incrementals need unless
+/// `with_dependents`, which deletes them too (newest first, so no incremental is ever left without its parent).
+/// Returns what was deleted, the backup asked for last.
+pub fn delete_with(
+    ctx: &Ctx,
+    name: &str,
+    destination: Option<Destination>,
+    password: Option<&Secret>,
+    with_dependents: bool,
+) -> Result<Vec<BackupRecord>, OpsError> {
     let dest = ctx.destination(destination);
     let record = find(ctx, name, Some(dest))?;
-    delete_record(ctx, &record, tombstone_key(ctx, password)?.as_deref())?;
-    Ok(record)
+    let mut doomed = super::incremental::dependents(ctx, &record)?;
+    if !doomed.is_empty() && !with_dependents {
+        let names: Vec<&str> = doomed.iter().map(|r| r.stored_filename.as_str()).collect();
+        return Err(OpsError::HasDependents {
+            stored: record.stored_filename.to_string(),
+            dependents: names.join(", "),
+        });
+    }
+    doomed.reverse();
+    doomed.push(record);
+    let key = tombstone_key(ctx, password)?;
+    for r in &doomed {
+        delete_record(ctx, r, key.as_deref())?;
+    }
+    Ok(doomed)
+}
+
+/// For each row, the position in `rows` of its parent (when it is one of them), and the rows' stored names: what
+/// [`rotation::keep_chains`] takes.
+fn chain_links(rows: &[BackupRecord]) -> (Vec<Option<usize>>, Vec<&str>) {
+    let at: std::collections::HashMap<&str, usize> =
+        rows.iter().enumerate().map(|(i, r)| (r.stored_filename.as_str(), i)).collect();
+    let parents = rows.iter().map(|r| r.parent().and_then(|p| at.get(p.as_str()).copied())).collect();
+    (parents, rows.iter().map(|r| r.stored_filename.as_str()).collect())
 }
 
 /// A backup a destructive command would delete (or did).
@@ -104,20 +146,48 @@ pub fn delete_older_than(
     let seconds = parse_interval(interval)?;
     let cutoff = ctx.now() - seconds;
     let dest = ctx.destination(destination);
-    let rows = ctx.inventory.search(&Query {
+    let all = ctx.inventory.search(&Query {
+        exact_name: Some(name.to_string()),
+        backends: vec![dest],
+        ..Query::default()
+    })?;
+    let old = ctx.inventory.search(&Query {
         exact_name: Some(name.to_string()),
         backends: vec![dest],
         older_than: Some(cutoff),
         ..Query::default()
     })?;
-    let key = if dry_run || rows.is_empty() { None } else { tombstone_key(ctx, password)? };
+    let is_old: std::collections::HashSet<&str> = old.iter().map(|r| r.stored_filename.as_str()).collect();
+    // Kept: what is not old, and what a kept incremental needs.
+    let mut decisions: Vec<Decision> = all
+        .iter()
+        .enumerate()
+        .map(|(index, r)| Decision {
+            index,
+            date: utc(r.backup_date).naive_utc(),
+            keep: !is_old.contains(r.stored_filename.as_str()),
+            reasons: Vec::new(),
+        })
+        .collect();
+    let (parents, names) = chain_links(&all);
+    rotation::keep_chains(&mut decisions, &parents, &names);
+    let deletes = decisions.iter().any(|d| !d.keep);
+    let key = if dry_run || !deletes { None } else { tombstone_key(ctx, password)? };
     let mut done = Vec::new();
-    for record in rows {
-        if !dry_run {
+    for d in decisions {
+        let record = all[d.index].clone();
+        if !is_old.contains(record.stored_filename.as_str()) {
+            continue;
+        }
+        if !d.keep && !dry_run {
             delete_record(ctx, &record, key.as_deref())?;
         }
-        let why = format!("older than {interval} (before {})", utc(cutoff).format("%Y-%m-%d %H:%M:%S UTC"));
-        done.push(Planned { record, keep: false, reasons: vec![why] });
+        let reasons = if d.keep {
+            d.reasons.iter().map(|r| r.describe()).collect()
+        } else {
+            vec![format!("older than {interval} (before {})", utc(cutoff).format("%Y-%m-%d %H:%M:%S UTC"))]
+        };
+        done.push(Planned { record, keep: d.keep, reasons });
     }
     Ok(done)
 }
@@ -150,7 +220,9 @@ pub fn rotate(ctx: &Ctx, name: &str, opts: &RotateOptions) -> Result<Vec<Planned
         ..Query::default()
     })?;
     let dates: Vec<_> = rows.iter().map(|r| utc(r.backup_date).naive_utc()).collect();
-    let plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
+    let mut plan: Vec<Decision> = rotation::plan(&dates, utc(ctx.now()).naive_utc(), &policy);
+    let (parents, names) = chain_links(&rows);
+    rotation::keep_chains(&mut plan, &parents, &names);
     let deletes = !opts.dry_run && plan.iter().any(|d| !d.keep);
     let key = if deletes { tombstone_key(ctx, opts.password.as_deref())? } else { None };
     let mut out = Vec::new();

@@ -25,8 +25,10 @@ use crate::stores::{OpenError, Stores};
 
 mod backup;
 mod browse;
+mod chain_restore;
 mod check;
 mod glacier_inventory;
+pub mod incremental;
 mod journal;
 mod manage;
 pub(crate) mod range;
@@ -45,8 +47,11 @@ pub use glacier_inventory::{
     backup_glacier_inventory, restore_glacier_inventory, show_glacier_inventory, show_local_glacier_inventory,
     LocalArchive, RestoredInventory, GLACIER_INVENTORY_KEY,
 };
+pub use incremental::BackupKind;
 pub use journal::journal_for;
-pub use manage::{delete, delete_older_than, rotate, show, Planned, RotateOptions, ShowQuery, SUGGESTED_POLICY};
+pub use manage::{
+    delete, delete_older_than, delete_with, rotate, show, Planned, RotateOptions, ShowQuery, SUGGESTED_POLICY,
+};
 pub use restore::{restore, verify, RestoreOptions, RestoreOutcome, SidecarState, VerifyOutcome};
 pub use share::{recipient_command, share, Shared};
 
@@ -243,6 +248,18 @@ pub enum OpsError {
     NoIndex { stored: String },
     #[error("{path} is not in {stored}; `bakthat ls {stored}` lists its paths")]
     NotInBackup { path: String, stored: String },
+    #[error("the chain of {stored} is broken: it needs {missing}, which is not in the inventory or was deleted; restore an older backup, or `bakthat sync` if another host made it")]
+    BrokenChain { stored: String, missing: String },
+    #[error("the chain of {stored} is broken: it needs {missing}, which is missing from its store")]
+    MissingArchive { stored: String, missing: String },
+    #[error("the snapshot of {stored} ({stored}.snap) is missing from its store and the inventory")]
+    MissingSnapshot { stored: String },
+    #[error(
+        "{stored} is needed by {dependents}; delete those first, or pass --with-dependents to delete the whole chain"
+    )]
+    HasDependents { stored: String, dependents: String },
+    #[error("the backups {stored} are in cold storage and their retrievals are in progress or were just started. Run the same command again later")]
+    ChainPending { stored: String },
     #[error("interrupted; nothing was left under a final name")]
     Interrupted,
     #[error("{context}")]
@@ -257,7 +274,7 @@ impl OpsError {
     /// The process exit code: 1 for failures, 75 while a cold-storage retrieval is pending, 130 if interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
-            OpsError::Pending { .. } => EXIT_PENDING,
+            OpsError::Pending { .. } | OpsError::ChainPending { .. } => EXIT_PENDING,
             OpsError::Interrupted => 130,
             _ => 1,
         }

@@ -69,6 +69,10 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     };
     fs::create_dir_all(&dest)
         .map_err(|e| OpsError::Io { context: format!("creating {}", dest.display()), source: e })?;
+    if record.in_chain() {
+        // A chain's member: its tree at that time, from the archives that hold each file (see chain_restore).
+        return super::chain_restore::restore_chain(ctx, record, &dest, opts);
+    }
     let backend = open(ctx, &record)?;
     let h = hints(&record);
     if h.encrypted && opts.password.is_none() {

@@ -1273,8 +1273,11 @@ fn configure_local_path_keeps_earlier_backups_readable() {
 /// Turns the inventory back into the schema before stores were recorded (version 1).
 fn downgrade_to_schema_1(db: &Path) {
     let c = rusqlite::Connection::open(db).unwrap();
-    c.execute_batch("DROP INDEX backups_store; ALTER TABLE backups DROP COLUMN store; PRAGMA user_version = 1;")
-        .unwrap();
+    c.execute_batch(
+        "DROP INDEX IF EXISTS backups_parent; ALTER TABLE backups DROP COLUMN parent; DROP TABLE IF EXISTS snapshot; \
+         DROP INDEX backups_store; ALTER TABLE backups DROP COLUMN store; PRAGMA user_version = 1;",
+    )
+    .unwrap();
 }
 
 // Issue 11 item 4: an inventory of the previous schema is migrated; its rows are placed in the store their backend

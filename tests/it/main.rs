@@ -17,6 +17,7 @@ mod client_s3;
 mod client_swift;
 mod decrypt_script;
 mod glacier_inventory;
+mod incremental;
 mod kv_share;
 mod legacy_vectors;
 mod ops;
