@@ -135,14 +135,14 @@ def restore(filename, destination=None, profile="default", config=None, password
     return True
 
 
-def show(query="", destination="", tags="", profile="default", config=None, conf=None, output=None):
+def show(query="", destination="", tags="", profile="default", config=None, conf=None, output=None, **kwargs):
     """Print the inventory's backups matching ``query`` (a substring of the name or stored name), ``destination``
     (one store kind or a list; all when empty) and ``tags`` (all of them, whole words), newest first, one line
     each as the command line prints them into a pipe; returns them as a list of ``Backups``.
     """
-    rows = Backups.search(query, destination, tags=tags, profile=profile, config=config, conf=conf)
-    out = output if output is not None else sys.stdout
-    out.write("".join(b._line() + "\n" for b in rows))
+    rows, text = Backups._search(query, destination,
+                                 dict(kwargs, tags=tags, profile=profile, config=config, conf=conf), lines=True)
+    (output if output is not None else sys.stdout).write(text)
     return rows
 
 

@@ -20,16 +20,6 @@ def _target(kwargs):
     return _target(kwargs.get("profile", "default"), kwargs.get("config"), kwargs.get("conf"))
 
 
-def _human(n):
-    if n < 1024:
-        return f"{n} B"
-    v = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        v /= 1024.0
-        if v < 1024.0 or unit == "PiB":
-            return f"{v:.1f} {unit}"
-
-
 class Backups:
     """One backup: 0.6's fields ``filename``, ``stored_filename``, ``backend``, ``backend_hash``, ``backup_date``
     and ``last_updated`` (UTC epochs), ``size``, ``tags`` (space separated), ``metadata`` (a dict), ``is_deleted``;
@@ -67,40 +57,48 @@ class Backups:
         """``backup_date`` as an aware UTC datetime."""
         return datetime.fromtimestamp(self.backup_date, timezone.utc)
 
-    def _line(self):
-        date = datetime.fromtimestamp(self.backup_date, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        enc = "encrypted" if self.is_encrypted() else "plain"
-        tags = f" ({self.tags})" if self.tags else ""
-        return f"{date}\t{self.backend}\t{_human(self.size)}\t{enc}\t{self.stored_filename}{tags}\t{self.store}"
-
     @classmethod
     def search(cls, query="", destination="", **kwargs):
         """Live backups whose name or stored name holds ``query`` (a literal substring), in ``destination`` (one
         kind or a list; all when empty), with all of ``tags`` (a list or a space-separated string; whole words),
         newest change first. 0.6's keywords ``older_than``, ``backup_date`` and ``last_updated_gt`` filter too;
         ``profile``/``config``/``conf`` name the profile; ``include_deleted=True`` adds deleted rows."""
+        return cls._search(query, destination, kwargs)
+
+    @classmethod
+    def _search(cls, query, destination, kwargs, lines=False):
+        """``search``; with ``lines``, also the command line's ``show`` text of the rows."""
         if isinstance(destination, str):
             destination = [destination] if destination else []
         tags = kwargs.get("tags") or []
         if isinstance(tags, str):
             tags = tags.split()
         rows = _native.show(_target(kwargs), query or None, destinations=list(destination), tags=list(tags),
-                            include_deleted=bool(kwargs.get("include_deleted")))
+                            include_deleted=bool(kwargs.get("include_deleted")), lines=lines)
+        text = None
+        if lines:
+            rows, text = rows
+            rows = list(zip(rows, text))
         older_than = kwargs.get("older_than")
         backup_date = kwargs.get("backup_date")
         last_updated_gt = kwargs.get("last_updated_gt")
         if older_than or backup_date or last_updated_gt:
-            rows = [r for r in rows
-                    if (not older_than or r["backup_date"] < older_than)
-                    and (not backup_date or r["backup_date"] == backup_date)
-                    and (not last_updated_gt or r["last_updated"] >= last_updated_gt)]
+            def keep(r):
+                r = r[0] if lines else r
+                return ((not older_than or r["backup_date"] < older_than)
+                        and (not backup_date or r["backup_date"] == backup_date)
+                        and (not last_updated_gt or r["last_updated"] >= last_updated_gt))
+            rows = [r for r in rows if keep(r)]
+        if lines:
+            text = "".join(line + "\n" for _, line in rows)
+            rows = [r for r, _ in rows]
         new = cls.__new__
         out = []
         for r in rows:
             b = new(cls)
             b.__dict__ = r
             out.append(b)
-        return out
+        return (out, text) if lines else out
 
     @classmethod
     def match_filename(cls, filename, destination=None, **kwargs):

@@ -147,9 +147,10 @@ fn with_job(py: Python<'_>, target: &Target, e: PyErr) -> PyErr {
 }
 
 /// Rows of the inventory: `query` is a literal substring of the name or stored name, `destinations` limits the
-/// stores (all when empty), `tags` must all be present (whole words).
+/// stores (all when empty), `tags` must all be present (whole words). With `lines`, returns `(rows, lines)`: also each
+/// row's line of the command line's `show` output into a pipe (tab-separated, without the newline).
 #[pyfunction]
-#[pyo3(signature = (target, query=None, destinations=Vec::new(), tags=Vec::new(), include_deleted=false))]
+#[pyo3(signature = (target, query=None, destinations=Vec::new(), tags=Vec::new(), include_deleted=false, lines=false))]
 fn show<'py>(
     py: Python<'py>,
     target: Target,
@@ -157,12 +158,22 @@ fn show<'py>(
     destinations: Vec<String>,
     tags: Vec<String>,
     include_deleted: bool,
-) -> PyResult<Bound<'py, PyList>> {
+    lines: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let destinations =
         destinations.iter().map(|d| convert::destination(Some(d))).collect::<PyResult<Vec<_>>>()?.into_iter();
     let q = ShowQuery { text: query, destinations: destinations.flatten().collect(), tags, include_deleted };
-    let rows = act(py, &target, |client| client.show(&q))?;
-    convert::records(py, &rows)
+    let (rows, text) = act(py, &target, |client| {
+        let rows = client.show(&q)?;
+        let text: Vec<String> = if lines { rows.iter().map(bakthat::cli::show_line).collect() } else { Vec::new() };
+        Ok((rows, text))
+    })?;
+    let list = convert::records(py, &rows)?;
+    if lines {
+        Ok((list, text).into_pyobject(py)?.into_any())
+    } else {
+        Ok(list.into_any())
+    }
 }
 
 /// The newest live row named `name` (or with that stored name), or None.

@@ -213,3 +213,17 @@ def test_a_pending_glacier_retrieval_carries_its_job(s3conf, tmp_path, cli):
     assert err.job and err.job["job_id"] and err.job["status"] == "pending"
     assert "Run the same command again later" in str(err)
     assert not (tmp_path / "r" / "cold").exists()
+
+
+def test_show_prints_the_cli_lines(home, tmp_path, capsys, cli):
+    src = make_tree(tmp_path / "web")
+    bakthat.backup(str(src), tags="a b")
+    bakthat.backup(str(src), password="pw")
+    rows = bakthat.show()
+    printed = capsys.readouterr().out
+    r = cli("show")
+    assert r.returncode == 0, r.stderr
+    assert printed == r.stdout and len(rows) == 2
+    # With 0.6's extra filters (applied in Python) the lines still match their rows.
+    bakthat.show(older_than=rows[1].backup_date + 1)
+    assert capsys.readouterr().out == r.stdout.splitlines(keepends=True)[1]

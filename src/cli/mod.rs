@@ -37,6 +37,8 @@ mod stats;
 mod sync;
 mod verify;
 
+pub use show::show_line;
+
 /// Exit codes (also in the README).
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;

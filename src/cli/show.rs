@@ -88,8 +88,9 @@ fn iso(epoch: i64) -> String {
 }
 
 /// One `show` line for pipes and scripts, tab-separated: date (UTC), destination, size, encryption, stored name with
-/// its (tags), [incremental of PARENT] and [deleted], and the store holding it.
-fn show_line(r: &BackupRecord) -> String {
+/// its (tags), [incremental of PARENT] and [deleted], and the store holding it. The Python package's
+/// `bakthat.show()` prints these too.
+pub fn show_line(r: &BackupRecord) -> String {
     let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags) };
     let deleted = format!("{}{}", chain_mark(r), if r.is_deleted { " [deleted]" } else { "" });
     let enc = if r.is_enc() { "encrypted" } else { "plain" };
