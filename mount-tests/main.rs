@@ -374,6 +374,53 @@ fn backups_made_while_mounted_appear_and_encrypted_ones_need_the_password() {
     assert_eq!(fs::read(m.p("by-name/sec/latest/sec/s.txt")).unwrap(), b"secret\n");
 }
 
+/// Waits (bounded) until `done` holds, re-checking as a user would by listing or looking up again.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn listed(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+// Issue 16: the kernel keeps listings and names of the archive tree (FOPEN_CACHE_DIR, day-long timeouts); the
+// mount tells it when the inventory changes (FUSE notify). Without the notification the deleted backup stays
+// visible through the kernel's cached names for a day, and this test fails.
+#[test]
+fn cached_listings_and_names_follow_backups_made_and_deleted_while_mounted() {
+    let e = Env::new();
+    let first = e.path().join("first");
+    tree(&first);
+    let ts = e.backup(&first, &[]);
+    let m = e.mount(&[]);
+    assert_eq!(listed(&m.p("by-name")), ["first"]);
+    assert_eq!(listed(&m.p("by-name/first")), [ts.as_str(), "latest"]);
+    assert!(m.p(&format!("by-name/first/{ts}/first")).is_dir());
+    // A backup made by another process appears in the cached listing.
+    let second = e.path().join("second");
+    fs::create_dir_all(&second).unwrap();
+    fs::write(second.join("x"), b"x").unwrap();
+    e.backup(&second, &[]);
+    eventually("the new backup is listed", || listed(&m.p("by-name")) == ["first", "second"]);
+    // A deleted one disappears, names the kernel already looked up included.
+    e.ok(&["delete", "first"]);
+    eventually("the deleted backup is gone", || {
+        !m.p(&format!("by-name/first/{ts}/first")).exists() && !m.p("by-name/first").exists()
+    });
+    assert_eq!(listed(&m.p("by-name")), ["second"]);
+    // And a backup landing through /incoming shows in the cached listing without a remount.
+    fs::write(e.path().join("notes.txt"), b"notes").unwrap();
+    run(Command::new("cp").arg(e.path().join("notes.txt")).arg(m.p("incoming/")));
+    eventually("the /incoming backup is listed", || listed(&m.p("by-name")) == ["notes.txt", "second"]);
+}
+
 // Issue 11 item 9: without a password the mount refuses to start while encrypted backups exist (see tests/it/cli.rs);
 // --without-encrypted mounts anyway, and the encrypted backups say that they need the password.
 #[test]

@@ -8,6 +8,8 @@
 #   - the same cold and warm reads of an encrypted bakthat backup (restic and borg always encrypt);
 #   - `ls -lR` over 10,000 backups (bakthat only: rows and small indexes made through the library), and the store
 #     requests it made (the mount's own meter, its root's `user.bakthat.store_requests` attribute);
+#   - at scale, 1,000,000 backups (4 files each): the time until the mount is up, `ls /by-name`, `ls -lR` of one
+#     name (10,000 backups), and the mount's peak RSS;
 #   - bytes the mount read from its store for a 4 KiB read in the middle of a multi-GB backup (the root's
 #     `user.bakthat.store_bytes_read` attribute);
 #   - the peak RSS (VmHWM) of each mount process.
@@ -15,6 +17,8 @@
 # Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
 #              BENCH_PROFILE (release, or debug for a quick smoke run),
 #              BENCH_BACKUPS (default 10000), BENCH_ROUNDS (reads per tool, median kept; default 3),
+#              BENCH_SCALE (backups of the scale run, default 1000000; 0 skips it; the generated inventory is kept
+#              in WORKDIR and reused), BENCH_ONLY=listing (only the listing and scale runs: no restic or borg),
 #              CARGO_TARGET_DIR (release build location).
 set -euo pipefail
 
@@ -25,12 +29,16 @@ HUGE_MB=${BENCH_HUGE_MB:-3072}
 PROFILE=${BENCH_PROFILE:-release}
 BACKUPS=${BENCH_BACKUPS:-10000}
 ROUNDS=${BENCH_ROUNDS:-3}
+SCALE=${BENCH_SCALE:-1000000}
+ONLY=${BENCH_ONLY:-all}
 TARGET=${CARGO_TARGET_DIR:-${ROOT}/target}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-mount: error: %s\n' "$*" >&2; exit 1; }
 [[ ${EUID} -eq 0 ]] || die "run as root (the cold runs drop the page cache)"
-for t in restic borg fusermount3 getfattr; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
+tools=(fusermount3 getfattr)
+[[ ${ONLY} == listing ]] || tools+=(restic borg)
+for t in "${tools[@]}"; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
 
 log "building bakthat (${PROFILE})"
 flags=(--quiet --bin bakthat --example bench_inventory)
@@ -65,6 +73,7 @@ wait_path() {
     die "$1 did not appear"
 }
 
+if [[ ${ONLY} != listing ]]; then
 log "making the data: ${BIG_MB} MiB large file (half random, half text) and a small file"
 mkdir -p data
 head -c $((BIG_MB * 1048576 / 2)) /dev/urandom > data/big.bin
@@ -128,19 +137,43 @@ for tool in bk bke rs bg; do
     TTFB[$tool]=$(median ${T_ALL[$tool]}); COLD[$tool]=$(median ${C_ALL[$tool]}); WARM[$tool]=$(median ${W_ALL[$tool]})
 done
 SIZE=$((BIG_MB * 1048576))
+fi
+
 
 log "ls -lR over ${BACKUPS} backups (bakthat)"
 export BAKTHAT_DB=${WORK}/many.sqlite
 "$GEN" "${BAKTHAT_DB}" "${BACKUPS}"
 mkdir -p m-many
-"$B" mount m-many --cache-dir "${WORK}/cache-many" > many.log 2>&1 & PIDS+=($!); MOUNTS+=("${WORK}/m-many")
+"$B" mount m-many --cache-dir "${WORK}/cache-many" > many.log 2>&1 & PIDS+=($!); MANY_PID=$!; MOUNTS+=("${WORK}/m-many")
 wait_path m-many/by-name
 t=$(now); ENTRIES=$(ls -lR m-many/by-name | wc -l); T_LS=$(elapsed "$t")
 t=$(now); ls -lR m-many/by-name > /dev/null; T_LS2=$(elapsed "$t")
 t=$(now); ls -lR m-many > /dev/null; T_LS_ALL=$(elapsed "$t")
 attr() { getfattr --only-values -n "user.bakthat.$2" "$1"; }
 LS_REQUESTS=$(attr m-many store_requests)
+R_MANY=$(awk '/^VmHWM/ {print $2}' "/proc/${MANY_PID}/status")
 
+if (( SCALE > 0 )); then
+    log "mounting ${SCALE} backups"
+    export BAKTHAT_DB=${WORK}/scale-${SCALE}.sqlite
+    if [[ ! -s ${BAKTHAT_DB} ]]; then
+        t=$(now); "$GEN" "${BAKTHAT_DB}.tmp" "${SCALE}"; mv "${BAKTHAT_DB}.tmp" "${BAKTHAT_DB}"
+        log "made the inventory in $(elapsed "$t") s"
+    fi
+    mkdir -p m-scale
+    t=$(now)
+    "$B" mount m-scale --cache-dir "${WORK}/cache-scale" > scale.log 2>&1 & PIDS+=($!); SCALE_PID=$!; MOUNTS+=("${WORK}/m-scale")
+    for _ in $(seq 1 6000); do [[ -e m-scale/by-name ]] && break; sleep 0.01; done
+    [[ -e m-scale/by-name ]] || die "the mount of ${SCALE} backups did not come up (see ${WORK}/scale.log)"
+    T_READY=$(elapsed "$t")
+    t=$(now); N_NAMES=$(ls m-scale/by-name | wc -l); T_LS_NAMES=$(elapsed "$t")
+    t=$(now); N_ONE=$(ls -lR m-scale/by-name/svc000 | wc -l); T_LS_ONE=$(elapsed "$t")
+    t=$(now); ls -lR m-scale/by-name/svc000 > /dev/null; T_LS_ONE2=$(elapsed "$t")
+    R_SCALE=$(awk '/^VmHWM/ {print $2}' "/proc/${SCALE_PID}/status")
+    SCALE_REQUESTS=$(attr m-scale store_requests)
+fi
+
+if [[ ${ONLY} != listing ]]; then
 log "a 4 KiB read in the middle of a ${HUGE_MB} MiB backup"
 export BAKTHAT_DB=${WORK}/inventory.sqlite
 mkdir -p huge
@@ -173,8 +206,15 @@ printf '%-34s %12.4f %12.4f %12.4f %14s %14s\n' "time to first byte, small (s)" 
     "$(ratio "${TTFB[bk]}" "${TTFB[rs]}")" "$(ratio "${TTFB[bk]}" "${TTFB[bg]}")"
 printf '%-34s %12s %12s %12s %14s %14s\n' "peak RSS (MiB)" "$((R_BK / 1024))" "$((R_RS / 1024))" "$((R_BG / 1024))" \
     "$(ratio "$R_BK" "$R_RS")" "$(ratio "$R_BK" "$R_BG")"
-printf '\nls -lR /by-name over %s backups (%s lines): %.3f s first, %.3f s again; ls -lR of the whole mount: %.3f s; store requests: %s\n' \
-    "${BACKUPS}" "${ENTRIES}" "${T_LS}" "${T_LS2}" "${T_LS_ALL}" "${LS_REQUESTS}"
 printf 'bytes read from the store for a 4 KiB read in a %s MiB backup: %s (%.2f MiB)\n' "${HUGE_MB}" "${FETCHED}" \
     "$(echo "${FETCHED} / 1048576" | bc -l)"
 printf 'bakthat mount peak RSS after the huge read: %s MiB\n' "$(( $(rss "${HUGE_PID}") / 1024 ))"
+fi
+
+printf '\nls -lR /by-name over %s backups (%s lines): %.3f s first, %.3f s again; ls -lR of the whole mount: %.3f s; store requests: %s\n' \
+    "${BACKUPS}" "${ENTRIES}" "${T_LS}" "${T_LS2}" "${T_LS_ALL}" "${LS_REQUESTS}"
+printf 'mount of %s backups: peak RSS %s MiB\n' "${BACKUPS}" "$((R_MANY / 1024))"
+if (( SCALE > 0 )); then
+    printf '%s backups: mount up in %.3f s; ls /by-name (%s names) %.3f s; ls -lR /by-name/svc000 (%s lines) %.3f s first, %.3f s again; peak RSS %s MiB; store requests %s\n' \
+        "${SCALE}" "${T_READY}" "${N_NAMES}" "${T_LS_NAMES}" "${N_ONE}" "${T_LS_ONE}" "${T_LS_ONE2}" "$((R_SCALE / 1024))" "${SCALE_REQUESTS}"
+fi

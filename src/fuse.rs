@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
-    WriteFlags,
+    KernelConfig, LockOwner, MountOption, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, SessionACL,
+    TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Fs, FsError, Kind, XattrReply};
+use crate::fs::{Attr, Fs, FsError, Invalidation, Kind, Opened, Watcher, XattrReply};
 
 /// The errno for each filesystem error. Exhaustive, no wildcard: a new variant does not compile until it has one.
 pub fn errno(e: &FsError) -> Errno {
@@ -106,6 +106,20 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+fn fopen_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    for (on, flag) in [
+        (o.keep_cache, FopenFlags::FOPEN_KEEP_CACHE),
+        (o.cache_dir, FopenFlags::FOPEN_CACHE_DIR),
+        (o.direct_io, FopenFlags::FOPEN_DIRECT_IO),
+    ] {
+        if on {
+            f |= flag;
+        }
+    }
+    f
+}
+
 /// The fuser face of [`Fs`].
 pub struct FuseFs {
     fs: Fs,
@@ -122,8 +136,11 @@ impl Filesystem for FuseFs {
         // Best effort: larger requests mean fewer round trips; the kernel clamps what it does not support.
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
-        // Directory listings carry attributes, so `ls -l` needs no lookup per entry.
-        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+        // Directory listings carry attributes, so `ls -l` needs no lookup per entry; symbolic links are cached like
+        // pages (the mount invalidates `latest` when it moves); lookups and listings in one directory run in parallel.
+        for flag in [InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_CACHE_SYMLINKS, InitFlags::FUSE_PARALLEL_DIROPS] {
+            let _ = config.add_capabilities(flag);
+        }
         Ok(())
     }
 
@@ -240,16 +257,7 @@ impl Filesystem for FuseFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match self.fs.open_file(ino.0, write, flags.0 & libc::O_TRUNC != 0) {
-            Ok(o) => {
-                let mut f = FopenFlags::empty();
-                if o.keep_cache {
-                    f |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                if o.direct_io {
-                    f |= FopenFlags::FOPEN_DIRECT_IO;
-                }
-                reply.opened(FileHandle(o.fh), f)
-            }
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply.error(fail("open", &e)),
         }
     }
@@ -317,12 +325,8 @@ impl Filesystem for FuseFs {
         // Answering ENOSYS would save a round trip per directory (the kernel then stops sending OPENDIR), but it
         // breaks AutoUnmount: after a kill -9, fusermount3 only unmounts if opening the mount point fails with
         // ENOTCONN, and with no OPENDIR the open succeeds without asking anyone. So directories are really opened.
-        // A backup's own directories never change: the kernel may keep their listings across opens.
         match self.fs.opendir(ino.0) {
-            Ok(o) if o.keep_cache => {
-                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
-            }
-            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply.error(fail("opendir", &e)),
         }
     }
@@ -445,7 +449,10 @@ pub fn serve(fs: Fs, mountpoint: &Path, cfg: &MountConfig, stop: &AtomicBool, re
     config.n_threads = Some(cfg.threads.max(1));
     config.clone_fd = true;
     fs.start_poller();
+    let watcher = fs.watcher();
     let session = fuser::spawn_mount(FuseFs::new(fs), mountpoint, &config)?;
+    let notifier = session.notifier();
+    std::thread::Builder::new().name("bakthat-notify".into()).spawn(move || notify(&watcher, &notifier))?;
     ready();
     while !stop.load(Ordering::SeqCst) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -457,6 +464,22 @@ pub fn serve(fs: Fs, mountpoint: &Path, cfg: &MountConfig, stop: &AtomicBool, re
     // workers see the device close and the session ends.
     unmount(mountpoint)?;
     session.umount_and_join()
+}
+
+/// Passes the filesystem's invalidations on to the kernel until the filesystem ends. Its own thread: an entry
+/// invalidation waits for the directory's lock, which a request being answered may hold.
+fn notify(watcher: &Watcher, notifier: &Notifier) {
+    while let Some(batch) = watcher.next(Duration::from_secs(1)) {
+        for inv in batch {
+            let sent = match &inv {
+                Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                Invalidation::Entry { parent, name } => notifier.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)),
+            };
+            if let Err(e) = sent {
+                tracing::debug!("telling the kernel {inv:?}: {e}");
+            }
+        }
+    }
 }
 
 /// Detaches a FUSE mount: umount2(MNT_DETACH) as root, else `fusermount3 -u -z`.

@@ -90,9 +90,10 @@ impl Inner {
             .map(|(k, _)| k.clone())
             .collect();
         for stored in pending {
-            let slot = self.tree().slot_of.get(&stored).copied();
-            let Some(slot) = slot else { continue };
-            let record = self.record(slot);
+            let record = match self.ctx().inventory.get(&crate::model::StoredName::from_key(stored.clone())) {
+                Ok(Some(r)) if !r.is_deleted => r,
+                _ => continue,
+            };
             let res = self.backend(&record).and_then(|b| {
                 let r = cold::request(&self.ctx().inventory, &record, b.as_ref(), self.ctx().now());
                 self.note_state(&stored, r.map_err(|e| storage_error(&stored, e))?.state);

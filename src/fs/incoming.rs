@@ -26,6 +26,13 @@ use crate::ops::BackupOptions;
 
 /// Inode numbers of staged entries start here (the tree's own are small).
 pub const BASE: Ino = 1 << 40;
+/// Staged inodes are numbered below this (the archive tree's backup directories start here).
+const END: Ino = 1 << 42;
+
+/// Whether `ino` is one of /incoming's staged inodes.
+pub fn owns(ino: Ino) -> bool {
+    (BASE..END).contains(&ino)
+}
 
 /// Where a unit is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]

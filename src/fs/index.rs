@@ -15,7 +15,7 @@ use crate::model::BackupRecord;
 
 use super::cache;
 use super::read::index_key;
-use super::tree::{Content, Loaded};
+use super::tree::{Content, Loaded, Slot};
 use super::{lock, FsError, Inner, Result};
 
 /// The key settings of an encrypted copy: its Argon2 salt and cost parameters.
@@ -92,18 +92,19 @@ fn key_settings(bytes: &[u8]) -> Option<KeySettings> {
 impl Inner {
     /// Loads a backup's index (from the inventory; for a legacy archive without one, from the cache or by
     /// reading it whole once, which is the only listing that reaches a store).
-    pub(super) fn load(&self, slot: usize) -> Result<Arc<Loaded>> {
-        {
+    pub(super) fn load(&self, id: i64) -> Result<Arc<Loaded>> {
+        self.open_slot(id)?;
+        let record = {
             let t = self.tree();
-            let s = &t.slots[slot];
+            let s = t.slot(id)?;
             if let Some(l) = &s.loaded {
                 return Ok(l.clone());
             }
             if let Some(why) = &s.unreadable {
                 return Err(why.error(s.record.stored_filename.as_str()));
             }
-        }
-        let record = self.record(slot);
+            s.record.clone()
+        };
         let stored = record.stored_filename.as_str();
         let loaded = if !record.stored_filename.is_archive() {
             Loaded::new(Index::default(), Content::Raw)
@@ -113,7 +114,9 @@ impl Inner {
                 Err(e) => {
                     let why = self.unreadable(&bytes, &e);
                     let err = why.error(stored);
-                    self.tree_mut().slots[slot].unreadable = Some(why);
+                    if let Some(s) = self.tree_mut().slots.get_mut(&id) {
+                        s.unreadable = Some(why);
+                    }
                     return Err(err);
                 }
             };
@@ -133,7 +136,8 @@ impl Inner {
         };
         let loaded = Arc::new(loaded);
         let mut t = self.tree_mut();
-        Ok(t.slots[slot].loaded.get_or_insert(loaded).clone())
+        let slot = t.slots.entry(id).or_insert_with(|| Slot::new(record));
+        Ok(slot.loaded.get_or_insert(loaded).clone())
     }
 
     /// Opens the inventory's copy of an index, remembering the key settings of an encrypted one whose key check
@@ -174,18 +178,21 @@ impl Inner {
         if self.secret.is_none() {
             return Ok(());
         }
-        let records: Vec<(usize, BackupRecord)> =
-            self.tree().slots.iter().enumerate().map(|(i, s)| (i, s.record.clone())).collect();
-        let mut failed: Vec<(usize, Vec<u8>, ArchiveError)> = Vec::new();
-        let key_checks_failed = |failed: &[(usize, Vec<u8>, ArchiveError)]| -> Vec<String> {
+        let encrypted: Vec<i64> = self.tree().cat.rows().iter().filter(|r| r.enc).map(|r| r.id).collect();
+        let mut failed: Vec<(BackupRecord, Vec<u8>, ArchiveError)> = Vec::new();
+        let key_checks_failed = |failed: &[(BackupRecord, Vec<u8>, ArchiveError)]| -> Vec<String> {
             let wrong = failed.iter().filter(|(_, _, e)| e.is_wrong_password());
-            wrong.map(|(s, _, _)| records[*s].1.stored_filename.to_string()).collect()
+            wrong.map(|(r, _, _)| r.stored_filename.to_string()).collect()
         };
-        for (slot, r) in records.iter().filter(|(_, r)| r.is_enc()) {
+        for id in encrypted {
+            let Some(r) = self.ctx().inventory.get_by_id(id)? else { continue };
+            if !r.is_enc() {
+                continue;
+            }
             let Some(bytes) = self.ctx().inventory.get_index(&r.stored_filename)? else { continue };
             match self.open_copy(&bytes) {
                 Ok(_) => break,
-                Err(e) => failed.push((*slot, bytes, e)),
+                Err(e) => failed.push((r, bytes, e)),
             }
             if key_checks_failed(&failed).len() >= 2 && lock(&self.opened_keys).is_empty() {
                 break;
@@ -199,10 +206,12 @@ impl Inner {
             }
         }
         let mut t = self.tree_mut();
-        for (slot, bytes, e) in failed {
+        for (record, bytes, e) in failed {
             let why = self.unreadable(&bytes, &e);
-            tracing::warn!("{}: {}", t.slots[slot].record.stored_filename, why.describe());
-            t.slots[slot].unreadable = Some(why);
+            tracing::warn!("{}: {}", record.stored_filename, why.describe());
+            if let Some(id) = record.id {
+                t.slots.entry(id).or_insert_with(|| Slot::new(record)).unreadable = Some(why);
+            }
         }
         Ok(())
     }

@@ -23,12 +23,18 @@
 //! archive tree or to /incoming once, through `Area`.
 
 pub mod cache;
+mod catalog;
 mod cold;
 mod error;
+mod expand;
 mod handles;
 pub mod incoming;
 mod index;
+mod invalidate;
+#[cfg(test)]
+mod listing_tests;
 pub mod names;
+mod options;
 mod prefetch;
 mod read;
 mod status;
@@ -39,7 +45,7 @@ mod tree;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::archive::index::EntryKind;
@@ -53,6 +59,8 @@ use crate::storage::Backend;
 use cache::BlockCache;
 pub use error::{is_full, FsError, Result};
 use handles::{Handle, Handles, OpenFile};
+pub use invalidate::{Invalidation, Watcher};
+pub use options::MountOptions;
 use tree::{NodeKind, Tree};
 
 /// An inode number; [`ROOT`] is the mount's root.
@@ -107,12 +115,16 @@ pub struct DirEntry {
     pub offset: u64,
 }
 
-/// An open file.
+/// An open file or directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
     pub fh: u64,
-    /// Keep the kernel's page cache across opens (immutable backup content).
+    /// Keep the kernel's page cache across opens (immutable backup content; a directory listing that has not
+    /// changed since the last open).
     pub keep_cache: bool,
+    /// A directory whose listing the kernel may cache (it changes only when the mount says so, see
+    /// [`Invalidation`]).
+    pub cache_dir: bool,
     /// Bypass the page cache (content that changes, such as status files).
     pub direct_io: bool,
 }
@@ -123,50 +135,6 @@ pub enum XattrReply {
     /// The caller asked for the size only.
     Size(u32),
     Data(Vec<u8>),
-}
-
-/// Settings of a mount.
-#[derive(Debug, Clone)]
-pub struct MountOptions {
-    /// Where decoded blocks are kept (created with mode 0700).
-    pub cache_dir: PathBuf,
-    /// Hard cap of the block cache, in bytes.
-    pub cache_size: u64,
-    /// How far ahead of a sequential reader members are fetched, in bytes.
-    pub prefetch_window: u64,
-    /// Bytes of prefetch in flight over all handles (the memory cap of prefetching).
-    pub prefetch_total: u64,
-    /// Owner shown for the mount's own directories.
-    pub uid: u32,
-    pub gid: u32,
-    /// How often the inventory is checked for new backups (at most).
-    pub refresh_interval: Duration,
-    /// How often pending cold-storage retrievals are polled.
-    pub poll_interval: Duration,
-    /// Where `/incoming` stages what is copied in (created with mode 0700).
-    pub staging_dir: PathBuf,
-    /// How long a directory in `/incoming` must be quiet before it is backed up.
-    pub settle: Duration,
-}
-
-impl MountOptions {
-    /// Defaults for a cache directory: 1 GiB cache, 8 MiB prefetch per reader, 64 MiB in all.
-    pub fn new(cache_dir: PathBuf) -> Self {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        MountOptions {
-            staging_dir: cache_dir.join("incoming"),
-            settle: Duration::from_secs(3),
-            cache_dir,
-            cache_size: 1 << 30,
-            prefetch_window: 8 << 20,
-            prefetch_total: 64 << 20,
-            uid,
-            gid,
-            refresh_interval: Duration::from_secs(1),
-            poll_interval: Duration::from_secs(30),
-        }
-    }
 }
 
 /// Opens the store holding a backup; the CLI passes the profile's [`crate::stores::Stores::open_record`], tests a
@@ -192,6 +160,11 @@ struct Inner {
     cache: BlockCache,
     tree: RwLock<Tree>,
     checked: Mutex<Option<Instant>>,
+    /// Held while the inventory is re-read.
+    refreshing: Mutex<()>,
+    /// What the kernel must be told to forget, and the signal that there is some.
+    invalidations: Mutex<Vec<Invalidation>>,
+    invalidated: Condvar,
     handles: Handles,
     prefetching: AtomicU64,
     /// Whether a failed cache write was already reported.
@@ -235,13 +208,23 @@ impl Inner {
         self.client.ctx()
     }
 
-    /// Where an inode lives (see [`Area`]).
+    /// Where an inode lives (see [`Area`]). An inode of a backup whose content was let go (the listing budget)
+    /// gets that content laid out again here, so every operation finds it.
     fn area(&self, ino: Ino) -> Result<Area> {
-        if ino >= incoming::BASE {
+        if incoming::owns(ino) {
             return self.incoming.path_of(ino).map(Area::Staged).ok_or(FsError::NotFound);
         }
-        let incoming_root = self.tree().node(ino).is_ok_and(|n| n.kind == NodeKind::Incoming);
-        Ok(if incoming_root { Area::IncomingRoot } else { Area::Archive })
+        let (kind, evicted) = {
+            let t = self.tree();
+            (t.node(ino).map(|n| n.kind), t.evicted_owner(ino))
+        };
+        if let Some(dir) = evicted {
+            let owner = self.tree().node(dir).map(|n| n.kind);
+            if let Ok(NodeKind::Backup(id)) = owner {
+                self.expand(dir, id)?;
+            }
+        }
+        Ok(if kind.is_ok_and(|k| k == NodeKind::Incoming) { Area::IncomingRoot } else { Area::Archive })
     }
 
     /// The staged directory `ino` is, or EROFS: only /incoming can change.
@@ -263,6 +246,7 @@ impl Fs {
         let cache = BlockCache::open(&opts.cache_dir, opts.cache_size).map_err(FsError::Cache)?;
         let incoming = incoming::Incoming::new(&opts.staging_dir, opts.settle).map_err(FsError::Staging)?;
         let mounted_at = client.ctx().now();
+        let budget = opts.listing_budget;
         let inner = Arc::new(Inner {
             client,
             open_backend,
@@ -271,8 +255,11 @@ impl Fs {
             secret,
             opts,
             cache,
-            tree: RwLock::new(Tree::new()),
+            tree: RwLock::new(Tree::new(budget)),
             checked: Mutex::new(None),
+            refreshing: Mutex::new(()),
+            invalidations: Mutex::new(Vec::new()),
+            invalidated: Condvar::new(),
             handles: Handles::new(),
             prefetching: AtomicU64::new(0),
             cache_warned: AtomicBool::new(false),
@@ -315,6 +302,25 @@ impl Fs {
             })
             .map(drop)
             .unwrap_or_else(|e| tracing::warn!("cannot start the /incoming worker: {e}"));
+        // The kernel caches listings; this notices backups made or deleted elsewhere (a sync, another bakthat)
+        // even when nobody opens a directory, and queues the invalidations.
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.opts.refresh_interval.max(Duration::from_millis(100));
+        std::thread::Builder::new()
+            .name("bakthat-refresh".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(inner) => {
+                        if let Err(e) = inner.refresh(false) {
+                            tracing::warn!("re-reading the inventory: {}", crate::error_chain(&e));
+                        }
+                    }
+                    None => return,
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|e| tracing::warn!("cannot start the inventory watcher: {e}"));
     }
 
     /// Checks the stores of pending retrievals once (what the poller does each time).
@@ -370,11 +376,11 @@ impl Fs {
             return self.inner.incoming.readlink(&rel);
         }
         let t = self.inner.tree();
-        match &t.node(ino)?.kind {
-            NodeKind::Latest(target, _) => Ok(target.clone()),
-            NodeKind::Entry(slot, e) => {
-                let loaded = t.loaded(*slot)?;
-                let entry = &loaded.index.entries[*e];
+        match t.node(ino)?.kind {
+            NodeKind::Latest => t.cat.latest(ino).map(|(target, _)| target).ok_or(FsError::NotFound),
+            NodeKind::Entry(id, e) => {
+                let loaded = t.loaded(id)?;
+                let entry = &loaded.index.entries[e];
                 match entry.kind {
                     EntryKind::Symlink => Ok(entry.link.clone().unwrap_or_default()),
                     _ => Err(FsError::NotASymlink),
@@ -384,24 +390,32 @@ impl Fs {
         }
     }
 
-    /// Opens a directory (never touches a store). `keep_cache` says its listing never changes (a backup's own
-    /// directories), so the kernel may cache it across opens; the virtual directories and /incoming change.
+    /// Opens a directory (never touches a store). Every directory of the archive tree may be cached by the kernel
+    /// (`cache_dir`): a backup's own never change, and the mount tells the kernel when a virtual one does. Opening a
+    /// virtual directory also checks the inventory (at most once per `refresh_interval`); `keep_cache` is false
+    /// when the listing changed since the directory was last opened, so this open does not see the old listing even
+    /// if the notification has not reached the kernel yet. /incoming changes under the kernel: never cached.
     pub fn opendir(&self, ino: Ino) -> Result<Opened> {
-        let open = |keep_cache| Opened { fh: 0, keep_cache, direct_io: false };
         if self.inner.area(ino)? != Area::Archive {
             return match self.getattr(ino)?.attr.kind {
-                Kind::Dir => Ok(open(false)),
+                Kind::Dir => Ok(Opened { fh: 0, keep_cache: false, cache_dir: false, direct_io: false }),
                 _ => Err(FsError::NotADirectory),
             };
         }
-        let t = self.inner.tree();
-        let node = t.node(ino)?;
-        let immutable = matches!(node.kind, NodeKind::Backup(_) | NodeKind::Entry(..) | NodeKind::ImpliedDir(_));
-        match node.children {
-            Some(_) => Ok(open(immutable)),
-            None if matches!(node.kind, NodeKind::Backup(_)) => Ok(open(true)),
-            None => Err(FsError::NotADirectory),
+        let node = self.inner.tree().node(ino)?;
+        match node.kind {
+            NodeKind::Dir => self.inner.refresh(false)?,
+            NodeKind::Backup(_) => {}
+            _ if node.listable => {}
+            _ => return Err(FsError::NotADirectory),
         }
+        let keep_cache = self.inner.tree_mut().take_clean(ino);
+        Ok(Opened { fh: 0, keep_cache, cache_dir: true, direct_io: false })
+    }
+
+    /// A handle that hands out what the kernel must forget as the inventory changes (see [`Watcher::next`]).
+    pub fn watcher(&self) -> Watcher {
+        Watcher { inner: Arc::downgrade(&self.inner) }
     }
 
     /// Entries of a directory after `offset` (0 for the start), `.` and `..` included.
@@ -446,23 +460,23 @@ impl Fs {
             let fh = handles.allocate();
             self.inner.incoming.open(&rel, write, truncate, fh)?;
             handles.insert(fh, OpenFile::Staged);
-            return Ok(Opened { fh, keep_cache: false, direct_io: false });
+            return Ok(Opened { fh, keep_cache: false, cache_dir: false, direct_io: false });
         }
-        let kind = self.inner.tree().node(ino)?.kind.clone();
+        let kind = self.inner.tree().node(ino)?.kind;
         let (keep_cache, direct_io) = match kind {
             NodeKind::Entry(..) | NodeKind::Raw(_) => (true, false),
             NodeKind::Status(_) => (false, true),
             NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
                 return Err(FsError::IsADirectory)
             }
-            NodeKind::Latest(..) => (true, false),
+            NodeKind::Latest => (true, false),
         };
         if write {
             return Err(FsError::ReadOnly);
         }
         let fh = handles.allocate();
         handles.insert(fh, OpenFile::Archive(Arc::new(Mutex::new(Handle::new(ino)))));
-        Ok(Opened { fh, keep_cache, direct_io })
+        Ok(Opened { fh, keep_cache, cache_dir: false, direct_io })
     }
 
     /// Reads `size` bytes at `offset` of an open file.
@@ -470,6 +484,8 @@ impl Fs {
         match self.inner.handles.get(fh).ok_or(FsError::BadHandle(fh))? {
             OpenFile::Staged => self.inner.incoming.read(fh, offset, size),
             OpenFile::Archive(handle) => {
+                // Lays the backup's content out again if it was let go since the open.
+                self.inner.area(ino)?;
                 let mut h = lock(&handle);
                 if h.ino != ino {
                     return Err(FsError::BadHandle(fh));
@@ -502,7 +518,7 @@ impl Fs {
         let fh = self.inner.handles.allocate();
         let (_, ino) = self.inner.incoming.create(&dir, name, mode, fh)?;
         self.inner.handles.insert(fh, OpenFile::Staged);
-        Ok((self.getattr(ino)?, Opened { fh, keep_cache: false, direct_io: false }))
+        Ok((self.getattr(ino)?, Opened { fh, keep_cache: false, cache_dir: false, direct_io: false }))
     }
 
     /// Makes a directory (only in /incoming; `@tag1,tag2` at the top gives tags to what goes in it).
@@ -557,8 +573,15 @@ impl Fs {
 
     /// Backs up the /incoming units that are due (what the background ticker does every 250 ms).
     pub fn incoming_tick(&self) {
-        for (unit, tags) in self.inner.incoming.due() {
-            self.inner.incoming.back_up(&self.inner.client, self.inner.secret.as_ref(), &unit, &tags);
+        let due = self.inner.incoming.due();
+        for (unit, tags) in &due {
+            self.inner.incoming.back_up(&self.inner.client, self.inner.secret.as_ref(), unit, tags);
+        }
+        if !due.is_empty() {
+            // Show the new backups (and tell the kernel) now rather than at the next check.
+            if let Err(e) = self.inner.refresh(true) {
+                tracing::warn!("re-reading the inventory: {}", crate::error_chain(&e));
+            }
         }
     }
 

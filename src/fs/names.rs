@@ -6,6 +6,8 @@
 //! ordinary names read as they are. Entries inside an archive are shown with their own names (a tar path component
 //! cannot hold `/`).
 
+use chrono::Datelike;
+
 use crate::model::{utc, Epoch};
 
 /// Escapes one inventory value as a path component (see the module docs).
@@ -50,7 +52,51 @@ pub fn unescape(name: &[u8]) -> Option<Vec<u8>> {
 /// The directory name of a backup under `/by-name/<name>/`: its UTC time, e.g. `2026-11-22T040805Z` (sorts by
 /// time, has no `:` that file managers and Windows shares dislike).
 pub fn timestamp(epoch: Epoch) -> Vec<u8> {
-    utc(epoch).format("%Y-%m-%dT%H%M%SZ").to_string().into_bytes()
+    let t = utc(epoch);
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H%M%SZ").to_string().into_bytes();
+    }
+    // Written by hand: listing a directory of ten thousand backups formats ten thousand of these.
+    let mut v = Vec::with_capacity(18);
+    push_digits(&mut v, t.year() as u32, 4);
+    v.push(b'-');
+    push_digits(&mut v, t.month(), 2);
+    v.push(b'-');
+    push_digits(&mut v, t.day(), 2);
+    v.push(b'T');
+    push_hhmmss(&mut v, epoch);
+    v.push(b'Z');
+    v
+}
+
+fn push_digits(v: &mut Vec<u8>, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        v.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+    }
+}
+
+fn push_hhmmss(v: &mut Vec<u8>, epoch: Epoch) {
+    let s = epoch.rem_euclid(86_400) as u32;
+    push_digits(v, s / 3600, 2);
+    push_digits(v, s / 60 % 60, 2);
+    push_digits(v, s % 60, 2);
+}
+
+/// The time a [`timestamp`] names (`None` if it is not one).
+pub fn parse_timestamp(name: &[u8]) -> Option<Epoch> {
+    let s = std::str::from_utf8(name).ok()?;
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H%M%SZ").ok()?;
+    Some(t.and_utc().timestamp())
+}
+
+/// Seconds into the day of an `HHMMSS` (`None` if it is not one).
+pub fn parse_hhmmss(s: &[u8]) -> Option<i64> {
+    if s.len() != 6 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |i: usize| i64::from(s[i] - b'0') * 10 + i64::from(s[i + 1] - b'0');
+    let (h, m, sec) = (n(0), n(2), n(4));
+    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
 }
 
 /// The `/by-date/YYYY/MM/DD` components of a backup time.
@@ -63,7 +109,7 @@ pub fn date_parts(epoch: Epoch) -> [Vec<u8>; 3] {
 pub fn date_entry(escaped_name: &[u8], epoch: Epoch) -> Vec<u8> {
     let mut v = escaped_name.to_vec();
     v.push(b'@');
-    v.extend_from_slice(utc(epoch).format("%H%M%S").to_string().as_bytes());
+    push_hhmmss(&mut v, epoch);
     v
 }
 
@@ -91,6 +137,13 @@ mod tests {
         assert_eq!(escape("été"), "été".as_bytes());
         assert_eq!(timestamp(1_795_320_485), b"2026-11-22T040805Z");
         assert_eq!(date_entry(b"etc", 1_795_320_485), b"etc@040805");
+        assert_eq!(parse_timestamp(b"2026-11-22T040805Z"), Some(1_795_320_485));
+        assert_eq!(parse_timestamp(b"latest"), None);
+        assert_eq!(parse_hhmmss(b"040805"), Some(4 * 3600 + 8 * 60 + 5));
+        assert_eq!(parse_hhmmss(b"240000"), None);
+        for t in [0, 59, 86_399, 1_795_320_485, 253_402_300_799] {
+            assert_eq!(timestamp(t), utc(t).format("%Y-%m-%dT%H%M%SZ").to_string().into_bytes());
+        }
         assert_eq!(date_parts(1_795_320_485), [b"2026".to_vec(), b"11".to_vec(), b"22".to_vec()]);
     }
 

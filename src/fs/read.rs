@@ -172,25 +172,25 @@ impl Inner {
     }
 
     pub(super) fn read(self: &Arc<Inner>, h: &mut Handle, offset: u64, size: u64) -> Result<Vec<u8>> {
-        let (kind, slot, loaded) = {
+        let (kind, id, loaded) = {
             let t = self.tree();
             let node = t.node(h.ino)?;
-            match &node.kind {
-                NodeKind::Status(s) => {
-                    let text = self.status_of(&t.slots[*s]).text().into_bytes();
+            match node.kind {
+                NodeKind::Status(id) => {
+                    let text = self.status_of(t.slot(id)?).text().into_bytes();
                     let s = (offset as usize).min(text.len());
                     let e = (offset.saturating_add(size) as usize).min(text.len());
                     return Ok(text[s..e].to_vec());
                 }
-                NodeKind::Latest(..) => return Err(FsError::NotFound),
+                NodeKind::Latest => return Err(FsError::NotFound),
                 NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
                     return Err(FsError::IsADirectory)
                 }
-                NodeKind::Raw(s) => (node.kind.clone(), *s, None),
-                NodeKind::Entry(s, _) => (node.kind.clone(), *s, Some(t.loaded(*s)?.clone())),
+                NodeKind::Raw(id) => (node.kind, id, None),
+                NodeKind::Entry(id, _) => (node.kind, id, Some(t.loaded(id)?.clone())),
             }
         };
-        let record = self.record(slot);
+        let record = self.record(id)?;
         if let NodeKind::Raw(_) = kind {
             let whole = self.handle_whole(h, &record)?;
             return whole.read_at(offset, size).map_err(FsError::Cache);

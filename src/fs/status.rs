@@ -176,9 +176,15 @@ impl Inner {
                 "STANDARD".into()
             }
         });
-        let job: Option<Job> = [JobKind::ArchiveRetrieval, JobKind::S3Restore]
-            .into_iter()
-            .find_map(|k| self.ctx().inventory.job(stored, k).ok().flatten());
+        // Only a backup in cold storage can have a retrieval job: the others cost no query (`ls -l` of ten thousand
+        // status files made twenty thousand).
+        let job: Option<Job> = if record.is_archived() || lock(&self.cold).contains_key(stored) {
+            [JobKind::ArchiveRetrieval, JobKind::S3Restore]
+                .into_iter()
+                .find_map(|k| self.ctx().inventory.job(stored, k).ok().flatten())
+        } else {
+            None
+        };
         let mem = lock(&self.cold).get(stored).map(|c| c.state.clone());
         let cold_class = record.is_archived();
         let availability = match (&mem, &job) {
@@ -234,16 +240,17 @@ impl Inner {
                 ("cache_cap", self.cache.cap().to_string()),
             ]);
         }
-        let t = self.tree();
-        let slot = match &t.node(ino)?.kind {
-            NodeKind::Backup(s)
-            | NodeKind::Entry(s, _)
-            | NodeKind::ImpliedDir(s)
-            | NodeKind::Raw(s)
-            | NodeKind::Status(s) => *s,
-            NodeKind::Dir | NodeKind::Latest(..) | NodeKind::Incoming => return Ok(Vec::new()),
+        let id = match self.tree().node(ino)?.kind {
+            NodeKind::Backup(id)
+            | NodeKind::Entry(id, _)
+            | NodeKind::ImpliedDir(id)
+            | NodeKind::Raw(id)
+            | NodeKind::Status(id) => id,
+            NodeKind::Dir | NodeKind::Latest | NodeKind::Incoming => return Ok(Vec::new()),
         };
-        let status = self.status_of(&t.slots[slot]);
+        self.open_slot(id)?;
+        let t = self.tree();
+        let status = self.status_of(t.slot(id)?);
         drop(t);
         Ok(status.xattrs())
     }

@@ -20,11 +20,11 @@ use crate::storage::testing::{bytes, counting, ColdStore};
 use crate::storage::{Backend, Op, PutOptions};
 
 /// Every request that reached a store wrapped with [`counting`].
-fn requests(store: &Metered) -> u64 {
+pub(super) fn requests(store: &Metered) -> u64 {
     store.meter().totals().requests
 }
 
-struct Env {
+pub(super) struct Env {
     dir: tempfile::TempDir,
     client: Arc<Client>,
 }
@@ -35,7 +35,7 @@ fn client(ctx: Ctx) -> Arc<Client> {
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(super) fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::empty(&dir.path().join("bakthat.yml"));
         config.set_profile("default", Profile { local_path: Some(dir.path().join("store")), ..Profile::default() });
@@ -43,16 +43,20 @@ impl Env {
         Env { dir, client: client(ctx) }
     }
 
-    fn ctx(&self) -> &Ctx {
+    pub(super) fn client(&self) -> Arc<Client> {
+        self.client.clone()
+    }
+
+    pub(super) fn ctx(&self) -> &Ctx {
         self.client.ctx()
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// A source tree: a 3 MB incompressible file (several members), text, a symlink, a hard link, an empty dir.
-    fn source(&self, name: &str) -> std::path::PathBuf {
+    pub(super) fn source(&self, name: &str) -> std::path::PathBuf {
         let src = self.path().join(name);
         std::fs::create_dir_all(src.join("sub/empty")).unwrap();
         std::fs::write(src.join("small.txt"), b"hello world\n").unwrap();
@@ -62,7 +66,7 @@ impl Env {
         src
     }
 
-    fn backup(&self, src: &Path, tags: &[&str], password: Option<&str>) -> BackupRecord {
+    pub(super) fn backup(&self, src: &Path, tags: &[&str], password: Option<&str>) -> BackupRecord {
         let opts = BackupOptions {
             source: src.to_path_buf(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
@@ -72,11 +76,11 @@ impl Env {
         ops::backup(self.ctx(), &opts).unwrap().record
     }
 
-    fn store(&self) -> Arc<dyn Backend> {
+    pub(super) fn store(&self) -> Arc<dyn Backend> {
         Arc::new(LocalStore::open(&self.path().join("store")).unwrap())
     }
 
-    fn fs(&self, backend: Arc<Metered>, password: Option<&str>) -> Result<Fs> {
+    pub(super) fn fs(&self, backend: Arc<Metered>, password: Option<&str>) -> Result<Fs> {
         let mut opts = MountOptions::new(self.path().join("cache"));
         opts.refresh_interval = Duration::ZERO;
         opts.cache_size = 64 << 20;
@@ -97,7 +101,7 @@ impl Env {
     }
 }
 
-fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
+pub(super) fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
     let mut ino = ROOT;
     for c in path.split('/').filter(|c| !c.is_empty()) {
         ino = fs.lookup(ino, c.as_bytes())?.attr.ino;
@@ -105,12 +109,12 @@ fn resolve(fs: &Fs, path: &str) -> Result<Ino> {
     Ok(ino)
 }
 
-fn names(fs: &Fs, path: &str) -> Vec<String> {
+pub(super) fn names(fs: &Fs, path: &str) -> Vec<String> {
     let ino = resolve(fs, path).unwrap();
     fs.readdir(ino, 0).unwrap().into_iter().skip(2).map(|e| String::from_utf8(e.name).unwrap()).collect()
 }
 
-fn cat(fs: &Fs, path: &str) -> Result<Vec<u8>> {
+pub(super) fn cat(fs: &Fs, path: &str) -> Result<Vec<u8>> {
     let ino = resolve(fs, path)?;
     let o = fs.open(ino, false)?;
     let mut out = Vec::new();
@@ -126,7 +130,7 @@ fn cat(fs: &Fs, path: &str) -> Result<Vec<u8>> {
 }
 
 /// Walks everything like `ls -lR` + `readlink` + `getfattr`: returns path -> (kind, size, perm).
-fn walk(fs: &Fs, ino: Ino, prefix: &str, out: &mut BTreeMap<String, (Kind, u64, u16)>) {
+pub(super) fn walk(fs: &Fs, ino: Ino, prefix: &str, out: &mut BTreeMap<String, (Kind, u64, u16)>) {
     let mut offset = 0;
     loop {
         let entries: Vec<DirEntry> = fs.readdirplus(ino, offset).unwrap().into_iter().map(|(d, _)| d).collect();
@@ -208,12 +212,21 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     assert_eq!(fs.listxattr(big.ino, 1024).unwrap(), XattrReply::Data(Vec::new()));
     let XattrReply::Data(listed) = fs.listxattr(resolve(&fs, &dir).unwrap(), 1024).unwrap() else { panic!() };
     assert!(String::from_utf8(listed).unwrap().contains("user.bakthat.state\0"));
-    // A backup's own directories may be cached by the kernel across opens; the virtual ones change.
-    assert!(fs.opendir(resolve(&fs, &dir).unwrap()).unwrap().keep_cache);
-    assert!(fs.opendir(resolve(&fs, &format!("{dir}/mydir/sub")).unwrap()).unwrap().keep_cache);
-    for virtual_dir in ["/", "/by-name", "/by-name/mydir", "/by-tag/db", "/incoming"] {
-        assert!(!fs.opendir(resolve(&fs, virtual_dir).unwrap()).unwrap().keep_cache, "{virtual_dir}");
+    // Every directory of the archive tree may be cached by the kernel across opens (the virtual ones change only
+    // when the mount says so); /incoming changes under it.
+    for d in [
+        dir.clone(),
+        format!("{dir}/mydir/sub"),
+        "/".into(),
+        "/by-name".into(),
+        "/by-name/mydir".into(),
+        "/by-tag/db".into(),
+    ] {
+        let o = fs.opendir(resolve(&fs, &d).unwrap()).unwrap();
+        assert!(o.cache_dir && o.keep_cache, "{d}");
     }
+    let o = fs.opendir(resolve(&fs, "/incoming").unwrap()).unwrap();
+    assert!(!o.cache_dir && !o.keep_cache);
     assert!(matches!(fs.opendir(big.ino), Err(FsError::NotADirectory)));
     // READDIRPLUS gives the same entries as readdir, each with its attributes.
     let sub = resolve(&fs, &format!("{dir}/mydir/sub")).unwrap();

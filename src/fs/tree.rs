@@ -1,27 +1,44 @@
-//! The archive tree: the virtual directories (`by-name`, `by-tag`, `by-date`) laid out from the inventory's rows,
-//! each backup's directory filled in from its entry index on first use, inode numbers that survive a rebuild, and
-//! the attributes of every node.
+//! The archive tree: what each inode is and its attributes. The virtual directories come from the [`Catalog`] of
+//! the inventory's rows; a backup's directory is filled in from its entry index when first opened ([`Expansion`]),
+//! and let go again under the listing budget. Also the refresh that re-reads the inventory when it changed and
+//! queues what the kernel must forget ([`Invalidation`]).
 //!
-//! Not here: `/incoming` (see `incoming.rs`), reading content (`read.rs`), loading an index (`index.rs`).
+//! Not here: `/incoming` (see `incoming.rs`), reading content (`read.rs`), loading an index (`index.rs`), the
+//! layout of the virtual directories (`catalog.rs`) and of a backup's content (`expand.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::archive::index::{EntryKind, Index};
-use crate::inventory::Query;
-use crate::model::{BackupRecord, Epoch};
+use crate::model::{BackupRecord, Destination, StoreId};
 
+use super::catalog::{Builder, Catalog, Changes, Virtual, ENTRY_BASE};
+use super::expand::{Expansion, Expansions, Found, Part};
 use super::index::Unreadable;
-use super::{lock, names, Attr, Entry, FsError, Inner, Ino, Kind, Result, ROOT, STATUS_FILE};
+use super::{lock, Attr, Entry, FsError, Inner, Ino, Kind, Result};
 
+/// How long the kernel may keep what it was told about the archive tree. The content of a backup never changes,
+/// and the mount tells the kernel itself when the virtual directories change (see [`Invalidation`]).
+pub(super) const TREE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Status files change with cold-storage state; their reads bypass the page cache, so only `ls -l` sizes may lag.
+pub(super) const STATUS_TTL: Duration = Duration::from_secs(1);
+
+/// The archive tree: catalog, opened backups, expansions.
 #[derive(Default)]
 pub(super) struct Tree {
-    pub nodes: Vec<Node>,
-    pub paths: HashMap<Vec<u8>, Ino>,
-    pub slots: Vec<Slot>,
-    pub slot_of: HashMap<String, usize>,
+    pub cat: Catalog,
     pub stamp: Option<(i64, i64, i64, i64)>,
+    /// Opened backups by row id: the full row, the loaded index.
+    pub slots: HashMap<i64, Slot>,
+    exp: Expansions,
+    /// Directories whose listing changed since they were last opened: the next open must not reuse the kernel's
+    /// cached listing (a notification may still be on its way).
+    dirty: HashSet<Ino>,
+    /// Bytes the opened backups hold (estimated), and the most they may.
+    used: usize,
+    pub budget: usize,
+    tick: u64,
 }
 
 pub(super) struct Slot {
@@ -29,12 +46,21 @@ pub(super) struct Slot {
     pub loaded: Option<Arc<Loaded>>,
     /// Why its index cannot be opened, once that is known: its directory then holds only its status file.
     pub unreadable: Option<Unreadable>,
+    cost: usize,
+    used: u64,
+}
+
+impl Slot {
+    pub(super) fn new(record: BackupRecord) -> Slot {
+        Slot { record, loaded: None, unreadable: None, cost: 0, used: 0 }
+    }
 }
 
 /// A backup's content description, loaded on first use from the inventory's copy of its entry index.
 pub(super) struct Loaded {
     pub index: Index,
-    pub by_path: HashMap<Vec<u8>, usize>,
+    /// Entry by path, for following hard links (empty when the archive has none).
+    by_path: HashMap<Vec<u8>, usize>,
     pub content: Content,
 }
 
@@ -48,38 +74,38 @@ pub(super) enum Content {
     Raw,
 }
 
-pub(super) struct Node {
-    pub parent: Ino,
-    pub kind: NodeKind,
-    pub children: Option<BTreeMap<Vec<u8>, Ino>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NodeKind {
     /// A directory of the virtual tree (root, by-name…).
     Dir,
     /// `latest`.
-    /// The target and the newest backup's date (the link's mtime).
-    Latest(Vec<u8>, Epoch),
-    /// A backup's directory; its children are filled in from the index on first use.
-    Backup(usize),
-    /// An entry of a backup's archive: (slot, entry index).
-    Entry(usize, usize),
+    Latest,
+    /// A backup's directory (by row id); its children are filled in from the index on first use.
+    Backup(i64),
+    /// An entry of a backup's archive: (row id, entry index).
+    Entry(i64, usize),
     /// A directory implied by archive paths that has no entry of its own.
-    ImpliedDir(usize),
+    ImpliedDir(i64),
     /// The single file of a raw backup.
-    Raw(usize),
+    Raw(i64),
     /// The status file of a backup.
-    Status(usize),
+    Status(i64),
     /// `/incoming`.
     Incoming,
 }
 
+/// An inode resolved: what it is, its parent, and whether it is a directory whose children are known.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Node {
+    pub kind: NodeKind,
+    pub parent: Ino,
+    /// A directory (a backup's directory counts once expanded).
+    pub listable: bool,
+}
+
 /// A directory entry: its name, inode and type.
 pub(super) type Listed = (Vec<u8>, Ino, Kind);
-
-pub(super) const DIR_TTL: Duration = Duration::from_secs(1);
-pub(super) const CONTENT_TTL: Duration = Duration::from_secs(3600);
 
 /// The file type encoded in tar mode bits, for entries that are neither files, directories nor links.
 fn other_kind(mode: u32) -> Kind {
@@ -93,64 +119,114 @@ fn other_kind(mode: u32) -> Kind {
 }
 
 impl Tree {
-    /// A tree holding only the root.
-    pub(super) fn new() -> Tree {
-        let mut t = Tree::default();
-        t.nodes.push(Node { parent: ROOT, kind: NodeKind::Dir, children: Some(BTreeMap::new()) });
-        t.paths.insert(Vec::new(), ROOT);
-        t
+    /// An empty tree whose opened backups may hold about `budget` bytes.
+    pub(super) fn new(budget: usize) -> Tree {
+        Tree { budget, ..Tree::default() }
+    }
+
+    /// What `ino` is. An inode of a backup whose content was let go answers [`FsError::NotFound`] here;
+    /// [`Inner::area`] lays that content out again first.
+    pub(super) fn node(&self, ino: Ino) -> Result<Node> {
+        if ino >= ENTRY_BASE {
+            let Found::Node { dir, k } = self.exp.find(ino) else { return Err(FsError::NotFound) };
+            let e = self.exp.get(dir).ok_or(FsError::NotFound)?;
+            let n = e.node(k).ok_or(FsError::NotFound)?;
+            let kind = match n.part {
+                Part::Entry(i) => NodeKind::Entry(e.id, i as usize),
+                Part::ImpliedDir => NodeKind::ImpliedDir(e.id),
+                Part::Raw => NodeKind::Raw(e.id),
+                Part::Status => NodeKind::Status(e.id),
+            };
+            return Ok(Node { kind, parent: e.parent(dir, k), listable: e.is_dir(k) });
+        }
+        let parent = self.cat.parent(ino).ok_or(FsError::NotFound)?;
+        let (kind, listable) = match self.cat.kind(ino).ok_or(FsError::NotFound)? {
+            Virtual::Dir => (NodeKind::Dir, true),
+            Virtual::Incoming => (NodeKind::Incoming, true),
+            Virtual::Latest => (NodeKind::Latest, false),
+            Virtual::Backup(row) => (NodeKind::Backup(row.id), self.exp.get(ino).is_some()),
+        };
+        Ok(Node { kind, parent, listable })
+    }
+
+    /// The backup directory an inode of backup content belongs to, when that content was let go.
+    pub(super) fn evicted_owner(&self, ino: Ino) -> Option<Ino> {
+        match self.exp.find(ino) {
+            Found::Evicted { dir } => Some(dir),
+            Found::Node { .. } | Found::Unknown => None,
+        }
+    }
+
+    /// The expansion holding `ino` (a backup directory or its content) and the node in it (`None`: the top).
+    fn expansion_of(&self, ino: Ino) -> Option<(&Expansion, Option<u32>)> {
+        if ino >= ENTRY_BASE {
+            let Found::Node { dir, k } = self.exp.find(ino) else { return None };
+            return Some((self.exp.get(dir)?, Some(k)));
+        }
+        Some((self.exp.get(ino)?, None))
     }
 
     /// The child `name` of directory `parent`. In a backup whose index cannot be opened, any name but the status
     /// file fails with the reason (its files are unknown, not missing).
     pub(super) fn child(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
-        let node = self.node(parent)?;
-        if let Some(&ino) = node.children.as_ref().ok_or(FsError::NotADirectory)?.get(name) {
-            return Ok(ino);
+        if let Some(found) = self.cat.child(parent, name) {
+            return found.ok_or(FsError::NotFound);
         }
-        match &node.kind {
-            NodeKind::Backup(slot) => {
-                let s = &self.slots[*slot];
-                Err(s.unreadable.as_ref().map_or(FsError::NotFound, |w| w.error(s.record.stored_filename.as_str())))
-            }
+        let node = self.node(parent)?;
+        if !node.listable {
+            return Err(FsError::NotADirectory);
+        }
+        let (e, k) = self.expansion_of(parent).ok_or(FsError::NotFound)?;
+        if let Some(c) = e.child(k, name) {
+            return Ok(e.ino(c));
+        }
+        match node.kind {
+            NodeKind::Backup(id) => match self.slots.get(&id) {
+                Some(s) => {
+                    Err(s.unreadable.as_ref().map_or(FsError::NotFound, |w| w.error(s.record.stored_filename.as_str())))
+                }
+                None => Err(FsError::NotFound),
+            },
             _ => Err(FsError::NotFound),
         }
     }
 
     /// The parent of directory `ino` and up to `max` of its children after the first `skip`, with their types.
     pub(super) fn listing(&self, ino: Ino, skip: usize, max: usize) -> Result<(Ino, Vec<Listed>)> {
+        if let Some(l) = self.cat.listing(ino, skip, max) {
+            return Ok(l);
+        }
         let node = self.node(ino)?;
-        let children = node.children.as_ref().ok_or(FsError::NotADirectory)?;
+        let (e, k) = self.expansion_of(ino).filter(|_| node.listable).ok_or(FsError::NotADirectory)?;
+        let children = e.children(k).ok_or(FsError::NotADirectory)?;
         let list = children
             .iter()
             .skip(skip)
             .take(max)
-            .map(|(name, &child)| (name.clone(), child, self.kind_of(child).unwrap_or(Kind::File)))
+            .map(|(name, c)| {
+                let ino = e.ino(*c);
+                (name.to_vec(), ino, self.kind_of(ino).unwrap_or(Kind::File))
+            })
             .collect();
         Ok((node.parent, list))
     }
 
-    pub(super) fn node(&self, ino: Ino) -> Result<&Node> {
-        ino.checked_sub(1).and_then(|i| self.nodes.get(i as usize)).ok_or(FsError::NotFound)
+    pub(super) fn loaded(&self, id: i64) -> Result<&Arc<Loaded>> {
+        self.slots.get(&id).and_then(|s| s.loaded.as_ref()).ok_or(FsError::NotFound)
     }
 
-    pub(super) fn loaded(&self, slot: usize) -> Result<&Arc<Loaded>> {
-        self.slots[slot].loaded.as_ref().ok_or(FsError::NotFound)
-    }
-
-    fn push(&mut self, parent: Ino, kind: NodeKind, dir: bool) -> Ino {
-        self.nodes.push(Node { parent, kind, children: dir.then(BTreeMap::new) });
-        self.nodes.len() as Ino
+    pub(super) fn slot(&self, id: i64) -> Result<&Slot> {
+        self.slots.get(&id).ok_or(FsError::NotFound)
     }
 
     pub(super) fn kind_of(&self, ino: Ino) -> Option<Kind> {
         let node = self.node(ino).ok()?;
-        Some(match &node.kind {
+        Some(match node.kind {
             NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => Kind::Dir,
-            NodeKind::Latest(..) => Kind::Symlink,
+            NodeKind::Latest => Kind::Symlink,
             NodeKind::Raw(_) | NodeKind::Status(_) => Kind::File,
-            NodeKind::Entry(slot, e) => {
-                let entry = &self.slots[*slot].loaded.as_ref()?.index.entries[*e];
+            NodeKind::Entry(id, e) => {
+                let entry = &self.loaded(id).ok()?.index.entries[e];
                 match entry.kind {
                     EntryKind::File | EntryKind::HardLink => Kind::File,
                     EntryKind::Dir => Kind::Dir,
@@ -165,37 +241,40 @@ impl Tree {
         let node = self.node(ino)?;
         let (uid, gid) = (fs.opts.uid, fs.opts.gid);
         let dir = |perm: u16, mtime: i64| Attr { ino, kind: Kind::Dir, size: 0, perm, nlink: 2, uid, gid, mtime };
-        let (attr, ttl) = match &node.kind {
-            NodeKind::Dir => (dir(0o555, fs.mounted_at), DIR_TTL),
-            NodeKind::Incoming => (dir(0o755, fs.mounted_at), DIR_TTL),
-            NodeKind::Latest(t, mtime) => (
-                Attr { ino, kind: Kind::Symlink, size: t.len() as u64, perm: 0o777, nlink: 1, uid, gid, mtime: *mtime },
-                DIR_TTL,
-            ),
-            NodeKind::Backup(slot) => (dir(0o555, self.slots[*slot].record.backup_date), DIR_TTL),
-            NodeKind::ImpliedDir(slot) => (dir(0o755, self.slots[*slot].record.backup_date), CONTENT_TTL),
-            NodeKind::Status(slot) => {
-                let size = fs.status_of(&self.slots[*slot]).text().len() as u64;
-                let mtime = self.slots[*slot].record.backup_date;
-                (Attr { ino, kind: Kind::File, size, perm: 0o444, nlink: 1, uid, gid, mtime }, Duration::ZERO)
+        let date =
+            |id: i64| self.cat.row(id).map(|r| r.date).or_else(|| self.slots.get(&id).map(|s| s.record.backup_date));
+        let attr = match node.kind {
+            NodeKind::Dir => dir(0o555, fs.mounted_at),
+            NodeKind::Incoming => dir(0o755, fs.mounted_at),
+            NodeKind::Latest => {
+                let (t, mtime) = self.cat.latest(ino).ok_or(FsError::NotFound)?;
+                Attr { ino, kind: Kind::Symlink, size: t.len() as u64, perm: 0o777, nlink: 1, uid, gid, mtime }
             }
-            NodeKind::Raw(slot) => {
-                let record = &self.slots[*slot].record;
+            NodeKind::Backup(id) => dir(0o555, date(id).ok_or(FsError::NotFound)?),
+            NodeKind::ImpliedDir(id) => dir(0o755, date(id).ok_or(FsError::NotFound)?),
+            NodeKind::Status(id) => {
+                let slot = self.slot(id)?;
+                let size = fs.status_of(slot).text().len() as u64;
+                let mtime = slot.record.backup_date;
+                let attr = Attr { ino, kind: Kind::File, size, perm: 0o444, nlink: 1, uid, gid, mtime };
+                return Ok(Entry { attr, ttl: STATUS_TTL });
+            }
+            NodeKind::Raw(id) => {
+                let record = &self.slot(id)?.record;
                 let size = fs.raw_size(record);
-                let mtime = record.backup_date;
-                (Attr { ino, kind: Kind::File, size, perm: 0o644, nlink: 1, uid, gid, mtime }, CONTENT_TTL)
+                Attr { ino, kind: Kind::File, size, perm: 0o644, nlink: 1, uid, gid, mtime: record.backup_date }
             }
-            NodeKind::Entry(slot, e) => {
-                let loaded = self.loaded(*slot)?;
-                let entry = &loaded.index.entries[*e];
+            NodeKind::Entry(id, e) => {
+                let loaded = self.loaded(id)?;
+                let entry = &loaded.index.entries[e];
                 let kind = self.kind_of(ino).unwrap_or(Kind::File);
                 let size = match entry.kind {
                     EntryKind::File => entry.size,
-                    EntryKind::HardLink => loaded.link_target(*e).map(|t| loaded.index.entries[t].size).unwrap_or(0),
+                    EntryKind::HardLink => loaded.link_target(e).map(|t| loaded.index.entries[t].size).unwrap_or(0),
                     EntryKind::Symlink => entry.link.as_ref().map(|l| l.len() as u64).unwrap_or(0),
                     EntryKind::Dir | EntryKind::Other => 0,
                 };
-                let attr = Attr {
+                Attr {
                     ino,
                     kind,
                     size,
@@ -204,213 +283,88 @@ impl Tree {
                     uid: u32::try_from(entry.uid).unwrap_or(u32::MAX),
                     gid: u32::try_from(entry.gid).unwrap_or(u32::MAX),
                     mtime: entry.mtime,
-                };
-                (attr, CONTENT_TTL)
+                }
             }
         };
-        Ok(Entry { attr, ttl })
+        Ok(Entry { attr, ttl: TREE_TTL })
     }
 
-    /// The inode of a virtual directory at `path` (components escaped), created as needed.
-    fn ensure_dir(&mut self, path: &[&[u8]]) -> Ino {
-        let mut key: Vec<u8> = Vec::new();
-        let mut ino = ROOT;
-        for c in path {
-            if !key.is_empty() {
-                key.push(b'/');
-            }
-            key.extend_from_slice(c);
-            let child = match self.paths.get(&key) {
-                Some(&i) => i,
-                None => {
-                    let i = self.push(ino, NodeKind::Dir, true);
-                    self.paths.insert(key.clone(), i);
-                    i
-                }
-            };
-            if let Some(ch) = self.nodes[ino as usize - 1].children.as_mut() {
-                ch.insert(c.to_vec(), child);
-            }
-            ino = child;
-        }
-        ino
+    /// Whether the kernel may reuse its cached listing of `ino` on this open (and, either way, it may from now on).
+    pub(super) fn take_clean(&mut self, ino: Ino) -> bool {
+        !self.dirty.remove(&ino)
     }
 
-    /// Places a leaf in virtual directory `dir` under `name` (or `name~2`… when taken); reuses the inode a
-    /// previous rebuild gave the same path and kind.
-    fn place(&mut self, dir: &[&[u8]], name: &[u8], kind: NodeKind) -> Vec<u8> {
-        let parent = self.ensure_dir(dir);
-        let taken =
-            |t: &Tree, n: &[u8]| t.nodes[parent as usize - 1].children.as_ref().is_some_and(|c| c.contains_key(n));
-        let mut chosen = name.to_vec();
-        let mut k = 2;
-        while taken(self, &chosen) {
-            chosen = names::disambiguate(name, k);
-            k += 1;
-        }
-        let mut key = dir.join(&b'/');
-        key.push(b'/');
-        key.extend_from_slice(&chosen);
-        let reuse = self.paths.get(&key).copied().filter(|&i| {
-            let n = &self.nodes[i as usize - 1];
-            match (&n.kind, &kind) {
-                (NodeKind::Latest(..), NodeKind::Latest(..)) => true,
-                (a, b) => a == b,
-            }
-        });
-        let ino = match reuse {
-            Some(i) => {
-                self.nodes[i as usize - 1].kind = kind;
-                i
-            }
-            None => {
-                let i = self.push(parent, kind, false);
-                self.paths.insert(key, i);
-                i
-            }
-        };
-        if let Some(c) = self.nodes[parent as usize - 1].children.as_mut() {
-            c.insert(chosen.clone(), ino);
-        }
-        chosen
-    }
-
-    /// Lays the virtual tree out again from the inventory's rows (inode numbers of unchanged paths are kept).
-    pub(super) fn rebuild(&mut self, mut records: Vec<BackupRecord>) {
-        records.sort_by_key(|r| (r.backup_date, r.id));
-        for n in self.nodes.iter_mut() {
-            if n.kind == NodeKind::Dir {
-                n.children = Some(BTreeMap::new());
-            }
-        }
-        for top in [&b"by-name"[..], b"by-tag", b"by-date"] {
-            self.ensure_dir(&[top]);
-        }
-        if !self.paths.contains_key(&b"incoming"[..]) {
-            let i = self.push(ROOT, NodeKind::Incoming, true);
-            self.paths.insert(b"incoming".to_vec(), i);
-        }
-        let incoming = self.paths[&b"incoming"[..]];
-        self.nodes[0].children.as_mut().expect("root is a directory").insert(b"incoming".to_vec(), incoming);
-        let mut latest: BTreeMap<Vec<u8>, (Vec<u8>, Epoch)> = BTreeMap::new();
-        for r in records {
-            let slot = match self.slot_of.get(r.stored_filename.as_str()) {
-                Some(&s) => {
-                    if self.slots[s].record != r {
-                        self.slots[s].record = r.clone();
-                    }
-                    s
-                }
-                None => {
-                    self.slots.push(Slot { record: r.clone(), loaded: None, unreadable: None });
-                    self.slot_of.insert(r.stored_filename.as_str().to_string(), self.slots.len() - 1);
-                    self.slots.len() - 1
-                }
-            };
-            let name = names::escape(&r.filename);
-            let ts = names::timestamp(r.backup_date);
-            let placed = self.place(&[b"by-name", &name], &ts, NodeKind::Backup(slot));
-            let newest = latest.get(&name).is_none_or(|(_, date)| r.backup_date >= *date);
-            if newest {
-                latest.insert(name.clone(), (placed, r.backup_date));
-            }
-            for tag in r.tag_list() {
-                let tag = names::escape(tag);
-                self.place(&[b"by-tag", &tag, &name], &ts, NodeKind::Backup(slot));
-            }
-            let [y, m, d] = names::date_parts(r.backup_date);
-            self.place(&[b"by-date", &y, &m, &d], &names::date_entry(&name, r.backup_date), NodeKind::Backup(slot));
-        }
-        for (name, (target, date)) in latest {
-            self.place(&[b"by-name", &name], b"latest", NodeKind::Latest(target, date));
-        }
-    }
-
-    /// Fills a backup directory from its index (once).
-    pub(super) fn expand(&mut self, ino: Ino, slot: usize) {
-        if self.nodes[ino as usize - 1].children.is_some() {
+    /// Fills a backup directory from its slot's index (once), letting go of the least recently used backups when
+    /// the opened ones pass the budget.
+    pub(super) fn expand(&mut self, dir: Ino, id: i64) {
+        if self.exp.get(dir).is_some() {
             return;
         }
-        let loaded = self.slots[slot].loaded.clone();
-        if loaded.is_none() && self.slots[slot].unreadable.is_none() {
+        let Some(slot) = self.slots.get_mut(&id) else { return };
+        if slot.loaded.is_none() && slot.unreadable.is_none() {
             return;
         }
-        self.nodes[ino as usize - 1].children = Some(BTreeMap::new());
-        if let Some(loaded) = loaded {
-            self.fill(ino, slot, &loaded);
-        }
-        let has_status = self.nodes[ino as usize - 1].children.as_ref().is_some_and(|c| c.contains_key(STATUS_FILE));
-        if !has_status {
-            let s = self.push(ino, NodeKind::Status(slot), false);
-            self.nodes[ino as usize - 1].children.as_mut().expect("just set").insert(STATUS_FILE.to_vec(), s);
+        let e = Expansion::new(id, slot);
+        let cost = e.cost(if slot.cost == 0 { slot.loaded.as_deref() } else { None });
+        slot.cost += cost;
+        self.used += cost;
+        self.exp.insert(dir, e);
+        self.touch(id);
+        if self.used > self.budget {
+            self.evict(id);
         }
     }
 
-    /// Adds a backup's entries under its directory `ino`.
-    fn fill(&mut self, ino: Ino, slot: usize, loaded: &Loaded) {
-        if loaded.content == Content::Raw {
-            let name = names::escape(&self.slots[slot].record.filename);
-            let f = self.push(ino, NodeKind::Raw(slot), false);
-            self.nodes[ino as usize - 1].children.as_mut().expect("just set").insert(name, f);
+    /// Marks backup `id` as just used.
+    pub(super) fn touch(&mut self, id: i64) {
+        self.tick += 1;
+        if let Some(s) = self.slots.get_mut(&id) {
+            s.used = self.tick;
         }
-        let mut dirs: HashMap<Vec<u8>, Ino> = HashMap::new();
-        dirs.insert(Vec::new(), ino);
-        'entries: for (i, e) in loaded.index.entries.iter().enumerate() {
-            // The confinement rule restore applies (crate::model::relative_path): a hostile entry (absolute, `..`,
-            // NUL, over NAME_MAX/PATH_MAX) is not shown.
-            let Ok(Some(rel)) = crate::model::relative_path(&e.path) else { continue };
-            let comps: Vec<&[u8]> = rel.as_os_str().as_encoded_bytes().split(|&b| b == b'/').collect();
-            let mut parent = ino;
-            let mut key: Vec<u8> = Vec::new();
-            for c in &comps[..comps.len() - 1] {
-                if !key.is_empty() {
-                    key.push(b'/');
-                }
-                key.extend_from_slice(c);
-                parent = match dirs.get(&key) {
-                    Some(&d) => d,
-                    None => {
-                        let d = self.push(parent, NodeKind::ImpliedDir(slot), true);
-                        match self.nodes[parent as usize - 1].children.as_mut() {
-                            Some(ch) => {
-                                ch.insert(c.to_vec(), d);
-                            }
-                            None => continue 'entries,
-                        }
-                        dirs.insert(key.clone(), d);
-                        d
-                    }
-                };
+    }
+
+    /// Lets go of the least recently used backups (never `keep`) until three quarters of the budget are used.
+    fn evict(&mut self, keep: i64) {
+        let mut order: Vec<(u64, i64)> =
+            self.slots.iter().filter(|(&id, _)| id != keep).map(|(&id, s)| (s.used, id)).collect();
+        order.sort_unstable();
+        for (_, id) in order {
+            if self.used <= self.budget / 4 * 3 {
+                break;
             }
-            let name = comps[comps.len() - 1];
-            if !key.is_empty() {
-                key.push(b'/');
-            }
-            key.extend_from_slice(name);
-            let is_dir = e.kind == EntryKind::Dir;
-            if let Some(&existing) = dirs.get(&key) {
-                if is_dir {
-                    // A directory entry after its implied directory (or a repeated one): it gives the attributes.
-                    self.nodes[existing as usize - 1].kind = NodeKind::Entry(slot, i);
-                    continue;
-                }
-            }
-            let n = self.push(parent, NodeKind::Entry(slot, i), is_dir);
-            if let Some(ch) = self.nodes[parent as usize - 1].children.as_mut() {
-                ch.insert(name.to_vec(), n);
-            }
-            if is_dir {
-                dirs.insert(key, n);
-            } else {
-                dirs.remove(&key);
-            }
+            self.forget(id);
         }
+    }
+
+    /// Drops an opened backup and its expansions.
+    fn forget(&mut self, id: i64) {
+        if let Some(s) = self.slots.remove(&id) {
+            self.used = self.used.saturating_sub(s.cost);
+        }
+        self.exp.remove_backup(id);
+    }
+
+    /// Takes a new catalog; drops what no longer exists. Returns what changed, for the kernel.
+    fn install(&mut self, cat: Catalog, changes: &Changes) {
+        self.cat = cat;
+        let gone: Vec<i64> = self.slots.keys().copied().filter(|&id| self.cat.row(id).is_none()).collect();
+        for id in gone {
+            self.forget(id);
+        }
+        let cat = &self.cat;
+        self.exp.retain_dirs(|dir, id| cat.placement(dir).is_some_and(|(r, _)| r.id == id));
+        self.dirty.extend(changes.inodes.iter().copied());
     }
 }
 
 impl Loaded {
     pub(super) fn new(index: Index, content: Content) -> Loaded {
-        let by_path = index.entries.iter().enumerate().map(|(i, e)| (e.path.clone(), i)).collect();
+        let links = index.entries.iter().any(|e| e.kind == EntryKind::HardLink);
+        let by_path = if links {
+            index.entries.iter().enumerate().map(|(i, e)| (e.path.clone(), i)).collect()
+        } else {
+            HashMap::new()
+        };
         Loaded { index, by_path, content }
     }
 
@@ -439,7 +393,8 @@ impl Inner {
         self.tree.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Re-reads the inventory if it changed (checked at most once per `refresh_interval` unless `force`).
+    /// Re-reads the inventory if it changed (checked at most once per `refresh_interval` unless `force`), and
+    /// queues what the kernel must forget.
     pub(super) fn refresh(&self, force: bool) -> Result<()> {
         {
             let mut checked = lock(&self.checked);
@@ -448,42 +403,129 @@ impl Inner {
             }
             *checked = Some(Instant::now());
         }
+        // One refresh at a time: two would both rebuild, and the second would see no change to report.
+        let _one = lock(&self.refreshing);
         let stamp = self.ctx().inventory.change_stamp()?;
         if self.tree().stamp == Some(stamp) {
             return Ok(());
         }
-        let mut records = self.ctx().inventory.search(&Query::default())?;
-        // Only backups this profile can read: another profile's rows would be files that answer EIO.
-        records.retain(|r| self.ctx().stores().can_open(r));
-        let mut t = self.tree_mut();
-        t.rebuild(records);
-        t.stamp = Some(stamp);
+        // Only backups this profile can read: another profile's rows would be files that answer EIO. Decided once
+        // per store, not per row.
+        let stores = self.ctx().stores();
+        let mut readable: HashMap<(Destination, String), bool> = HashMap::new();
+        let mut b = Builder::default();
+        self.ctx().inventory.for_each_live_row(|r| {
+            let key = (r.backend, r.store.to_string());
+            let ok = *readable.entry(key).or_insert_with(|| {
+                let store = StoreId::parse(r.store).unwrap_or_default();
+                stores.can_open(&probe(r.backend, store))
+            });
+            if ok {
+                b.push(r.id, r.backup_date, r.filename, r.tags, row_is_enc(r.stored_filename, r.metadata));
+            }
+        })?;
+        let (cat, changes) = {
+            let prev = self.tree();
+            let first = prev.stamp.is_none();
+            let (cat, changes) = Catalog::build(b, (!first).then_some(&prev.cat));
+            (cat, changes)
+        };
+        // Rows of opened backups are read again (tags or sizes may have changed).
+        let open: Vec<i64> = self.tree().slots.keys().copied().collect();
+        let mut records = Vec::new();
+        for id in open {
+            if let Some(r) = self.ctx().inventory.get_by_id(id)? {
+                records.push(r);
+            }
+        }
+        {
+            let mut t = self.tree_mut();
+            t.install(cat, &changes);
+            for r in records {
+                if let Some(s) = r.id.and_then(|id| t.slots.get_mut(&id)) {
+                    s.record = r;
+                }
+            }
+            t.stamp = Some(stamp);
+        }
+        self.queue(changes);
         Ok(())
     }
 
     /// Before listing or looking up in a directory: refresh the virtual tree, or load a backup's index.
     pub(super) fn prepare_dir(&self, ino: Ino) -> Result<()> {
-        let kind = self.tree().node(ino)?.kind.clone();
+        let kind = self.tree().node(ino)?.kind;
         match kind {
             NodeKind::Dir => self.refresh(false),
-            NodeKind::Backup(slot) => {
-                if self.tree().node(ino)?.children.is_some() {
-                    return Ok(());
-                }
-                if let Err(e) = self.load(slot) {
-                    // An index that cannot be opened leaves the directory with its status file, which says why.
-                    if self.tree().slots[slot].unreadable.is_none() {
-                        return Err(e);
-                    }
-                }
-                self.tree_mut().expand(ino, slot);
-                Ok(())
-            }
+            NodeKind::Backup(id) => self.expand(ino, id),
             _ => Ok(()),
         }
     }
 
-    pub(super) fn record(&self, slot: usize) -> BackupRecord {
-        self.tree().slots[slot].record.clone()
+    /// Fills backup directory `dir` (of row `id`) from its index, if it is not yet.
+    pub(super) fn expand(&self, dir: Ino, id: i64) -> Result<()> {
+        {
+            let t = self.tree();
+            if t.node(dir)?.listable {
+                drop(t);
+                self.tree_mut().touch(id);
+                return Ok(());
+            }
+        }
+        if let Err(e) = self.load(id) {
+            // An index that cannot be opened leaves the directory with its status file, which says why.
+            if self.tree().slots.get(&id).is_none_or(|s| s.unreadable.is_none()) {
+                return Err(e);
+            }
+        }
+        self.tree_mut().expand(dir, id);
+        Ok(())
+    }
+
+    /// The full row of backup `id`, read from the inventory if it is not open.
+    pub(super) fn record(&self, id: i64) -> Result<BackupRecord> {
+        if let Some(s) = self.tree().slots.get(&id) {
+            return Ok(s.record.clone());
+        }
+        self.ctx().inventory.get_by_id(id)?.ok_or(FsError::NotFound)
+    }
+
+    /// Makes sure backup `id` has a slot (its full row), for its status and attributes.
+    pub(super) fn open_slot(&self, id: i64) -> Result<()> {
+        if self.tree().slots.contains_key(&id) {
+            return Ok(());
+        }
+        let record = self.ctx().inventory.get_by_id(id)?.ok_or(FsError::NotFound)?;
+        self.tree_mut().slots.entry(id).or_insert_with(|| Slot::new(record));
+        Ok(())
+    }
+}
+
+/// Whether a row's backup is encrypted, from its stored name or its metadata (parsed only when it mentions it).
+fn row_is_enc(stored: &str, metadata: &str) -> bool {
+    stored.ends_with(".enc")
+        || stored.ends_with(".ae")
+        || (metadata.contains("is_enc")
+            && serde_json::from_str::<serde_json::Value>(metadata)
+                .ok()
+                .and_then(|v| v.get("is_enc").and_then(|b| b.as_bool()))
+                .unwrap_or(false))
+}
+
+/// A row that only says where a backup is (what `Stores::can_open` looks at).
+fn probe(backend: Destination, store: StoreId) -> BackupRecord {
+    BackupRecord {
+        id: None,
+        backend,
+        backend_hash: None,
+        backup_date: 0,
+        filename: String::new(),
+        is_deleted: false,
+        last_updated: 0,
+        metadata: serde_json::Value::Null,
+        size: 0,
+        stored_filename: crate::model::StoredName::from_key(String::new()),
+        tags: String::new(),
+        store,
     }
 }

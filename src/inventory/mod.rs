@@ -31,6 +31,20 @@ use crate::model::{BackupRecord, Destination, Epoch, StoreId, StoredName};
 pub use legacy::ImportReport;
 pub use schema::SCHEMA_VERSION;
 
+/// A `backups` row as [`Inventory::for_each_live_row`] hands it out: the columns, text borrowed from SQLite.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveRow<'a> {
+    pub id: i64,
+    pub backend: Destination,
+    pub backup_date: Epoch,
+    pub filename: &'a str,
+    /// The JSON text of the `metadata` column, unparsed.
+    pub metadata: &'a str,
+    pub stored_filename: &'a str,
+    pub tags: &'a str,
+    pub store: &'a str,
+}
+
 /// Errors of the inventory.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -619,14 +633,44 @@ impl Inventory {
     }
 
     /// A value that changes whenever the `backups` table may have changed, from this process or another one
-    /// (SQLite's `data_version` plus the row count and newest change); cheap enough to poll every second.
+    /// (SQLite's `data_version`, which counts other connections' commits, and this connection's total changes); it
+    /// reads no table, so polling it every second costs the same over a million rows as over ten.
     pub fn change_stamp(&self) -> Result<(i64, i64, i64, i64)> {
         let conn = self.conn();
         let dv: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
-        let (n, id, last): (i64, Option<i64>, Option<i64>) = conn
-            .prepare_cached("SELECT count(*), max(id), max(last_updated) FROM backups WHERE is_deleted = 0")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok((dv, n, id.unwrap_or(0), last.unwrap_or(0)))
+        Ok((dv, conn.total_changes() as i64, 0, 0))
+    }
+
+    /// Every row that is not deleted, oldest id first, handed to `each` one at a time with borrowed text (the
+    /// mount lays out a million rows this way without holding them all as [`BackupRecord`]s).
+    pub fn for_each_live_row(&self, mut each: impl FnMut(LiveRow<'_>)) -> Result<()> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, backend, backup_date, filename, metadata, stored_filename, tags, store FROM backups \
+             WHERE is_deleted = 0 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let text = |i: usize| row.get_ref(i).and_then(|v| v.as_str().map_err(Into::into));
+            each(LiveRow {
+                id: row.get(0)?,
+                backend: row.get(1)?,
+                backup_date: row.get(2)?,
+                filename: text(3)?,
+                metadata: text(4)?,
+                stored_filename: text(5)?,
+                tags: text(6)?,
+                store: text(7)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// The row with this id, deleted or not.
+    pub fn get_by_id(&self, id: i64) -> Result<Option<BackupRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], record_from_row).optional()?)
     }
 
     /// The row with this stored name, deleted or not.
@@ -694,6 +738,22 @@ impl Inventory {
             Err(e) if is_foreign_key_violation(&e) => Err(InventoryError::NotFound(stored.clone())),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Inserts rows, each with its entry index, in one transaction: all of them or none (a bulk import; the
+    /// benchmarks' million-row inventories).
+    pub fn insert_with_indexes(&self, rows: &[(BackupRecord, Vec<u8>)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (record, index) in rows {
+            insert_row(&tx, record, None)?;
+            tx.execute(
+                &format!("INSERT INTO {} (stored_filename, data) VALUES (?1, ?2)", Blob::EntryIndex.table()),
+                params![record.stored_filename.as_str(), index],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// A per-backup blob, if one was stored.
