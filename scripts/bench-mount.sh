@@ -14,6 +14,8 @@
 #     `user.bakthat.store_bytes_read` attribute);
 #   - the peak RSS (VmHWM) of each mount process.
 # Run as root (drop_caches). Needs restic, borg (python3-llfuse), fusermount3 (scripts/install-test-deps.sh).
+# The current peers from scripts/peers.sh are measured too when installed: `rustic mount` (if that rustic build has
+# the command) and borg 1.4's `borg mount` (pyfuse3), each on its own repository of the same data.
 # Environment: BENCH_BIG_MB (large file, default 512), BENCH_HUGE_MB (the multi-GB backup, default 3072),
 #              BENCH_PROFILE (release, or debug for a quick smoke run),
 #              BENCH_BACKUPS (default 10000), BENCH_ROUNDS (reads per tool, median kept; default 3),
@@ -39,6 +41,15 @@ die() { printf 'bench-mount: error: %s\n' "$*" >&2; exit 1; }
 tools=(fusermount3 getfattr)
 [[ ${ONLY} == listing ]] || tools+=(restic borg)
 for t in "${tools[@]}"; do command -v "$t" >/dev/null || die "$t is missing: run scripts/install-test-deps.sh"; done
+
+# shellcheck source=scripts/peers.sh
+source "${ROOT}/scripts/peers.sh"
+peers_env
+PEERS=()
+if [[ ${ONLY} != listing ]]; then
+    if [[ -n ${RUSTIC} ]] && "${RUSTIC}" mount --help > /dev/null 2>&1; then PEERS+=(rc); else log "rustic (with mount) is not installed: skipped"; fi
+    if [[ -n ${BORG14} ]]; then PEERS+=(b4); else log "borg 1.4 is not installed: skipped"; fi
+fi
 
 log "building bakthat (${PROFILE})"
 flags=(--quiet --bin bakthat --example bench_inventory)
@@ -88,6 +99,16 @@ t=$(now); "$B" backup edata -q > /dev/null; T_BKE=$(elapsed "$t")
 rm -rf edata
 restic init -q > /dev/null; t=$(now); restic backup -q data > /dev/null; T_RS=$(elapsed "$t")
 borg init -e repokey > /dev/null 2>&1; t=$(now); borg create --compression lz4 ::bench data; T_BG=$(elapsed "$t")
+export RUSTIC_REPOSITORY=${WORK}/rustic RUSTIC_PASSWORD=bench RUSTIC_CACHE_DIR=${WORK}/rustic-cache
+BORG14_REPO=${WORK}/borg14
+for p in "${PEERS[@]}"; do
+    case $p in
+        rc) "${RUSTIC}" init > /dev/null 2>&1; t=$(now); "${RUSTIC}" backup data > /dev/null 2>&1; T_RC=$(elapsed "$t") ;;
+        b4) BORG_BASE_DIR=${WORK}/borg14-base "${BORG14}" init -e repokey "${BORG14_REPO}" > /dev/null 2>&1
+            t=$(now); BORG_BASE_DIR=${WORK}/borg14-base "${BORG14}" create --compression lz4 "${BORG14_REPO}::bench" data
+            T_B4=$(elapsed "$t") ;;
+    esac
+done
 
 mkdir -p m-bk m-rs m-bg
 "$B" mount m-bk --cache-dir "${WORK}/cache" > bk.log 2>&1 & PIDS+=($!); BK_PID=$!; MOUNTS+=("${WORK}/m-bk")
@@ -97,6 +118,17 @@ wait_path m-bk/by-name/data/latest/data/big.bin
 wait_path m-bk/by-name/edata/latest/edata/big.bin
 wait_path m-rs/snapshots/latest
 wait_path m-bg/bench
+for p in "${PEERS[@]}"; do
+    mkdir -p "m-$p"; MOUNTS+=("${WORK}/m-$p")
+    case $p in
+        rc) "${RUSTIC}" mount m-rc > rc.log 2>&1 & PIDS+=($!); RC_PID=$! ;;
+        b4) BORG_BASE_DIR=${WORK}/borg14-base "${BORG14}" mount -f "${BORG14_REPO}::bench" m-b4 > b4.log 2>&1 & PIDS+=($!); B4_PID=$! ;;
+    esac
+    for _ in $(seq 1 600); do [[ -n $(find "m-$p" -name big.bin 2>/dev/null | head -1) ]] && break; sleep 0.1; done
+    found=$(find "m-$p" -name big.bin | head -1)
+    [[ -n ${found} ]] || die "the ${p} mount shows no big.bin (see ${WORK}/${p}.log)"
+    declare "F_${p^^}=$(dirname "${found}")"
+done
 F_BK=$(readlink -f m-bk/by-name/data/latest)/data
 F_BKE=$(readlink -f m-bk/by-name/edata/latest)/edata
 F_RS=$(dirname "$(find m-rs/snapshots/latest/ -name big.bin | head -1)")
@@ -121,7 +153,7 @@ declare -A COLD WARM TTFB
 declare -A C_ALL W_ALL T_ALL
 for round in $(seq 1 "${ROUNDS}"); do
     remount_bk "${WORK}/cache-round${round}"
-    for tool in bk bke rs bg; do
+    for tool in bk bke rs bg "${PEERS[@]}"; do
         dir_var=F_${tool^^}
         dir=${!dir_var}
         # The plain and the encrypted read each start from an empty cache.
@@ -132,7 +164,7 @@ for round in $(seq 1 "${ROUNDS}"); do
         W_ALL[$tool]+=" $(read_time "${dir}/big.bin")"
     done
 done
-for tool in bk bke rs bg; do
+for tool in bk bke rs bg "${PEERS[@]}"; do
     # shellcheck disable=SC2086 # the lists are space-separated numbers
     TTFB[$tool]=$(median ${T_ALL[$tool]}); COLD[$tool]=$(median ${C_ALL[$tool]}); WARM[$tool]=$(median ${W_ALL[$tool]})
 done
@@ -206,6 +238,18 @@ printf '%-34s %12.4f %12.4f %12.4f %14s %14s\n' "time to first byte, small (s)" 
     "$(ratio "${TTFB[bk]}" "${TTFB[rs]}")" "$(ratio "${TTFB[bk]}" "${TTFB[bg]}")"
 printf '%-34s %12s %12s %12s %14s %14s\n' "peak RSS (MiB)" "$((R_BK / 1024))" "$((R_RS / 1024))" "$((R_BG / 1024))" \
     "$(ratio "$R_BK" "$R_RS")" "$(ratio "$R_BK" "$R_BG")"
+declare -A PEER_NAME=([rc]=rustic [b4]="borg 1.4") PEER_PID=([rc]=RC_PID [b4]=B4_PID) PEER_T=([rc]=T_RC [b4]=T_B4)
+for p in "${PEERS[@]}"; do
+    pid_var=${PEER_PID[$p]}; t_var=${PEER_T[$p]}
+    c=$(mbps $SIZE "${COLD[bk]}"); w=$(mbps $SIZE "${WARM[bk]}")
+    cp_=$(mbps $SIZE "${COLD[$p]}"); wp=$(mbps $SIZE "${WARM[$p]}"); rp=$(rss "${!pid_var}")
+    printf '%-34s %12s %12s %14s\n' "vs ${PEER_NAME[$p]}" bakthat "${PEER_NAME[$p]}" "bakthat/peer"
+    printf '%-34s %12.1f %12.1f\n' "  backup of ${BIG_MB} MiB (s)" "${T_BK}" "${!t_var}"
+    printf '%-34s %12s %12s %14s\n' "  cold read (MiB/s)" "$c" "$cp_" "$(ratio "$c" "$cp_")"
+    printf '%-34s %12s %12s %14s\n' "  warm re-read (MiB/s)" "$w" "$wp" "$(ratio "$w" "$wp")"
+    printf '%-34s %12.4f %12.4f %14s\n' "  time to first byte, small (s)" "${TTFB[bk]}" "${TTFB[$p]}" "$(ratio "${TTFB[bk]}" "${TTFB[$p]}")"
+    printf '%-34s %12s %12s %14s\n' "  peak RSS (MiB)" "$((R_BK / 1024))" "$((rp / 1024))" "$(ratio "$R_BK" "$rp")"
+done
 printf 'bytes read from the store for a 4 KiB read in a %s MiB backup: %s (%.2f MiB)\n' "${HUGE_MB}" "${FETCHED}" \
     "$(echo "${FETCHED} / 1048576" | bc -l)"
 printf 'bakthat mount peak RSS after the huge read: %s MiB\n' "$(( $(rss "${HUGE_PID}") / 1024 ))"
