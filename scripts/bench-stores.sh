@@ -2,9 +2,10 @@
 # Usage: scripts/bench-stores.sh
 #
 # Backup and restore of a ~200 MB corpus (copies of /usr/share/doc and /usr/lib/python3) through moto S3 and through
-# the Swift all-in-one, with bakthat's release build (encrypted, as restic always is) and with restic on the same
-# servers, in the same run. Prints a Markdown table (wall-clock seconds, stored bytes, restic/bakthat ratios) and
-# writes it to $OUT/results.md. Every restore is compared with the corpus (diff -r); a difference fails the run.
+# the Swift all-in-one, with bakthat's release build (encrypted, as restic always is) and with restic and rustic
+# (scripts/peers.sh; through OpenDAL's s3 and swift services) on the same servers, in the same run. Prints a Markdown
+# table (wall-clock seconds, stored bytes, peer/bakthat ratios) and writes it to $OUT/results.md. Every restore is
+# compared with the corpus (diff -r); a difference fails the run. borg is not here: it has no S3 or Swift repository.
 #
 # Environment:
 #   OUT              work directory (default /tmp/bakthat-bench-stores); the corpus, stores and restores live there
@@ -19,6 +20,11 @@ if [[ -z "${BENCH_TARGET_DIR:-}" ]]; then
     if [[ -d /work/target-bench ]]; then BENCH_TARGET_DIR=/work/target-bench; else BENCH_TARGET_DIR=${HOME}/.cache/bakthat-bench; fi
 fi
 command -v restic >/dev/null || { echo "bench-stores: restic is missing (apt-get install restic)" >&2; exit 1; }
+# shellcheck source=scripts/peers.sh
+source "${ROOT}/scripts/peers.sh"
+if [[ ${BENCH_PEERS:-1} == 1 ]]; then bash "${ROOT}/scripts/peers.sh" install >&2 || true; fi
+peers_env
+[[ -n ${RUSTIC} ]] || echo "bench-stores: rustic is not installed: its rows are skipped (scripts/peers.sh install)" >&2
 
 log() { printf '==> bench-stores: %s\n' "$*" >&2; }
 now() { date +%s.%N; }
@@ -121,26 +127,91 @@ restic_run() { # store repo
     rm -rf "${OUT}/restore/restic-${store}"
 }
 
+# rustic_run STORE: rustic with an OpenDAL repository described by $OUT/rustic-STORE.toml (a rustic profile).
+rustic_run() {
+    local store=$1 t0 t1 t2 profile root=""
+    profile=${OUT}/rustic-${store}
+    "${RUSTIC}" -P "${profile}" init >"${OUT}/rustic-${store}.log" 2>&1 ||
+        { echo "bench-stores: rustic init on ${store} failed: $(tail -n 3 "${OUT}/rustic-${store}.log")" >&2; exit 1; }
+    t0=$(now)
+    (cd "${OUT}" && "${RUSTIC}" -P "${profile}" backup corpus >>"${OUT}/rustic-${store}.log" 2>&1)
+    t1=$(now)
+    rm -rf "${OUT}/restore/rustic-${store}"
+    "${RUSTIC}" -P "${profile}" restore latest "${OUT}/restore/rustic-${store}" >>"${OUT}/rustic-${store}.log" 2>&1
+    t2=$(now)
+    for c in "${OUT}/restore/rustic-${store}/corpus" "${OUT}/restore/rustic-${store}"; do
+        if [[ -d ${c}/doc ]]; then root=${c}; break; fi
+    done
+    check "${root:-${OUT}/restore/rustic-${store}}"
+    T[rustic-${store}-backup]=$(secs "${t0}" "${t1}")
+    T[rustic-${store}-restore]=$(secs "${t1}" "${t2}")
+    SIZE[rustic-${store}]=$("${RUSTIC}" -P "${profile}" repoinfo --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sum(t.get("size", 0) for t in d["files"]["repo"]))' 2>/dev/null || echo 0)
+    rm -rf "${OUT}/restore/rustic-${store}"
+}
+if [[ -n ${RUSTIC} ]]; then
+    cat >"${OUT}/rustic-s3.toml" <<EOF
+[repository]
+repository = "opendal:s3"
+password = "bench-password"
+cache-dir = "${OUT}/rustic-cache"
+[repository.options]
+bucket = "${BUCKET}-rustic"
+root = "/"
+endpoint = "${S3}"
+region = "us-east-1"
+access_key_id = "test"
+secret_access_key = "test"
+EOF
+    # rustic does not create its bucket (moto takes an unsigned PUT).
+    curl -sS -f -X PUT "${S3}/${BUCKET}-rustic" >/dev/null
+    # Swift: OpenDAL takes the storage URL and a token; tempauth hands both out.
+    read -r SWIFT_URL SWIFT_TOKEN < <(curl -sS -D - -o /dev/null -H "X-Storage-User: test:tester" \
+        -H "X-Storage-Pass: testing" "${SWIFT_AUTH}" | tr -d '\r' |
+        awk -F': ' 'tolower($1) == "x-storage-url" { u = $2 } tolower($1) == "x-auth-token" { t = $2 } END { print u, t }')
+    curl -sS -X PUT -H "X-Auth-Token: ${SWIFT_TOKEN}" "${SWIFT_URL}/${BUCKET}-rustic" >/dev/null
+    cat >"${OUT}/rustic-swift.toml" <<EOF
+[repository]
+repository = "opendal:swift"
+password = "bench-password"
+cache-dir = "${OUT}/rustic-cache"
+[repository.options]
+endpoint = "${SWIFT_URL}"
+container = "${BUCKET}-rustic"
+token = "${SWIFT_TOKEN}"
+EOF
+fi
+
 log "bakthat on moto S3";   bakthat_run s3
 log "restic on moto S3";    restic_run s3 "s3:${S3}/${BUCKET}-restic"
 log "bakthat on Swift";     bakthat_run swift
 log "restic on Swift";      restic_run swift "swift:${BUCKET}-restic:/"
+if [[ -n ${RUSTIC} ]]; then
+    log "rustic on moto S3";    rustic_run s3
+    log "rustic on Swift";      rustic_run swift
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mb() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1048576 }'; }
 {
     echo "Corpus: ${CORPUS_BYTES} bytes ($(mb "${CORPUS_BYTES}") MiB) in ${CORPUS_FILES} files (/usr/share/doc + /usr/lib/python3);"
-    echo "$(nproc) cores; bakthat $("${BIN}" --version | awk '{print $2}') release build, encrypted; $(restic version | awk '{print $1, $2}');"
-    echo "wall-clock seconds, one run each, same servers; ratio = restic / bakthat (above 1: bakthat is faster or smaller);"
-    echo "stored: bakthat's archive object (its entry index sidecar aside), restic's \`stats --mode raw-data\` (after dedup and compression)."
+    echo "$(nproc) cores; bakthat $("${BIN}" --version | awk '{print $2}') release build, encrypted; $(restic version | awk '{print $1, $2}'); ${RUSTIC:+$("${RUSTIC}" --version);}"
+    echo "wall-clock seconds, one run each, same servers; ratio = peer / bakthat (above 1: bakthat is faster or smaller);"
+    echo "stored: bakthat's archive object (its entry index sidecar aside), restic's \`stats --mode raw-data\`, rustic's repoinfo (after dedup and compression)."
     echo
     echo "| store | tool | backup s | restore s | stored MiB |"
     echo "|---|---|---:|---:|---:|"
     for s in s3 swift; do
-        for tool in bakthat restic; do
+        for tool in bakthat restic rustic; do
+            [[ -n ${T[${tool}-${s}-backup]:-} ]] || continue
             echo "| ${s} | ${tool} | ${T[${tool}-${s}-backup]} | ${T[${tool}-${s}-restore]} | $(mb "${SIZE[${tool}-${s}]}") |"
         done
-        echo "| ${s} | **ratio** | **$(ratio "${T[restic-${s}-backup]}" "${T[bakthat-${s}-backup]}")** | **$(ratio "${T[restic-${s}-restore]}" "${T[bakthat-${s}-restore]}")** | $(ratio "${SIZE[restic-${s}]}" "${SIZE[bakthat-${s}]}") |"
+        for tool in restic rustic; do
+            [[ -n ${T[${tool}-${s}-backup]:-} ]] || continue
+            echo "| ${s} | **${tool} / bakthat** | **$(ratio "${T[${tool}-${s}-backup]}" "${T[bakthat-${s}-backup]}")** | **$(ratio "${T[${tool}-${s}-restore]}" "${T[bakthat-${s}-restore]}")** | $(ratio "${SIZE[${tool}-${s}]}" "${SIZE[bakthat-${s}]}") |"
+        done
     done
 } | tee "${OUT}/results.md"
 log "written to ${OUT}/results.md"
