@@ -375,6 +375,31 @@ fn encrypted_backups_need_the_right_password_at_mount_time() {
     assert!(matches!(resolve(&fs, &format!("{dir}/secret")), Err(FsError::PasswordNeeded { .. })));
 }
 
+// Issue 16: a `.tar.zst` backup (plain and encrypted) reads through the mount as a `.tgz` one does: listed from
+// its index copy, and a small read fetches only the frames that hold it.
+#[test]
+fn zstd_backups_read_through_the_mount() {
+    let env = Env::new();
+    for (name, pw) in [("z", None), ("zenc", Some("hunter2"))] {
+        let src = env.source(name);
+        let opts = BackupOptions {
+            source: src,
+            compression: Some(crate::model::Compression::Zstd),
+            password: pw.map(|p| Arc::new(Secret::new(p.as_bytes()))),
+            ..BackupOptions::default()
+        };
+        let r = ops::backup(env.ctx(), &opts).unwrap().record;
+        assert_eq!(r.stored_filename.archive(), Some(crate::model::Compression::Zstd));
+        let counting = counting(env.store());
+        let fs = env.fs(counting.clone(), pw).unwrap();
+        let base = format!("/by-name/{name}/{}/{name}", ts(&r));
+        assert_eq!(names(&fs, &format!("{base}/sub")), ["big.bin", "empty", "link"]);
+        assert_eq!(requests(&counting), 0);
+        assert_eq!(cat(&fs, &format!("{base}/small.txt")).unwrap(), b"hello world\n");
+        assert_eq!(cat(&fs, &format!("{base}/sub/big.bin")).unwrap(), bytes(7, 3_000_000));
+    }
+}
+
 fn xattr(fs: &Fs, ino: Ino, name: &str) -> String {
     match fs.getxattr(ino, format!("user.bakthat.{name}").as_bytes(), 4096).unwrap() {
         XattrReply::Data(d) => String::from_utf8(d).unwrap(),
