@@ -30,7 +30,7 @@ FAILURES=()
 
 die() { echo "bench-incremental.sh: $*" >&2; exit 1; }
 note() { echo "== $*" >&2; }
-for tool in restic borg diff awk /usr/bin/time; do
+for tool in restic borg diff awk; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-test-deps.sh installs restic and borg)"
 done
 mkdir -p "$BENCH_DIR" "$LOG"
@@ -80,14 +80,17 @@ CORPUS=$(cd "$CORPUS" && pwd)
 FILES=$(find "$CORPUS" -type f | wc -l)
 BYTES=$(du -sb "$CORPUS" | cut -f1)
 
-# timed KEY CMD...: runs CMD, its wall seconds in TIME[KEY]; a failure is recorded and the script goes on.
+# timed KEY CMD...: runs CMD (a command or one of the functions below), its wall seconds in TIME[KEY]; a failure is
+# recorded and the script goes on.
 declare -A TIME GROWTH STORE RESTORE CHECK
 timed() {
-    local key=$1
+    local key=$1 start end
     shift
     sync
-    if /usr/bin/time -f '%e' -o "$LOG/$key.time" "$@" >"$LOG/$key.log" 2>&1; then
-        TIME[$key]=$(tail -n1 "$LOG/$key.time")
+    start=$(date +%s%N)
+    if "$@" >"$LOG/$key.log" 2>&1; then
+        end=$(date +%s%N)
+        TIME[$key]=$(awk -v ns=$((end - start)) 'BEGIN { printf "%.2f", ns / 1e9 }')
     else
         TIME[$key]=failed
         FAILURES+=("$key")
