@@ -108,17 +108,20 @@ impl Inner {
         let stored = record.stored_filename.as_str();
         let loaded = if !record.stored_filename.is_archive() {
             Loaded::new(Index::default(), Content::Raw)
+        } else if record.parent().is_some() {
+            // An incremental: its complete tree from the chain's snapshots and indexes (inventory copies).
+            match crate::ops::incremental::chain_tree(self.ctx(), &record, self.secret.as_deref()) {
+                Ok(tree) => Loaded::chain(tree),
+                Err(crate::ops::OpsError::Archive(e)) => {
+                    let bytes = self.ctx().inventory.get_index(&record.stored_filename)?.unwrap_or_default();
+                    return Err(self.mark_unreadable(id, stored, &bytes, &e));
+                }
+                Err(e) => return Err(FsError::Open { stored: stored.into(), source: Box::new(e) }),
+            }
         } else if let Some(bytes) = self.ctx().inventory.get_index(&record.stored_filename)? {
             let index = match self.open_copy(&bytes) {
                 Ok(index) => index,
-                Err(e) => {
-                    let why = self.unreadable(&bytes, &e);
-                    let err = why.error(stored);
-                    if let Some(s) = self.tree_mut().slots.get_mut(&id) {
-                        s.unreadable = Some(why);
-                    }
-                    return Err(err);
-                }
+                Err(e) => return Err(self.mark_unreadable(id, stored, &bytes, &e)),
             };
             let content = if index.seekable { Content::Members } else { Content::Whole };
             Loaded::new(index, content)
@@ -138,6 +141,16 @@ impl Inner {
         let mut t = self.tree_mut();
         let slot = t.slots.entry(id).or_insert_with(|| Slot::new(record));
         Ok(slot.loaded.get_or_insert(loaded).clone())
+    }
+
+    /// Notes why a backup's index cannot be opened (its directory then holds only its status file); the error.
+    fn mark_unreadable(&self, id: i64, stored: &str, bytes: &[u8], e: &ArchiveError) -> FsError {
+        let why = self.unreadable(bytes, e);
+        let err = why.error(stored);
+        if let Some(s) = self.tree_mut().slots.get_mut(&id) {
+            s.unreadable = Some(why);
+        }
+        err
     }
 
     /// Opens the inventory's copy of an index, remembering the key settings of an encrypted one whose key check

@@ -24,6 +24,8 @@
 
 pub mod cache;
 mod catalog;
+#[cfg(test)]
+mod chain_tests;
 mod cold;
 mod error;
 mod expand;

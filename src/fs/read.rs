@@ -198,7 +198,19 @@ impl Inner {
         let NodeKind::Entry(_, e) = kind else { return Err(FsError::NotFound) };
         let loaded = loaded.ok_or(FsError::NotFound)?;
         let target = loaded.link_target(e).ok_or(FsError::NotFound)?;
-        let entry = &loaded.index.entries[target];
+        // An incremental backup's file is read from the archive of its chain that holds its bytes.
+        let held = loaded.chain.as_ref().and_then(|c| {
+            let (at, entry) = c.holders.get(target)?.as_ref()?;
+            Some((c.records[*at].clone(), c.archives.get(at)?.clone(), entry.clone()))
+        });
+        let (record, loaded, entry) = match held {
+            Some(h) => h,
+            None => {
+                let entry = loaded.index.entries[target].clone();
+                (record, loaded, entry)
+            }
+        };
+        let entry = &entry;
         if entry.kind != EntryKind::File {
             return Err(FsError::IsADirectory);
         }

@@ -62,6 +62,19 @@ pub(super) struct Loaded {
     /// Entry by path, for following hard links (empty when the archive has none).
     by_path: HashMap<Vec<u8>, usize>,
     pub content: Content,
+    /// An incremental backup: `index` is its complete tree, and each file is read from the chain's archive that
+    /// holds its bytes.
+    pub chain: Option<ChainReads>,
+}
+
+/// Where an incremental backup's files are (see [`crate::ops::incremental::ChainTree`]).
+pub(super) struct ChainReads {
+    /// The chain, its full backup first.
+    pub records: Vec<BackupRecord>,
+    /// Per entry of the tree: the position of the archive holding a file's bytes, and its entry there.
+    pub holders: Vec<Option<(usize, crate::archive::index::Entry)>>,
+    /// The holding archives' own indexes, by position in `records`.
+    pub archives: HashMap<usize, Arc<Loaded>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +378,15 @@ impl Loaded {
         } else {
             HashMap::new()
         };
-        Loaded { index, by_path, content }
+        Loaded { index, by_path, content, chain: None }
+    }
+
+    /// An incremental backup's complete tree, its files read from the archives of its chain.
+    pub(super) fn chain(tree: crate::ops::incremental::ChainTree) -> Loaded {
+        let archives =
+            tree.indexes.into_iter().map(|(at, index)| (at, Arc::new(Loaded::new(index, Content::Members)))).collect();
+        let reads = ChainReads { records: tree.chain, holders: tree.holders, archives };
+        Loaded { chain: Some(reads), ..Loaded::new(tree.index, Content::Members) }
     }
 
     /// The entry a hard link points to (followed once; a link to a link is resolved too).
