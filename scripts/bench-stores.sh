@@ -151,20 +151,19 @@ d = json.load(sys.stdin)
 print(sum(t.get("size", 0) for t in d["files"]["repo"]))' 2>/dev/null || echo 0)
     rm -rf "${OUT}/restore/rustic-${store}"
 }
+# rustic_profile STORE SERVICE KEY=VALUE...: writes the rustic profile $OUT/rustic-STORE.toml for an OpenDAL service.
+rustic_profile() {
+    local store=$1 service=$2 kv
+    shift 2
+    {
+        printf '[repository]\nrepository = "opendal:%s"\npassword = "bench-password"\n' "${service}"
+        printf 'cache-dir = "%s"\n[repository.options]\n' "${OUT}/rustic-cache"
+        for kv in "$@"; do printf '%s = "%s"\n' "${kv%%=*}" "${kv#*=}"; done
+    } >"${OUT}/rustic-${store}.toml"
+}
 if [[ -n ${RUSTIC} ]]; then
-    cat >"${OUT}/rustic-s3.toml" <<EOF
-[repository]
-repository = "opendal:s3"
-password = "bench-password"
-cache-dir = "${OUT}/rustic-cache"
-[repository.options]
-bucket = "${BUCKET}-rustic"
-root = "/"
-endpoint = "${S3}"
-region = "us-east-1"
-access_key_id = "test"
-secret_access_key = "test"
-EOF
+    rustic_profile s3 s3 "bucket=${BUCKET}-rustic" root=/ "endpoint=${S3}" region=us-east-1 \
+        access_key_id=test secret_access_key=test
     # rustic does not create its bucket (moto takes an unsigned PUT).
     curl -sS -f -X PUT "${S3}/${BUCKET}-rustic" >/dev/null
     # Swift: OpenDAL takes the storage URL and a token; tempauth hands both out.
@@ -172,16 +171,7 @@ EOF
         -H "X-Storage-Pass: testing" "${SWIFT_AUTH}" | tr -d '\r' |
         awk -F': ' 'tolower($1) == "x-storage-url" { u = $2 } tolower($1) == "x-auth-token" { t = $2 } END { print u, t }')
     curl -sS -X PUT -H "X-Auth-Token: ${SWIFT_TOKEN}" "${SWIFT_URL}/${BUCKET}-rustic" >/dev/null
-    cat >"${OUT}/rustic-swift.toml" <<EOF
-[repository]
-repository = "opendal:swift"
-password = "bench-password"
-cache-dir = "${OUT}/rustic-cache"
-[repository.options]
-endpoint = "${SWIFT_URL}"
-container = "${BUCKET}-rustic"
-token = "${SWIFT_TOKEN}"
-EOF
+    rustic_profile swift swift "endpoint=${SWIFT_URL}" "container=${BUCKET}-rustic" "token=${SWIFT_TOKEN}"
 fi
 
 log "bakthat on moto S3";   bakthat_run s3
