@@ -59,6 +59,9 @@ type OpenFile = (PathBuf, Arc<File>, bool);
 struct Inos {
     by_path: HashMap<PathBuf, Ino>,
     by_ino: HashMap<Ino, PathBuf>,
+    /// Staged inodes handed out so far. Numbers are never reused: the kernel may still hold a forgotten one, and a
+    /// directory number given to two paths makes it refuse the second (ELOOP).
+    issued: Ino,
 }
 
 struct Unit {
@@ -146,7 +149,8 @@ impl Incoming {
         if let Some(&i) = inos.by_path.get(rel) {
             return i;
         }
-        let i = BASE + inos.by_ino.len() as Ino + 1;
+        inos.issued += 1;
+        let i = BASE + inos.issued;
         inos.by_path.insert(rel.to_path_buf(), i);
         inos.by_ino.insert(i, rel.to_path_buf());
         i
@@ -482,5 +486,20 @@ mod tests {
         );
         assert_eq!(unit_of(Path::new("@db")), None);
         assert_eq!(unit_of(Path::new("")), None);
+    }
+
+    /// A unit backed up and forgotten must not hand its number (or a live one) to the next path: two staged
+    /// directories with one inode number made `mkdir` in /incoming fail with ELOOP.
+    #[test]
+    fn inode_numbers_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Incoming::new(dir.path(), Duration::from_secs(3)).unwrap();
+        let a = inc.ino_of(Path::new("notes.txt"));
+        let b = inc.ino_of(Path::new("@photos"));
+        inc.forget_under(Path::new("notes.txt"));
+        let c = inc.ino_of(Path::new("@photos/album"));
+        assert!(c != a && c != b, "{a} {b} {c}");
+        assert_eq!(inc.ino_of(Path::new("@photos")), b);
+        assert!(owns(a) && owns(b) && owns(c));
     }
 }
