@@ -35,6 +35,7 @@ pub(crate) mod range;
 mod restore;
 mod restore_paths;
 mod share;
+mod tree_restore;
 
 pub(crate) use backup::master_key;
 pub(crate) use backup::tree_size;

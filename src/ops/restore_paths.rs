@@ -1,55 +1,19 @@
 //! `restore NAME --path P`: restores only some paths of a backup, fetching only the archive members that hold
-//! them (through the inventory's copy of the entry index and ranged reads of the store), then extracting them
-//! with the same confinement as every restore ([`crate::archive::extract`]).
+//! them (through the inventory's copy of the entry index and ranged reads of the store), streamed through
+//! `super::tree_restore` with the same confinement as every restore. A hard link whose first name is not restored
+//! becomes a file with that name's bytes.
 
-use std::io::{self, Cursor};
-use std::ops::Range;
+use std::collections::HashMap;
 use std::path::Path;
 
-use super::browse::{inventory_index, under};
+use super::browse::inventory_index;
 use super::restore::{RestoreOptions, RestoreOutcome};
+use super::tree_restore::{check_paths, extract_items, members_needed, read_error, select, Fetcher};
 use super::{Ctx, OpsError};
-use crate::archive::extract::{self, ExtractOptions};
-use crate::archive::index::Index;
-use crate::archive::read::{Decoder, ReadError};
+use crate::archive::read::Decoder;
 use crate::archive::{ArchiveError, Secret};
 use crate::model::BackupRecord;
 use crate::storage::Backend;
-
-/// The tar byte ranges of the entries to restore: those at or under one of `paths`, and their parent directories
-/// (for their modes and times). Each range runs from the end of the previous entry (so that long-name and PAX
-/// blocks come along) to the end of the entry's padded data. A path with no entry is [`OpsError::NotInBackup`].
-fn selected_ranges(index: &Index, paths: &[String], stored: &str) -> Result<Vec<Range<u64>>, OpsError> {
-    let mut wanted = vec![false; index.entries.len()];
-    for p in paths {
-        let p = p.trim_matches('/').as_bytes();
-        let mut any = false;
-        for (i, e) in index.entries.iter().enumerate() {
-            if under(&e.path, p) {
-                wanted[i] = true;
-                any = true;
-            } else if under(p, &e.path) {
-                wanted[i] = true;
-            }
-        }
-        if !any {
-            return Err(OpsError::NotInBackup { path: String::from_utf8_lossy(p).into_owned(), stored: stored.into() });
-        }
-    }
-    let mut ranges: Vec<Range<u64>> = Vec::new();
-    let mut prev_end = 0;
-    for (e, want) in index.entries.iter().zip(wanted) {
-        let end = e.data_offset + e.size.div_ceil(512) * 512;
-        if want {
-            match ranges.last_mut() {
-                Some(r) if r.end == prev_end => r.end = end,
-                _ => ranges.push(prev_end..end),
-            }
-        }
-        prev_end = end;
-    }
-    Ok(ranges)
-}
 
 /// Restores the entries at or under `opts.paths` of `record` into `dest`, reading only the members that hold them.
 pub(super) fn restore_paths(
@@ -69,41 +33,29 @@ pub(super) fn restore_paths(
         }
         None => return Err(OpsError::NoIndex { stored: stored.to_string() }),
     };
-    let ranges = selected_ranges(&index, &opts.paths, stored)?;
+    check_paths(&index.entries, &opts.paths, stored)?;
+    let entries = &index.entries;
+    let sel = select(
+        entries,
+        &opts.paths,
+        |i| Some((0, entries[i].data_offset, entries[i].size)),
+        |path, why| {
+            OpsError::Archive(ArchiveError::Corrupt(format!(
+                "the index of {stored} lists {}, but {why}",
+                String::from_utf8_lossy(path)
+            )))
+        },
+    )?;
+    for e in &sel.skipped {
+        ctx.reporter
+            .warn(&format!("{}: not restored (not a file, directory or link)", String::from_utf8_lossy(&e.path)));
+    }
     let len = if index.stored_len != 0 { index.stored_len } else { record.size };
     let src = super::range::ObjectRange::new(backend, stored, len);
     let decoder = Decoder::new(&index, &src, secret.map(Secret::keys)).map_err(read_error)?;
-    // Members of all ranges, each contiguous run fetched with one ranged read.
-    let mut runs: Vec<Range<usize>> = Vec::new();
-    for r in &ranges {
-        let m = index.members_covering(r.start, r.end);
-        match runs.last_mut() {
-            Some(last) if last.end >= m.start => last.end = last.end.max(m.end),
-            _ => runs.push(m),
-        }
-    }
-    let mut tar = Vec::new();
-    let mut ri = 0;
-    for run in runs {
-        let base = index.members[run.start].tar_offset;
-        let data: Vec<u8> = decoder.members(run).map_err(read_error)?.concat();
-        let end = base + data.len() as u64;
-        while let Some(r) = ranges.get(ri).filter(|r| r.end <= end) {
-            tar.extend_from_slice(&data[(r.start - base) as usize..(r.end - base) as usize]);
-            ri += 1;
-        }
-    }
-    tar.extend_from_slice(&[0u8; 1024]);
-    let ex = ExtractOptions { overwrite: opts.force, preserve_owner: false };
-    let summary =
-        extract::extract(Cursor::new(tar), dest, &ex).map_err(|e| OpsError::Archive(ArchiveError::from(e)))?;
+    let wanted = members_needed(&sel.items, |_| &index).remove(&0).unwrap_or_default();
+    let mut fetchers = HashMap::from([(0, Fetcher::new(decoder, &index, wanted))]);
+    let summary = extract_items(&sel.items, &mut fetchers, &[&src], dest, opts.force)?;
     let written = summary.top_level.iter().map(|p| dest.join(p)).collect();
     Ok(RestoreOutcome { record, written, entries: summary.entries, bytes: summary.bytes, incomplete: Vec::new() })
-}
-
-fn read_error(e: ReadError) -> OpsError {
-    match e {
-        ReadError::PasswordNeeded => OpsError::Archive(ArchiveError::PasswordNeeded),
-        e => OpsError::Io { context: "reading the archive".into(), source: io::Error::other(crate::error_chain(&e)) },
-    }
 }

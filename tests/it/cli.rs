@@ -1179,6 +1179,35 @@ fn restore_path_restores_only_that_subtree() {
     e.fails(&["restore", "d", "--path", "d/nope", "--to", to.to_str().unwrap(), "--force"], 1, "d/nope is not in");
 }
 
+/// `restore --path P` of a hard link whose first name is outside P restores it as a file with its bytes (it failed
+/// with "hard link target is not a file extracted earlier"), encrypted or not; names inside P stay linked.
+#[test]
+fn restore_path_of_a_hard_link_whose_first_name_is_elsewhere() {
+    use std::os::unix::fs::MetadataExt;
+    let e = Env::new();
+    let src = e.path().join("h");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::write(src.join("a/f.txt"), "shared bytes\n").unwrap();
+    fs::hard_link(src.join("a/f.txt"), src.join("b/l1.txt")).unwrap();
+    fs::hard_link(src.join("a/f.txt"), src.join("b/l2.txt")).unwrap();
+    for (i, pw) in [None, Some("pw")].into_iter().enumerate() {
+        let o = run_pw(&e, &["backup", src.to_str().unwrap(), "--prompt", "no"], pw);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stored = stored_name(&stdout(&o));
+        assert_eq!(stored.ends_with(".enc"), pw.is_some(), "{stored}");
+        let to = e.path().join(format!("out{i}"));
+        let o = run_pw(&e, &["restore", &stored, "--path", "h/b", "--to", to.to_str().unwrap()], pw);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for l in ["h/b/l1.txt", "h/b/l2.txt"] {
+            assert_eq!(fs::read_to_string(to.join(l)).unwrap(), "shared bytes\n", "{l}");
+        }
+        let (m1, m2) = (fs::metadata(to.join("h/b/l1.txt")).unwrap(), fs::metadata(to.join("h/b/l2.txt")).unwrap());
+        assert_eq!((m1.ino(), m1.nlink()), (m2.ino(), 2), "the two names inside the path stay one file");
+        assert!(!to.join("h/a").exists());
+    }
+}
+
 /// `local:<dir>` as bakthat records it (the directory made canonical).
 fn local_id(dir: &Path) -> String {
     format!("local:{}", fs::canonicalize(dir).unwrap().display())
