@@ -23,7 +23,7 @@ use crate::archive::Secret;
 use crate::inventory::InventoryError;
 use crate::model::{BackupRecord, Destination, StoredName};
 use crate::ops::{Ctx, OpsError};
-use crate::storage::s3::S3Store;
+use crate::storage::s3::{PresignMethod, S3Store};
 use crate::storage::{Backend, PutOptions, StorageError};
 
 /// Object metadata naming the encoding: always `json` for values written here.
@@ -50,6 +50,9 @@ pub enum KvError {
     WrongPassword { key: String },
     #[error("{key} is damaged or is not a KeyValue object: {reason}")]
     Corrupt { key: String, reason: String },
+    /// KeyValue lives in S3 only (as in 0.6); the profile has no S3 bucket of its own.
+    #[error("KeyValue keeps its values in S3 (as bakthat 0.6 did), and profile {profile} {why}; use a profile with s3_bucket and S3 keys (conf={{\"s3_bucket\": ...}} from Python)")]
+    NotS3 { profile: String, why: String },
 }
 
 impl KvError {
@@ -66,8 +69,20 @@ pub struct KeyValue<'a> {
 }
 
 impl<'a> KeyValue<'a> {
-    /// KeyValue on the profile's `s3_bucket`.
+    /// KeyValue on the profile's `s3_bucket`. A profile without one, or whose `s3_bucket` is a Swift container
+    /// (its store is swift), is refused with [`KvError::NotS3`]: there is no local or Swift KeyValue.
     pub fn open(ctx: &'a Ctx) -> Result<KeyValue<'a>, KvError> {
+        let p = &ctx.profile;
+        let why = if p.destination() == Destination::Swift {
+            Some("stores in swift, whose s3_bucket names a Swift container".to_string())
+        } else if p.s3_bucket.as_deref().is_none_or(str::is_empty) {
+            Some(format!("has no s3_bucket (its store is {})", p.destination()))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(KvError::NotS3 { profile: ctx.profile_name.clone(), why });
+        }
         Ok(KeyValue { ctx, store: ctx.stores().s3_hot()? })
     }
 
@@ -129,13 +144,15 @@ impl<'a> KeyValue<'a> {
         Ok(existed)
     }
 
-    /// A presigned GET URL of the stored bytes of `key` (JSON, possibly gzipped or encrypted), valid for
-    /// `expires` (at most 7 days). A missing key is an error.
-    pub fn get_key_url(&self, key: &str, expires: Duration) -> Result<String, KvError> {
-        if self.store.head(key)?.is_none() {
+    /// A presigned URL of `key`'s object, valid for `expires` (at most 7 days): GET downloads the stored bytes
+    /// (JSON, possibly gzipped or encrypted), PUT uploads new ones (any body: a reader of the key sniffs what it
+    /// gets), DELETE and HEAD act on the object. A missing key is an error, except for PUT, which may create it. A
+    /// PUT or DELETE through the URL bypasses the inventory: its row is not updated (0.6's boto URLs did the same).
+    pub fn get_key_url(&self, key: &str, expires: Duration, method: PresignMethod) -> Result<String, KvError> {
+        if method != PresignMethod::Put && self.store.head(key)?.is_none() {
             return Err(StorageError::NotFound { store: self.store.describe(), key: key.to_string() }.into());
         }
-        Ok(self.store.presign_get(key, expires)?)
+        Ok(self.store.presign(method, key, expires)?)
     }
 }
 

@@ -1,14 +1,16 @@
 """bakthat 0.6's Python API on the Rust core.
 
 ``backup``, ``restore``, ``show``, ``ls``, ``delete``, ``delete_older_than`` and ``rotate_backups`` keep 0.6's
-names, arguments and return shapes, and act on the same config file (``~/.bakthat.yml``), inventory, stores and
+names, arguments and return shapes (``list_files`` is new: the files of one backup), and act on the same config file (``~/.bakthat.yml``), inventory, stores and
 archives as the ``bakthat`` command line. ``bakthat.events`` fires ``before_*``/``on_*`` for each action, whether
 started from Python or from the package's ``bakthat`` command; ``bakthat.helper`` has ``BakHelper`` and
 ``KeyValue``; ``bakthat.plugin`` the ``Plugin`` base class of 0.6's ``plugins:``.
 
 Every failure raises a ``BakthatError`` (subclasses: ``ConfigError``, ``PasswordError``, ``BackupNotFound``,
-``RetrievalPending``, ``StoreError``) whose message is the command line's one-line error. Ctrl-C during a call
-raises ``KeyboardInterrupt`` and leaves nothing under a final name.
+``RetrievalPending``, ``StoreError``, ``Cancelled``) whose message is the command line's one-line error. Ctrl-C
+during a call raises ``KeyboardInterrupt`` and leaves nothing under a final name; it stops only the main thread's
+call. To stop a call from another thread, give it ``cancel=bakthat.Cancel()`` and call that token's ``cancel()``:
+the call raises ``Cancelled``, and calls in other threads go on.
 
 What differs from 0.6 is listed in the README's "Python" section: the default destination is the profile's
 (``local`` when unset), ``conf=`` is honoured, destructive calls match names exactly, archives use the new
@@ -25,6 +27,8 @@ from bakthat import _native
 from bakthat._native import (
     BackupNotFound,
     BakthatError,
+    Cancel,
+    Cancelled,
     ConfigError,
     PasswordError,
     RetrievalPending,
@@ -33,6 +37,9 @@ from bakthat._native import (
 from bakthat import events
 from bakthat import plugin as _plugin
 from bakthat.models import Backups
+# Imported before the function `sync` below is defined, which then takes the name `bakthat.sync` (as in 0.6, whose
+# `bakthat.sync()` was the command): `from bakthat.sync import BakSyncer` still reaches the module.
+from bakthat.sync import BakSyncer
 
 __version__ = _native.__version__
 
@@ -41,6 +48,9 @@ __all__ = [
     "restore",
     "show",
     "ls",
+    "list_files",
+    "sync",
+    "reset_sync",
     "delete",
     "delete_older_than",
     "rotate_backups",
@@ -51,6 +61,8 @@ __all__ = [
     "BackupNotFound",
     "RetrievalPending",
     "StoreError",
+    "Cancel",
+    "Cancelled",
 ]
 
 log = logging.getLogger("bakthat")
@@ -60,14 +72,16 @@ log = logging.getLogger("bakthat")
 _native._install_host(events._dispatch, _plugin._setup)
 
 
-def _target(profile="default", config=None, conf=None):
-    """The (config_path, config_json, profile, conf_json) tuple the native module takes."""
+def _target(profile="default", config=None, conf=None, cancel=None):
+    """The (config_path, config_json, profile, conf_json, cancel) tuple the native module takes."""
     path = json_config = None
     if isinstance(config, dict):
         json_config = json.dumps(config)
     elif config is not None:
         path = os.fspath(config)
-    return (path, json_config, profile or "default", json.dumps(conf) if conf else None)
+    if cancel is not None and not isinstance(cancel, Cancel):
+        raise TypeError(f"cancel must be a bakthat.Cancel, not {type(cancel).__name__}")
+    return (path, json_config, profile or "default", json.dumps(conf) if conf else None, cancel)
 
 
 def _tags(tags):
@@ -79,15 +93,17 @@ def _tags(tags):
 
 
 def backup(filename=None, destination=None, profile="default", config=None, prompt="yes", tags=[], key=None,
-           exclude_file=None, s3_reduced_redundancy=False, password=None, conf=None, custom_filename=None, **kwargs):
+           exclude_file=None, s3_reduced_redundancy=False, password=None, conf=None, custom_filename=None, cancel=None,
+           **kwargs):
     """Back up a file or directory (default: the current directory) and record it in the inventory.
 
     Returns the inventory row as a dict (``stored_filename``, ``size``, ``metadata``, ``backend``, ``filename``,
     ``backup_date``, ``tags``, ...). ``tags`` is a list or a space-separated string. The password is ``password``,
     else ``$BAKTHAT_PASSWORD``, else (with ``prompt="yes"`` on a terminal) asked twice; empty means no encryption.
     ``custom_filename`` names the backup instead of the basename. ``conf`` is a profile dict laid over the
-    profile's settings (``{"access_key": ..., "s3_bucket": ..., "region_name": ...}``). Fires ``before_backup`` and
-    ``on_backup``.
+    profile's settings (``{"access_key": ..., "s3_bucket": ..., "region_name": ...}``). ``cancel`` (every action
+    takes it) is a ``bakthat.Cancel`` whose ``cancel()``, from any thread, stops this call (``Cancelled``). Fires
+    ``before_backup`` and ``on_backup``.
     """
     if filename is None:
         filename = os.getcwd()
@@ -98,7 +114,7 @@ def backup(filename=None, destination=None, profile="default", config=None, prom
         if password and getpass.getpass("Password confirmation: ") != password:
             raise PasswordError("the password and its confirmation differ; nothing was backed up")
     row = _native.backup(
-        _target(profile, config, conf),
+        _target(profile, config, conf, cancel),
         os.fspath(filename),
         destination=destination or None,
         tags=_tags(tags),
@@ -114,7 +130,7 @@ def backup(filename=None, destination=None, profile="default", config=None, prom
 
 
 def restore(filename, destination=None, profile="default", config=None, password=None, conf=None, to=None,
-            force=False, **kwargs):
+            force=False, cancel=None, **kwargs):
     """Restore the newest backup of ``filename`` (a name or an exact stored name) into the current directory, or
     into ``to``. Returns True. The password is ``password``, else ``$BAKTHAT_PASSWORD``, else asked on a terminal
     when the backup is encrypted. Existing files are not overwritten unless ``force=True``. Fires
@@ -123,7 +139,7 @@ def restore(filename, destination=None, profile="default", config=None, password
     """
     if password is None:
         password = os.environ.get("BAKTHAT_PASSWORD")
-    target = _target(profile, config, conf)
+    target = _target(profile, config, conf, cancel)
     where = os.fspath(to) if to is not None else os.getcwd()
     try:
         _native.restore(target, filename, destination=destination or None, password=password, to=where, force=force)
@@ -147,38 +163,58 @@ def show(query="", destination="", tags="", profile="default", config=None, conf
 
 
 def ls(query="", destination="", tags="", profile="default", config=None, conf=None):
-    """The inventory's backups as ``show`` finds them, without printing: a list of ``Backups``."""
+    """The inventory's backups as ``show`` finds them, without printing: a list of ``Backups``. (The files inside
+    one backup, what ``bakthat ls NAME`` prints, are ``list_files(NAME)``.)"""
     return Backups.search(query, destination, tags=tags, profile=profile, config=config, conf=conf)
 
 
-def delete(filename, destination=None, profile="default", config=None, password=None, conf=None, **kwargs):
+def list_files(filename, path=None, destination=None, profile="default", config=None, password=None, conf=None,
+               cancel=None):
+    """The files of the newest backup of ``filename`` (a name, or an exact stored name), as ``bakthat ls NAME``
+    lists them: a list of dicts ``{path, kind, mode, uid, gid, size, mtime, mtime_utc[, link]}`` (``kind`` is
+    ``file``, ``dir``, ``symlink``, ``hardlink`` or ``other``; ``path`` starts with the backup's basename), in
+    archive order. ``path`` keeps only that file or directory subtree. Read from the inventory's copy of the
+    backup's index: no download. An encrypted backup needs its password (``password``, else
+    ``$BAKTHAT_PASSWORD``). Raises ``BackupNotFound``, ``PasswordError``, or ``BakthatError`` for a 0.6 archive
+    that was never read whole (``bakthat verify`` indexes it). Not in 0.6.
+    """
+    if password is None:
+        password = os.environ.get("BAKTHAT_PASSWORD")
+    listing = _native.ls(_target(profile, config, conf, cancel), filename, path=path,
+                         destination=destination or None, password=password)
+    return listing["entries"]
+
+
+def delete(filename, destination=None, profile="default", config=None, password=None, conf=None, cancel=None,
+           **kwargs):
     """Delete the newest backup of ``filename`` from ``destination`` (default: the profile's). True when one was
     deleted, False when none matched. Fires ``before_delete`` and ``on_delete``.
     """
     if password is None:
         password = os.environ.get("BAKTHAT_PASSWORD")
     try:
-        _native.delete(_target(profile, config, conf), filename, destination=destination or None, password=password)
+        _native.delete(_target(profile, config, conf, cancel), filename, destination=destination or None,
+                       password=password)
     except BackupNotFound:
         return False
     return True
 
 
 def delete_older_than(filename, interval, destination=None, profile="default", config=None, password=None,
-                      conf=None, **kwargs):
+                      conf=None, cancel=None, **kwargs):
     """Delete the backups named exactly ``filename`` older than ``interval`` (``3M2D``; units s m h D W M Y).
     Returns the deleted backups (a list of ``Backups``). An empty interval is refused. Fires
     ``before_delete_older_than`` and ``on_delete_older_than``.
     """
     if password is None:
         password = os.environ.get("BAKTHAT_PASSWORD")
-    rows = _native.delete_older_than(_target(profile, config, conf), filename, interval,
+    rows = _native.delete_older_than(_target(profile, config, conf, cancel), filename, interval,
                                      destination=destination or None, password=password)
     return [Backups._from_row(r) for r in rows]
 
 
 def rotate_backups(filename, destination=None, profile="default", config=None, password=None, conf=None,
-                   days=None, weeks=None, months=None, first_week_day=None, **kwargs):
+                   days=None, weeks=None, months=None, first_week_day=None, cancel=None, **kwargs):
     """Apply grandfather-father-son rotation to the backups named exactly ``filename``: the profile's
     ``rotation:`` policy, or ``days``/``weeks``/``months`` (and ``years``, ``hours``... as keywords) for this run.
     The newest backup is always kept. Returns the deleted backups. Fires ``before_rotate_backups`` and
@@ -193,6 +229,21 @@ def rotate_backups(filename, destination=None, profile="default", config=None, p
         if first_week_day is not None:
             policy["first_week_day"] = first_week_day
         conf = dict(conf or {}, rotation=policy)
-    rows = _native.rotate_backups(_target(profile, config, conf), filename, destination=destination or None,
+    rows = _native.rotate_backups(_target(profile, config, conf, cancel), filename, destination=destination or None,
                                   password=password)
     return [Backups._from_row(r) for r in rows]
+
+
+def sync(profile="default", config=None, conf=None, destination=None, password=None):
+    """Sync the inventory, as 0.6's ``bakthat.sync()``: with the profile's sync server, else with the store's
+    journal. Returns the counts (``inserted``, ``updated``, ...). ``BakSyncer`` is the object form."""
+    return BakSyncer(profile=profile, config=config, conf=conf).sync(destination=destination, password=password)
+
+
+def reset_sync(profile="default", config=None, conf=None):
+    """Forget the sync server state (0.6's ``bakthat.reset_sync()``): the next sync sends every row."""
+    BakSyncer(profile=profile, config=config, conf=conf).reset_sync()
+
+
+# `bakthat.sync` is the function above; keep `bakthat.sync.BakSyncer` working for code that used the module path.
+sync.BakSyncer = BakSyncer

@@ -26,7 +26,8 @@ log = logging.getLogger("bakthat.helper")
 class KeyValue:
     """Small JSON values under keys of the profile's S3 bucket (``s3_bucket``), as 0.6 and ``bakthat kv`` store
     them: gzipped unless ``compress=False``, encrypted with ``password``. Reads 0.6's objects (gzip, beefish) and
-    those ``bakthat kv`` writes."""
+    those ``bakthat kv`` writes. S3 only, as in 0.6: a profile whose store is local (without ``s3_bucket``) or
+    Swift raises ``ConfigError`` on each call."""
 
     def __init__(self, conf=None, profile="default", config=None):
         self.conf = conf or {}
@@ -50,11 +51,13 @@ class KeyValue:
         return _native.kv_delete(self._target(), keyname)
 
     def get_key_url(self, keyname, expires_in, method="GET"):
-        """A presigned URL of ``keyname``'s object, valid ``expires_in`` seconds (at most 7 days). The content is
-        the stored bytes (gzipped JSON unless stored with ``compress=False``). Only ``GET`` URLs are made."""
-        if method.upper() != "GET":
-            raise bakthat.BakthatError(f"only GET URLs can be made, not {method}")
-        return _native.kv_url(self._target(), keyname, int(expires_in))
+        """A presigned (SigV4) URL of ``keyname``'s object for ``method``, valid ``expires_in`` seconds (at most 7
+        days), as 0.6's boto ``generate_url``: ``GET`` downloads the stored bytes (gzipped JSON unless stored with
+        ``compress=False``, encrypted if stored with a password), ``PUT`` uploads a new body (``get_key`` reads
+        plain or gzipped JSON), ``DELETE`` and ``HEAD`` act on the object. The key must exist, except for ``PUT``.
+        A PUT or DELETE through the URL does not update the inventory's row (as in 0.6). Other methods raise
+        ``BakthatError``; a profile without an S3 bucket (local or Swift store) raises ``ConfigError``."""
+        return _native.kv_url(self._target(), keyname, int(expires_in), method)
 
 
 class BakHelper:
@@ -126,6 +129,7 @@ class BakHelper:
                              key=kwargs.get("key", self.key),
                              custom_filename=self.backup_name,
                              prompt="no",
+                             cancel=kwargs.get("cancel"),
                              **self._common(kwargs))
         self.last_backup = row
         return row
@@ -142,7 +146,7 @@ class BakHelper:
         ``to=``); returns True."""
         return bakthat.restore(self._name(filename),
                                password=kwargs.get("password", self.password),
-                               to=kwargs.get("to"), force=kwargs.get("force", False),
+                               to=kwargs.get("to"), force=kwargs.get("force", False), cancel=kwargs.get("cancel"),
                                **self._common(kwargs))
 
     def delete_older_than(self, filename=None, interval=None, **kwargs):

@@ -17,13 +17,17 @@ FIELDS = ("id", "backend", "backend_hash", "backup_date", "filename", "is_delete
 def _target(kwargs):
     from bakthat import _target
 
-    return _target(kwargs.get("profile", "default"), kwargs.get("config"), kwargs.get("conf"))
+    return _target(kwargs.get("profile", "default"), kwargs.get("config"), kwargs.get("conf"), kwargs.get("cancel"))
 
 
 class Backups:
     """One backup: 0.6's fields ``filename``, ``stored_filename``, ``backend``, ``backend_hash``, ``backup_date``
     and ``last_updated`` (UTC epochs), ``size``, ``tags`` (space separated), ``metadata`` (a dict), ``is_deleted``;
-    and ``store`` (which store holds it)."""
+    and ``store`` (which store holds it).
+
+    The objects ``search``/``show``/``ls`` return read their fields from the native rows on first use (listing
+    10,000 backups builds no dicts): use ``to_dict()`` rather than ``vars()`` to see them all. Assigning a field
+    changes this object only, never the inventory."""
 
     def __init__(self, **fields):
         for name in FIELDS:
@@ -36,6 +40,43 @@ class Backups:
         b.__dict__ = row
         return b
 
+    @classmethod
+    def _lazy(cls, rows):
+        """One object per row of a native ``Rows``, each holding only its index until a field is read."""
+        new = cls.__new__
+        out = []
+        append = out.append
+        for i in range(len(rows)):
+            b = new(cls)
+            b.__dict__ = {"_src": (rows, i)}
+            append(b)
+        return out
+
+    def _load(self):
+        """Fills in the fields of a lazy row (keeping any assigned since); False when there is nothing to load."""
+        d = self.__dict__
+        src = d.pop("_src", None)
+        if src is None:
+            return False
+        rows, i = src
+        for name, value in rows.row(i).items():
+            d.setdefault(name, value)
+        return True
+
+    def __getattr__(self, name):
+        # Only called for a name the object does not have (yet).
+        if not name.startswith("__") and self._load() and name in self.__dict__:
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self):
+        self._load()
+        return self.__dict__
+
+    def __dir__(self):
+        self._load()
+        return super().__dir__()
+
     def __repr__(self):
         return f"<Backup: {self.stored_filename}>"
 
@@ -44,6 +85,7 @@ class Backups:
 
     def to_dict(self):
         """The fields as a dict (``store`` included)."""
+        self._load()
         return dict(self.__dict__)
 
     def is_encrypted(self):
@@ -51,6 +93,12 @@ class Backups:
 
     def is_gzipped(self):
         return bool((self.metadata or {}).get("is_gzipped"))
+
+    def list_files(self, path=None, password=None, **kwargs):
+        """The files of this backup (``bakthat.list_files`` on its stored name)."""
+        import bakthat
+
+        return bakthat.list_files(self.stored_filename, path=path, password=password, **kwargs)
 
     @property
     def date(self):
@@ -67,37 +115,22 @@ class Backups:
 
     @classmethod
     def _search(cls, query, destination, kwargs, lines=False):
-        """``search``; with ``lines``, also the command line's ``show`` text of the rows."""
+        """``search``; with ``lines``, returns ``(backups, text)``: also the command line's ``show`` text of them."""
         if isinstance(destination, str):
             destination = [destination] if destination else []
         tags = kwargs.get("tags") or []
         if isinstance(tags, str):
             tags = tags.split()
-        rows = _native.show(_target(kwargs), query or None, destinations=list(destination), tags=list(tags),
-                            include_deleted=bool(kwargs.get("include_deleted")), lines=lines)
-        text = None
-        if lines:
-            rows, text = rows
-            rows = list(zip(rows, text))
-        older_than = kwargs.get("older_than")
-        backup_date = kwargs.get("backup_date")
-        last_updated_gt = kwargs.get("last_updated_gt")
-        if older_than or backup_date or last_updated_gt:
-            def keep(r):
-                r = r[0] if lines else r
-                return ((not older_than or r["backup_date"] < older_than)
-                        and (not backup_date or r["backup_date"] == backup_date)
-                        and (not last_updated_gt or r["last_updated"] >= last_updated_gt))
-            rows = [r for r in rows if keep(r)]
-        if lines:
-            text = "".join(line + "\n" for _, line in rows)
-            rows = [r for r, _ in rows]
-        new = cls.__new__
-        out = []
-        for r in rows:
-            b = new(cls)
-            b.__dict__ = r
-            out.append(b)
+
+        def epoch(key):
+            value = kwargs.get(key)
+            return int(value) if value else None
+
+        rows, text = _native.show(_target(kwargs), query or None, destinations=list(destination), tags=list(tags),
+                                  include_deleted=bool(kwargs.get("include_deleted")), lines=lines,
+                                  older_than=epoch("older_than"), backup_date=epoch("backup_date"),
+                                  last_updated_gt=epoch("last_updated_gt"))
+        out = cls._lazy(rows)
         return (out, text) if lines else out
 
     @classmethod

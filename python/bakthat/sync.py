@@ -27,6 +27,10 @@ class BakSyncer:
         """Runs one sync; returns its counts (``inserted``, ``updated``, ...)."""
         return _native.sync(self._target(), destination=destination, password=password, rebuild=rebuild)
 
+    def register(self):
+        """0.6 registered this host with the sync server before its first sync; ``sync()`` does it when needed."""
+        return None
+
     def sync_auto(self):
         """0.6 synced after every backup when ``sync.auto`` was set; the backup itself does that now."""
         return None

@@ -7,7 +7,7 @@ use bakthat::client::ClientError;
 use bakthat::kv::KvError;
 use bakthat::ops::OpsError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(bakthat, BakthatError, PyException, "Base class of every error bakthat raises.");
@@ -22,6 +22,12 @@ create_exception!(
      `stored_filename`, `state` (e.g. 'in progress (job …)'), `hint` and `job` (the job's row, or None)."
 );
 create_exception!(bakthat, StoreError, BakthatError, "A store (S3, Glacier, Swift, the local directory) failed.");
+create_exception!(
+    bakthat,
+    Cancelled,
+    BakthatError,
+    "The call was cancelled through its `cancel=` token (`bakthat.Cancel`); nothing was left under a final name."
+);
 
 /// Registers the classes on the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,6 +38,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BackupNotFound", py.get_type::<BackupNotFound>())?;
     m.add("RetrievalPending", py.get_type::<RetrievalPending>())?;
     m.add("StoreError", py.get_type::<StoreError>())?;
+    m.add("Cancelled", py.get_type::<Cancelled>())?;
     Ok(())
 }
 
@@ -63,6 +70,7 @@ fn client_kind(e: &ClientError) -> Kind {
     match e {
         ClientError::Ops(o) => ops_kind(o),
         ClientError::Config(_) | ClientError::HookConfig { .. } => Kind::Config,
+        ClientError::HookFailed { exit: bakthat::client::HookExit::Interrupted, .. } => Kind::Interrupted,
         _ => Kind::Base,
     }
 }
@@ -71,6 +79,7 @@ fn kv_kind(e: &KvError) -> Kind {
     match e {
         KvError::Ops(o) => ops_kind(o),
         KvError::PasswordNeeded { .. } | KvError::WrongPassword { .. } => Kind::Password,
+        KvError::NotS3 { .. } => Kind::Config,
         KvError::Storage(_) | KvError::Open(_) => Kind::Store,
         _ => Kind::Base,
     }
@@ -111,7 +120,8 @@ fn build(kind: Kind, line: &str, exit_code: i32, pending: Option<(String, String
         Kind::NotFound => BackupNotFound::new_err(line),
         Kind::Pending => RetrievalPending::new_err(line),
         Kind::Store => StoreError::new_err(line),
-        Kind::Interrupted => return PyKeyboardInterrupt::new_err(line),
+        // Ctrl-C itself raises the KeyboardInterrupt it was (see run.rs): this is a cancel through a token.
+        Kind::Interrupted => Cancelled::new_err(line),
     };
     Python::attach(|py| {
         let value = err.value(py);

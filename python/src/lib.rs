@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bakthat::client::{Client, ClientError};
 use bakthat::inventory::JobKind;
+use bakthat::model::BackupRecord;
 use bakthat::ops::{self, BackupOptions, RestoreOptions, RotateOptions, ShowQuery};
+use bakthat::storage::s3::{PresignMethod, UnknownMethod};
+use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use uuid::Uuid;
@@ -29,8 +32,9 @@ fn act<T: Send>(
     target: &Target,
     f: impl FnOnce(&Client) -> Result<T, ClientError> + Send,
 ) -> PyResult<T> {
-    let (result, sessions) = run::interruptible(py, || {
-        let client = match target.client() {
+    let cancel = target.cancel();
+    let (result, sessions) = run::interruptible(py, &cancel, || {
+        let client = match target.client(&cancel) {
             Ok(c) => c,
             Err(e) => return (Err(e), Vec::new()),
         };
@@ -128,7 +132,7 @@ fn with_job(py: Python<'_>, target: &Target, e: PyErr) -> PyErr {
     }
     let value = e.value(py);
     let Ok(stored) = value.getattr("stored_filename").and_then(|s| s.extract::<String>()) else { return e };
-    let job = target.client().ok().and_then(|c| {
+    let job = target.client(&target.cancel()).ok().and_then(|c| {
         [JobKind::ArchiveRetrieval, JobKind::S3Restore]
             .into_iter()
             .find_map(|kind| c.inventory().job(&stored, kind).ok().flatten())
@@ -146,34 +150,66 @@ fn with_job(py: Python<'_>, target: &Target, e: PyErr) -> PyErr {
     e
 }
 
-/// Rows of the inventory: `query` is a literal substring of the name or stored name, `destinations` limits the
-/// stores (all when empty), `tags` must all be present (whole words). With `lines`, returns `(rows, lines)`: also each
-/// row's line of the command line's `show` output into a pipe (tab-separated, without the newline).
+/// The rows of one `show` call, kept as Rust values: `bakthat.models.Backups` objects hold one index into it and
+/// build their fields (a dict) on first use, so listing 10,000 rows makes 10,000 small objects and no dicts.
+#[pyclass(frozen, module = "bakthat._native")]
+struct Rows {
+    rows: Vec<BackupRecord>,
+}
+
+#[pymethods]
+impl Rows {
+    fn __len__(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Row `i` as a dict: 0.6's fields and `store` (see `convert::record`).
+    fn row<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.rows.get(i).ok_or_else(|| PyIndexError::new_err(format!("row {i} of {}", self.rows.len())))?;
+        convert::record(py, r)
+    }
+}
+
+/// Rows of the inventory, newest change first: `query` is a literal substring of the name or stored name,
+/// `destinations` limits the stores (all when empty), `tags` must all be present (whole words); 0.6's
+/// `older_than` (backup_date below), `backup_date` (equal) and `last_updated_gt` (last_updated at least) filter
+/// too. Returns `(rows, text)`: the rows as a [`Rows`], and with `lines` the command line's `show` output into a
+/// pipe for them (one tab-separated line each, newline-terminated), else None.
 #[pyfunction]
-#[pyo3(signature = (target, query=None, destinations=Vec::new(), tags=Vec::new(), include_deleted=false, lines=false))]
-fn show<'py>(
-    py: Python<'py>,
+#[pyo3(signature = (target, query=None, destinations=Vec::new(), tags=Vec::new(), include_deleted=false, lines=false, older_than=None, backup_date=None, last_updated_gt=None))]
+#[allow(clippy::too_many_arguments)]
+fn show(
+    py: Python<'_>,
     target: Target,
     query: Option<String>,
     destinations: Vec<String>,
     tags: Vec<String>,
     include_deleted: bool,
     lines: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+    older_than: Option<i64>,
+    backup_date: Option<i64>,
+    last_updated_gt: Option<i64>,
+) -> PyResult<(Rows, Option<String>)> {
     let destinations =
         destinations.iter().map(|d| convert::destination(Some(d))).collect::<PyResult<Vec<_>>>()?.into_iter();
     let q = ShowQuery { text: query, destinations: destinations.flatten().collect(), tags, include_deleted };
-    let (rows, text) = act(py, &target, |client| {
-        let rows = client.show(&q)?;
-        let text: Vec<String> = if lines { rows.iter().map(bakthat::cli::show_line).collect() } else { Vec::new() };
-        Ok((rows, text))
-    })?;
-    let list = convert::records(py, &rows)?;
-    if lines {
-        Ok((list, text).into_pyobject(py)?.into_any())
-    } else {
-        Ok(list.into_any())
-    }
+    act(py, &target, |client| {
+        let mut rows = client.show(&q)?;
+        rows.retain(|r| {
+            older_than.is_none_or(|t| r.backup_date < t)
+                && backup_date.is_none_or(|t| r.backup_date == t)
+                && last_updated_gt.is_none_or(|t| r.last_updated >= t)
+        });
+        let text = lines.then(|| {
+            let mut text = String::with_capacity(rows.len() * 120);
+            for r in &rows {
+                text.push_str(&bakthat::cli::show_line(r));
+                text.push('\n');
+            }
+            text
+        });
+        Ok((Rows { rows }, text))
+    })
 }
 
 /// The newest live row named `name` (or with that stored name), or None.
@@ -298,10 +334,12 @@ fn kv_delete(py: Python<'_>, target: Target, key: String) -> PyResult<bool> {
     kv_act(py, &target, |kv| kv.delete_key(&key).map_err(Box::new))
 }
 
-/// KeyValue: a presigned GET URL of `key`, valid `expires_in` seconds.
+/// KeyValue: a presigned URL of `key` for `method` (GET, PUT, DELETE or HEAD), valid `expires_in` seconds.
 #[pyfunction]
-fn kv_url(py: Python<'_>, target: Target, key: String, expires_in: u64) -> PyResult<String> {
-    kv_act(py, &target, |kv| kv.get_key_url(&key, Duration::from_secs(expires_in)).map_err(Box::new))
+#[pyo3(signature = (target, key, expires_in, method="GET"))]
+fn kv_url(py: Python<'_>, target: Target, key: String, expires_in: u64, method: &str) -> PyResult<String> {
+    let method: PresignMethod = method.parse().map_err(|e: UnknownMethod| errors::message(false, e.to_string()))?;
+    kv_act(py, &target, |kv| kv.get_key_url(&key, Duration::from_secs(expires_in), method).map_err(Box::new))
 }
 
 /// Why a KeyValue call failed: opening the profile's client, or the call.
@@ -315,8 +353,9 @@ fn kv_act<T: Send>(
     target: &Target,
     f: impl FnOnce(&bakthat::kv::KeyValue<'_>) -> Result<T, Box<bakthat::kv::KvError>> + Send,
 ) -> PyResult<T> {
-    let result = run::interruptible(py, || -> Result<T, Box<KvFailure>> {
-        let client = target.client().map_err(|e| Box::new(KvFailure::Client(e)))?;
+    let cancel = target.cancel();
+    let result = run::interruptible(py, &cancel, || -> Result<T, Box<KvFailure>> {
+        let client = target.client(&cancel).map_err(|e| Box::new(KvFailure::Client(e)))?;
         let kv = client.kv().map_err(|e| Box::new(KvFailure::Kv(e)))?;
         f(&kv).map_err(|e| Box::new(KvFailure::Kv(*e)))
     })?;
@@ -339,8 +378,9 @@ fn sync<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let dest = convert::destination(destination)?;
     let secret = convert::password(password)?;
-    let report = run::interruptible(py, || {
-        let client = target.client().map_err(errors_text)?;
+    let cancel = target.cancel();
+    let report = run::interruptible(py, &cancel, || {
+        let client = target.client(&cancel).map_err(errors_text)?;
         bakthat::sync::run(client.ctx(), dest, secret.as_deref(), rebuild).map_err(|e| bakthat::error_chain(&e))
     })?
     .map_err(|line| errors::message(false, line))?;
@@ -358,8 +398,9 @@ fn sync<'py>(
 /// Forgets the sync server state (client id, sync_ts).
 #[pyfunction]
 fn reset_sync(py: Python<'_>, target: Target) -> PyResult<()> {
-    run::interruptible(py, || {
-        let client = target.client().map_err(errors_text)?;
+    let cancel = target.cancel();
+    run::interruptible(py, &cancel, || {
+        let client = target.client(&cancel).map_err(errors_text)?;
         bakthat::sync::client::reset(client.ctx()).map_err(|e| bakthat::error_chain(&e))
     })?
     .map_err(|line| errors::message(false, line))
@@ -431,6 +472,8 @@ fn _install_host(dispatch: Py<PyAny>, setup_plugins: Py<PyAny>) -> bool {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    m.add_class::<target::PyCancel>()?;
+    m.add_class::<Rows>()?;
     m.add_function(wrap_pyfunction!(backup, m)?)?;
     m.add_function(wrap_pyfunction!(restore, m)?)?;
     m.add_function(wrap_pyfunction!(show, m)?)?;

@@ -1,7 +1,9 @@
 """The API beyond the examples: exceptions and their messages (the CLI's lines), threads, Ctrl-C, show/ls, models,
 utils, config and conf handling."""
 
+import copy
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,14 @@ def make_tree(path, files=1):
     path.mkdir()
     for i in range(files):
         (path / f"f{i}.txt").write_text(f"file {i}")
+    return path
+
+
+def sparse_tree(path):
+    """A directory holding a 1 GiB sparse file: seconds of packing, no disk used."""
+    path.mkdir()
+    with open(path / "sparse.bin", "wb") as f:
+        f.truncate(1 << 30)
     return path
 
 
@@ -153,12 +163,11 @@ def test_two_threads_back_up_at_once(home, tmp_path):
     assert sorted(x.filename for x in bakthat.ls()) == ["a", "b"]
 
 
-INTERRUPTED = textwrap.dedent('''
+CTRL_C = textwrap.dedent('''
     import os, signal, sys, threading
     import bakthat
     from bakthat import events
 
-    src, store = sys.argv[1], sys.argv[2]
     seen = threading.Event()
 
     def on_sigint(signum, frame):
@@ -168,10 +177,13 @@ INTERRUPTED = textwrap.dedent('''
     signal.signal(signal.SIGINT, on_sigint)
 
     def ctrl_c(session_id):
-        # Ctrl-C as the backup starts, from the backup's own thread; wait until Python has seen it.
+        # Ctrl-C as a backup starts, from the backup's own thread; wait until Python has seen it.
         os.kill(os.getpid(), signal.SIGINT)
         assert seen.wait(60)
+''')
 
+INTERRUPTED = CTRL_C + textwrap.dedent('''
+    src, store = sys.argv[1], sys.argv[2]
     events.before_backup += ctrl_c
     try:
         bakthat.backup(src, conf={"local_path": store})
@@ -183,10 +195,7 @@ INTERRUPTED = textwrap.dedent('''
 
 
 def test_ctrl_c_raises_keyboardinterrupt_and_leaves_nothing(home, tmp_path):
-    src = tmp_path / "big"
-    src.mkdir()
-    with open(src / "sparse.bin", "wb") as f:
-        f.truncate(1 << 30)  # 1 GiB of holes: seconds of packing, no disk used
+    src = sparse_tree(tmp_path / "big")
     store = tmp_path / "store-int"
     script = tmp_path / "interrupted.py"
     script.write_text(INTERRUPTED)
@@ -197,6 +206,96 @@ def test_ctrl_c_raises_keyboardinterrupt_and_leaves_nothing(home, tmp_path):
     assert bakthat.ls() == []
     left = os.listdir(store) if store.exists() else []
     assert [n for n in left if ".tgz" in n or n.startswith(".bakthat-tmp.")] == [], left
+
+
+TWO_CALLS = CTRL_C + textwrap.dedent('''
+    big, small, store, fifos = sys.argv[1:5]
+
+    # The other call, in a thread: its before_backup hook says it runs, then waits until the main thread's call
+    # has been interrupted and has returned (no sleeps: two FIFOs).
+    started, go = os.path.join(fifos, "started"), os.path.join(fifos, "go")
+    os.mkfifo(started)
+    os.mkfifo(go)
+    hook = f"echo up > {started}; cat {go} > /dev/null"
+    other = {}
+
+    def run_other():
+        try:
+            other["row"] = bakthat.backup(small, conf={"local_path": store, "hooks": {"before_backup": hook}})
+        except BaseException as e:
+            other["error"] = repr(e)
+
+    t = threading.Thread(target=run_other)
+    t.start()
+    with open(started) as f:
+        f.read()
+    # The other call's before_backup has fired (callbacks run before hooks): ctrl_c only sees the main thread's.
+    events.before_backup += ctrl_c
+    try:
+        bakthat.backup(big, conf={"local_path": store})
+        print("big: not interrupted")
+    except KeyboardInterrupt:
+        print("big: KeyboardInterrupt")
+    events.before_backup -= ctrl_c
+    with open(go, "w") as f:
+        f.write("go\\n")
+    t.join()
+    print("small:", other.get("row", {}).get("stored_filename") or other.get("error"))
+''')
+
+
+
+def test_ctrl_c_stops_only_the_main_threads_call(home, tmp_path):
+    """Issue 14: the interrupt used to be one process-wide flag, so Ctrl-C in one call also killed the other
+    thread's backup (its hook, then its I/O). Now each call has its own cancel token."""
+    big = sparse_tree(tmp_path / "big")
+    small = make_tree(tmp_path / "small")
+    store = tmp_path / "store-two"
+    fifos = tmp_path / "fifos"
+    fifos.mkdir()
+    script = tmp_path / "two_calls.py"
+    script.write_text(TWO_CALLS)
+    r = subprocess.run([sys.executable, str(script), str(big), str(small), str(store), str(fifos)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "big: KeyboardInterrupt", (r.stdout, r.stderr)
+    assert lines[1].startswith("small: small.") and lines[1].endswith(".tgz"), (r.stdout, r.stderr)
+    stored = lines[1].split(" ", 1)[1]
+    assert [b.stored_filename for b in bakthat.ls()] == [stored]
+    left = sorted(os.listdir(store))
+    assert stored in left, left
+    assert [n for n in left if n.startswith(("big", ".bakthat-tmp."))] == [], left
+    bakthat.restore("small", conf={"local_path": str(store)}, to=tmp_path / "back")
+    assert (tmp_path / "back" / "small").is_dir()
+
+
+def test_a_cancel_token_stops_its_call_and_no_other(home, tmp_path):
+    big = sparse_tree(tmp_path / "big")
+    token = bakthat.Cancel()
+    assert not token.cancelled
+
+    def cancel_it(session_id):
+        # From the call's worker thread, once the backup is under way.
+        token.cancel()
+
+    events.before_backup += cancel_it
+    with pytest.raises(bakthat.Cancelled) as e:
+        bakthat.backup(str(big), cancel=token)
+    events.before_backup -= cancel_it
+    assert token.cancelled
+    assert isinstance(e.value, bakthat.BakthatError) and e.value.exit_code == 130
+    assert "interrupted" in str(e.value)
+    assert bakthat.ls() == []
+    store = home.parent / "store"
+    left = os.listdir(store) if store.exists() else []
+    assert [n for n in left if ".tgz" in n or n.startswith(".bakthat-tmp.")] == [], left
+    # A cancelled token stays cancelled; calls without it run.
+    with pytest.raises(bakthat.Cancelled):
+        bakthat.backup(str(make_tree(tmp_path / "small")), cancel=token)
+    assert bakthat.backup(str(tmp_path / "small"), cancel=bakthat.Cancel())["filename"] == "small"
+    with pytest.raises(TypeError):
+        bakthat.backup(str(tmp_path / "small"), cancel=True)
 
 
 def test_a_pending_glacier_retrieval_carries_its_job(s3conf, tmp_path, cli):
@@ -224,7 +323,7 @@ def test_show_prints_the_cli_lines(home, tmp_path, capsys, cli):
     r = cli("show")
     assert r.returncode == 0, r.stderr
     assert printed == r.stdout and len(rows) == 2
-    # With 0.6's extra filters (applied in Python) the lines still match their rows. Both backups may fall in
+    # With 0.6's extra filters (applied with the query) the lines still match their rows. Both backups may fall in
     # the same second, so the expected lines are the CLI's lines of the rows the filter keeps.
     lines = r.stdout.splitlines(keepends=True)
     cut = rows[-1].backup_date + 1
@@ -233,3 +332,75 @@ def test_show_prints_the_cli_lines(home, tmp_path, capsys, cli):
     assert expected and capsys.readouterr().out == expected
     bakthat.show(older_than=rows[-1].backup_date)
     assert capsys.readouterr().out == ""
+
+
+def test_listed_backups_read_their_fields_on_first_use(home, tmp_path):
+    """Issue 14: show() over 10,000 rows spent ~50 ms building a dict per row; rows from search/show/ls now hold an
+    index into the native rows and build their fields when first read, with the same values."""
+    src = make_tree(tmp_path / "lazy")
+    bakthat.backup(str(src), tags="x y")
+    expected = Backups.match_filename("lazy").to_dict()
+    (b,) = bakthat.ls()
+    assert set(vars(b)) == {"_src"}, "nothing is built before a field is read"
+    b.tags = "assigned"  # an assignment before the first read is kept
+    assert b.stored_filename == expected["stored_filename"]
+    assert b.to_dict() == dict(expected, tags="assigned")
+    assert "_src" not in b.to_dict()
+    (fresh,) = Backups.search("lazy")
+    assert repr(fresh) == f"<Backup: {expected['stored_filename']}>"
+    (fresh,) = Backups.search("lazy")
+    assert pickle.loads(pickle.dumps(fresh)).to_dict() == expected
+    (fresh,) = Backups.search("lazy")
+    assert copy.copy(fresh).to_dict() == expected and fresh.to_dict() == expected
+    (fresh,) = Backups.search("lazy")
+    assert fresh == Backups.match_filename("lazy") and "metadata" in dir(fresh)
+    assert fresh.is_encrypted() is False and fresh.date.year >= 2026
+    with pytest.raises(AttributeError):
+        fresh.no_such_field
+
+
+def test_list_files_is_what_the_cli_ls_prints(home, tmp_path, cli):
+    src = make_tree(tmp_path / "site", files=2)
+    (src / "sub").mkdir()
+    (src / "sub" / "deep.txt").write_text("deep")
+    os.symlink("f0.txt", src / "link")
+    bakthat.backup(str(src))
+    files = bakthat.list_files("site")
+    r = cli("ls", "site")
+    assert r.returncode == 0, r.stderr
+    assert [f["path"] for f in files] == r.stdout.splitlines()
+    by_path = {f["path"]: f for f in files}
+    assert by_path["site/sub"]["kind"] == "dir"
+    assert by_path["site/f1.txt"]["kind"] == "file" and by_path["site/f1.txt"]["size"] == len("file 1")
+    assert by_path["site/link"]["kind"] == "symlink" and by_path["site/link"]["link"] == "f0.txt"
+    assert [f["path"] for f in bakthat.list_files("site", path="site/sub")] == ["site/sub", "site/sub/deep.txt"]
+    (row,) = bakthat.ls("site")
+    assert row.list_files() == files
+    with pytest.raises(bakthat.BakthatError, match="nope is not in"):
+        bakthat.list_files("site", path="nope")
+    with pytest.raises(bakthat.BackupNotFound):
+        bakthat.list_files("absent")
+    bakthat.backup(str(src), custom_filename="secret", password="pw")
+    with pytest.raises(bakthat.PasswordError):
+        bakthat.list_files("secret")
+    assert [f["path"] for f in bakthat.list_files("secret", password="pw")] == r.stdout.splitlines()
+
+
+def test_sync_and_the_helpers_enable_sync_fill_another_inventory(home, tmp_path, monkeypatch):
+    # 0.6's bakthat.sync() and BakHelper.enable_sync() (which raised TypeError in 0.6.0); without a sync server
+    # the inventory syncs with the store's journal.
+    from bakthat.helper import BakHelper
+    from bakthat.sync import BakSyncer
+
+    row = bakthat.backup(str(make_tree(tmp_path / "shared")))
+    monkeypatch.setenv("BAKTHAT_DB", str(tmp_path / "other-host.sqlite"))
+    assert bakthat.ls() == []
+    counts = bakthat.sync()
+    assert counts["inserted"] == 1, counts
+    assert [b.stored_filename for b in bakthat.ls()] == [row["stored_filename"]]
+    assert bakthat.sync.BakSyncer is BakSyncer
+    monkeypatch.setenv("BAKTHAT_DB", str(tmp_path / "third-host.sqlite"))
+    with BakHelper("helper") as bh:
+        bh.enable_sync()
+        assert bakthat.ls() == []
+    assert [b.stored_filename for b in bakthat.ls()] == [row["stored_filename"]]

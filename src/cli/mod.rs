@@ -74,6 +74,10 @@ pub struct Cli {
     password_command: Option<String>,
     #[command(subcommand)]
     command: Command,
+    /// This command's cancel token: Ctrl-C and SIGTERM cancel it (see [`install_signal_handlers`]), and every
+    /// context the command opens holds it.
+    #[arg(skip)]
+    cancel: ops::Cancel,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,8 +190,12 @@ where
         }
     };
     init_logs(cli.verbose);
-    install_signal_handlers();
-    match run(cli) {
+    let handlers = install_signal_handlers(&cli.cancel);
+    let result = run(cli);
+    for id in handlers {
+        signal_hook::low_level::unregister(id);
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             if is_broken_pipe(&e) {
@@ -260,11 +268,18 @@ where
     }
 }
 
-fn install_signal_handlers() {
+/// Makes SIGINT and SIGTERM cancel this command (and only it: the package's in-process CLI may run beside other
+/// library calls); returns the registrations, removed when the command returns.
+fn install_signal_handlers(cancel: &ops::Cancel) -> Vec<signal_hook::SigId> {
+    let mut ids = Vec::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // SAFETY-free: signal-hook's registered closure only stores to an atomic.
-        let _ = unsafe { signal_hook::low_level::register(sig, ops::interrupt) };
+        let token = cancel.clone();
+        // SAFETY: the registered closure only stores to an atomic (async-signal-safe).
+        if let Ok(id) = unsafe { signal_hook::low_level::register(sig, move || token.cancel()) } {
+            ids.push(id);
+        }
     }
+    ids
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -276,6 +291,7 @@ fn context(cli: &Cli) -> Result<Ctx> {
     let db = Inventory::default_path()?;
     let inventory = Inventory::open(&db)?;
     let mut ctx = Ctx::new(config, &cli.profile, inventory)?;
+    ctx.cancel = cli.cancel.clone();
     ctx.reporter = Arc::new(progress::Bars::new(!cli.quiet && io::stderr().is_terminal()));
     Ok(ctx)
 }

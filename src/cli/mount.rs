@@ -12,7 +12,6 @@ use clap::Parser;
 use super::{client, first_line, password_from_file, read_password, Cli, EXIT_OK};
 use crate::archive::Secret;
 use crate::mount::{self, DetachedCommand};
-use crate::ops;
 
 #[derive(Parser, Debug)]
 pub(super) struct MountArgs {
@@ -83,11 +82,12 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     opts.settle = Duration::from_secs_f64(a.settle.max(0.0));
     let c2 = client.clone();
     let open: crate::fs::OpenBackend = Arc::new(move |r| Ok(c2.ctx().stores().open_record(r)?));
+    let stop = client.ctx().cancel.clone();
     let fs = crate::fs::Fs::new(client, open, secret, opts).context("preparing the mount")?;
     let cfg = crate::fuse::MountConfig { allow_other: a.allow_other, threads: a.threads };
     let mp = a.mountpoint.display().to_string();
     let meter = fs.clone();
-    crate::fuse::serve(fs, &a.mountpoint, &cfg, ops::interrupt_flag(), || {
+    crate::fuse::serve(fs, &a.mountpoint, &cfg, stop.flag(), || {
         eprintln!("bakthat: mounted on {mp}; Ctrl-C or `bakthat umount {mp}` to unmount");
     })
     .with_context(|| format!("mounting on {mp} (is it an empty directory, and is /dev/fuse usable?)"))?;

@@ -11,6 +11,7 @@ use crate::interval::parse_expiry;
 use crate::kv::KeyValue;
 use crate::model::Destination;
 use crate::ops;
+use crate::storage::s3::PresignMethod;
 
 /// `bakthat kv ...`
 #[derive(Subcommand, Debug)]
@@ -45,6 +46,9 @@ pub(super) enum KvCommand {
         /// How long the URL works: 1h, 30m, 7D (at most 7 days)
         #[arg(long, default_value = "1h")]
         expires: String,
+        /// What the URL does: GET (download the stored bytes), PUT (upload new bytes), DELETE or HEAD
+        #[arg(long, default_value = "GET")]
+        method: String,
     },
 }
 
@@ -112,8 +116,9 @@ pub(super) fn kv(cli: &Cli, op: &KvCommand) -> Result<i32> {
             }
             println!("deleted {key}");
         }
-        KvCommand::Url { key, expires } => {
-            println!("{}", kv.get_key_url(key, parse_expiry(expires)?)?);
+        KvCommand::Url { key, expires, method } => {
+            let method: PresignMethod = method.parse()?;
+            println!("{}", kv.get_key_url(key, parse_expiry(expires)?, method)?);
         }
     }
     Ok(EXIT_OK)

@@ -15,7 +15,6 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -131,7 +130,7 @@ impl HookSettings {
 
     /// Runs the commands of `event.kind` in order. Returns the first failure of a `before_*` command when
     /// failures abort; every other failure is logged with `tracing::warn` and the next command runs.
-    pub fn run(&self, event: &Event<'_>) -> Result<(), ClientError> {
+    pub fn run(&self, event: &Event<'_>, cancel: &ops::Cancel) -> Result<(), ClientError> {
         let Some(cmds) = self.commands.get(&event.kind) else { return Ok(()) };
         if cmds.is_empty() {
             return Ok(());
@@ -140,7 +139,7 @@ impl HookSettings {
         let env = environment(event);
         for cmd in cmds {
             tracing::info!(event = %event.kind, command = %cmd, "running hook");
-            if let Err(exit) = run_one(cmd, &stdin, &env, self.timeout) {
+            if let Err(exit) = run_one(cmd, &stdin, &env, self.timeout, cancel) {
                 if event.kind.before && self.before_fail_aborts {
                     return Err(ClientError::HookFailed { event: event.kind.name(), command: cmd.clone(), exit });
                 }
@@ -186,7 +185,13 @@ fn environment(event: &Event<'_>) -> Vec<(&'static str, String)> {
 }
 
 /// Runs `sh -c cmd` in a new process group, feeding `stdin`; kills the group at the timeout.
-fn run_one(cmd: &str, stdin: &[u8], env: &[(&'static str, String)], timeout: Duration) -> Result<(), HookExit> {
+fn run_one(
+    cmd: &str,
+    stdin: &[u8],
+    env: &[(&'static str, String)],
+    timeout: Duration,
+    cancel: &ops::Cancel,
+) -> Result<(), HookExit> {
     let mut command = Command::new("sh");
     command.arg("-c").arg(cmd).stdin(Stdio::piped()).process_group(0);
     // The hook's output goes to stderr, so that it never mixes with bakthat's own output on stdout.
@@ -211,11 +216,11 @@ fn run_one(cmd: &str, stdin: &[u8], env: &[(&'static str, String)], timeout: Dur
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    // The hook runs in its own process group, so Ctrl-C does not reach it: watch the interrupt flag meanwhile.
+    // The hook runs in its own process group, so Ctrl-C does not reach it: watch the action's cancel token meanwhile.
     let deadline = Instant::now() + timeout;
     let status = loop {
         let now = Instant::now();
-        let stop = if ops::interrupt_flag().load(Ordering::Relaxed) {
+        let stop = if cancel.is_cancelled() {
             Some(HookExit::Interrupted)
         } else if now >= deadline {
             Some(HookExit::TimedOut(timeout))
@@ -282,10 +287,21 @@ mod tests {
     #[test]
     fn reports_exit_status_and_signals() {
         let t = Duration::from_secs(30);
-        assert_eq!(run_one("exit 3", b"", &[], t), Err(HookExit::Code(3)));
-        assert_eq!(run_one("kill -TERM $$", b"", &[], t), Err(HookExit::Signal(libc::SIGTERM)));
-        assert_eq!(run_one("true", b"", &[], t), Ok(()));
+        let c = &ops::Cancel::new();
+        assert_eq!(run_one("exit 3", b"", &[], t, c), Err(HookExit::Code(3)));
+        assert_eq!(run_one("kill -TERM $$", b"", &[], t, c), Err(HookExit::Signal(libc::SIGTERM)));
+        assert_eq!(run_one("true", b"", &[], t, c), Ok(()));
         // A hook that ignores its stdin still finishes, even with more input than a pipe holds.
-        assert_eq!(run_one("exit 0", &vec![b'x'; 1 << 20], &[], t), Ok(()));
+        assert_eq!(run_one("exit 0", &vec![b'x'; 1 << 20], &[], t, c), Ok(()));
+    }
+
+    /// Issue 14: the hook of a cancelled action is killed; another action's token does not touch it.
+    #[test]
+    fn a_cancelled_action_kills_only_its_own_hook() {
+        let t = Duration::from_secs(300);
+        let cancelled = ops::Cancel::new();
+        cancelled.cancel();
+        assert_eq!(run_one("sleep 300", b"", &[], t, &cancelled), Err(HookExit::Interrupted));
+        assert_eq!(run_one("true", b"", &[], t, &ops::Cancel::new()), Ok(()));
     }
 }

@@ -328,11 +328,12 @@ impl Client {
             result: None,
         };
         self.events.emit(&event);
-        let result = self.events.check(&event).and_then(|()| self.hooks.run(&event)).and_then(|()| run());
+        let result =
+            self.events.check(&event).and_then(|()| self.hooks.run(&event, &self.ctx.cancel)).and_then(|()| run());
         event.kind = action.on();
         event.result = Some(result.as_ref().map(&view));
         self.events.emit(&event);
-        if let Err(e) = self.hooks.run(&event) {
+        if let Err(e) = self.hooks.run(&event, &self.ctx.cancel) {
             tracing::warn!("{e}");
         }
         result

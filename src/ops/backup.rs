@@ -154,8 +154,9 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         let file = fs::File::open(&source)
             .map_err(|e| OpsError::Io { context: format!("reading {}", source.display()), source: e })?;
         let mut counted = archive::CountingReader { inner: file, count: 0 };
-        let input = Watched { inner: &mut counted, meter: Some(meter) };
-        let (n, w) = archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify())?;
+        let input = Watched { inner: &mut counted, meter: Some(meter), cancel: &ctx.cancel };
+        let (n, w) =
+            archive::write_raw(input, enc.as_ref(), upload).map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
         plain_size = Some(counted.count);
         (None, n, w)
     } else {
@@ -167,10 +168,10 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
         let meter: Arc<dyn super::Meter> = Arc::from(meter);
         let m2 = meter.clone();
         pack.progress = Some(Arc::new(move |n| m2.inc(n)));
-        let out = Watched { inner: upload, meter: None };
+        let out = Watched { inner: upload, meter: None, cancel: &ctx.cancel };
         let result = archive::write_archive(&source, &arcname, &pack, enc.as_ref(), out);
         meter.finish();
-        let (report, out) = result.map_err(|e| OpsError::from(e).classify())?;
+        let (report, out) = result.map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
         warnings = report.warnings;
         for skipped in &report.not_descended {
             ctx.reporter.warn(&format!(

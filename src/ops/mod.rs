@@ -71,6 +71,9 @@ pub struct Ctx {
     /// Wraps every store [`Ctx::stores`] opens: tests put a counting or fault-injecting store here (see
     /// [`crate::storage::testing`]).
     pub store_layer: Option<StoreLayer>,
+    /// Cancels the operations run in this context (see [`Cancel`]); a fresh token by default. Replace it with one
+    /// you keep to stop an operation from another thread.
+    pub cancel: Cancel,
 }
 
 impl Ctx {
@@ -91,6 +94,7 @@ impl Ctx {
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             reporter: Arc::new(NoProgress),
             store_layer: None,
+            cancel: Cancel::new(),
         })
     }
 
@@ -148,24 +152,42 @@ impl Meter for NoProgress {
     fn finish(&self) {}
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Asks one operation to stop: the [`Ctx`] it runs in holds a clone ([`Ctx::cancel`]), and whoever started it keeps
+/// another. [`Cancel::cancel`] makes the operation stop at its next block of I/O (and a running hook be killed); the
+/// operation then removes what it had written under temporary names and fails with [`OpsError::Interrupted`].
+/// Cancelling one operation leaves every other in the process running: the command line's Ctrl-C handler cancels
+/// the command's own token, a library caller (the Python binding) the token of the call it stops.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
 
-/// Asks running operations to stop at the next block of I/O (set from a SIGINT/SIGTERM handler).
-pub fn interrupt() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
+impl Cancel {
+    /// A token not cancelled yet.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
 
-/// The flag the signal handlers set.
-pub fn interrupt_flag() -> &'static AtomicBool {
-    &INTERRUPTED
-}
+    /// Asks the operations holding this token to stop. Async-signal-safe (one atomic store).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 
-fn check_interrupt() -> io::Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        // Not ErrorKind::Interrupted: write_all and read_exact retry those forever.
-        Err(io::Error::other(Interrupted))
-    } else {
-        Ok(())
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for loops that poll an `AtomicBool` (the mount's serve loop).
+    pub fn flag(&self) -> &AtomicBool {
+        &self.0
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.0.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: write_all and read_exact retry those forever.
+            Err(io::Error::other(Interrupted))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -174,15 +196,16 @@ fn check_interrupt() -> io::Result<()> {
 #[error("interrupted")]
 pub struct Interrupted;
 
-/// Passes I/O through, counting it on a meter and stopping when the user interrupts.
-pub(crate) struct Watched<T> {
+/// Passes I/O through, counting it on a meter and stopping when its operation is cancelled.
+pub(crate) struct Watched<'c, T> {
     pub inner: T,
     pub meter: Option<Box<dyn Meter>>,
+    pub cancel: &'c Cancel,
 }
 
-impl<W: Write> Write for Watched<W> {
+impl<W: Write> Write for Watched<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        check_interrupt()?;
+        self.cancel.check()?;
         let n = self.inner.write(buf)?;
         if let Some(m) = &self.meter {
             m.inc(n as u64);
@@ -195,9 +218,9 @@ impl<W: Write> Write for Watched<W> {
     }
 }
 
-impl<R: Read> Read for Watched<R> {
+impl<R: Read> Read for Watched<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        check_interrupt()?;
+        self.cancel.check()?;
         let n = self.inner.read(buf)?;
         if let Some(m) = &self.meter {
             m.inc(n as u64);
@@ -282,8 +305,8 @@ impl OpsError {
     }
 
     /// Turns interrupted I/O deep inside an archive error into [`OpsError::Interrupted`].
-    fn classify(self) -> OpsError {
-        if INTERRUPTED.load(Ordering::Relaxed) {
+    fn classify(self, cancel: &Cancel) -> OpsError {
+        if cancel.is_cancelled() {
             return OpsError::Interrupted;
         }
         self

@@ -86,7 +86,8 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
         return Ok(out);
     }
     let meter = ctx.reporter.start(&format!("restoring {}", record.stored_filename), Some(record.size));
-    let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
+    let stream =
+        Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter), cancel: &ctx.cancel };
     let secret = opts.password.as_deref();
     if h.archive.is_some() {
         let summary: ExtractSummary = archive::restore_archive(
@@ -96,7 +97,7 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
             &dest,
             &ExtractOptions { overwrite: opts.force, preserve_owner: false },
         )
-        .map_err(|e| OpsError::from(e).classify())?;
+        .map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
         for (path, why) in &summary.skipped {
             ctx.reporter.warn(&format!("{}: {why}", path.display()));
         }
@@ -113,11 +114,11 @@ pub fn restore(ctx: &Ctx, opts: &RestoreOptions) -> Result<RestoreOutcome, OpsEr
     if !opts.force && fs::symlink_metadata(&target).is_ok() {
         return Err(OpsError::Exists { path: target });
     }
-    let (mut plain, _) = archive::decode(stream, h, secret).map_err(|e| OpsError::from(e).classify())?;
+    let (mut plain, _) = archive::decode(stream, h, secret).map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
     let io_err = |e: io::Error| OpsError::Io { context: format!("writing {}", target.display()), source: e };
     let mut tmp = tempfile::Builder::new().prefix(".bakthat-restore-").tempfile_in(&dest).map_err(io_err)?;
     let bytes = io::copy(&mut plain, tmp.as_file_mut())
-        .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
+        .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify(&ctx.cancel))?;
     tmp.as_file().sync_all().map_err(io_err)?;
     if opts.force {
         tmp.persist(&target).map_err(|e| io_err(e.error))?;
@@ -195,14 +196,17 @@ pub(crate) fn verify_record(
     let backend = open(ctx, &record)?;
     let h = hints(&record);
     let meter = ctx.reporter.start(&format!("verifying {}", record.stored_filename), Some(record.size));
-    let stream = Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter) };
+    let stream =
+        Watched { inner: backend.get(record.stored_filename.as_str())?, meter: Some(meter), cancel: &ctx.cancel };
     if h.archive.is_none() {
-        let (mut plain, _) = archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
+        let (mut plain, _) =
+            archive::decode(stream, h, password).map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
         io::copy(&mut plain, &mut io::sink())
-            .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify())?;
+            .map_err(|e| OpsError::from(archive::ArchiveError::from_io(e)).classify(&ctx.cancel))?;
         return Ok(VerifyOutcome { record, entries: 1, index_matches: None, sidecar: SidecarState::NotExpected });
     }
-    let mut rebuilt = archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify())?;
+    let mut rebuilt =
+        archive::verify_archive(stream, h, password).map_err(|e| OpsError::from(e).classify(&ctx.cancel))?;
     let inventory_copy = ctx.inventory.get_index(&record.stored_filename)?;
     let sidecar = match super::journal_for(ctx, record.backend, &backend)? {
         Some(store) => stored_sidecar(store.as_ref(), &record, inventory_copy.as_deref(), Some(&rebuilt), password)?,

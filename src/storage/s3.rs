@@ -7,8 +7,9 @@
 //! archive classes (GLACIER, DEEP_ARCHIVE) report [`Retrieval`] states from the `x-amz-restore` header and are
 //! restored with RestoreObject.
 //!
-//! Beyond the [`Backend`] trait: presigned GET URLs ([`S3Store::presign_get`], for `share` and KeyValue URLs) and
-//! whole small objects with their user metadata ([`S3Store::get_with_metadata`], for KeyValue).
+//! Beyond the [`Backend`] trait: presigned URLs ([`S3Store::presign`], in `presign.rs`: GET for `share`, any of GET,
+//! PUT, DELETE and HEAD for KeyValue URLs) and whole small objects with their user metadata
+//! ([`S3Store::get_with_metadata`], for KeyValue).
 //!
 //! Not here: the KeyValue encoding itself ([`crate::kv`]), bucket policies or lifecycle rules.
 
@@ -52,6 +53,9 @@ const MIN_PART_SIZE: usize = 5 << 20;
 const MAX_PARTS: u64 = 10_000;
 /// Days a restored copy of an archived object stays readable.
 const RESTORE_DAYS: i32 = 7;
+mod presign;
+pub use presign::{PresignMethod, UnknownMethod};
+
 /// User metadata of an object: names without the `x-amz-meta-` prefix, lower case.
 pub type UserMetadata = std::collections::HashMap<String, String>;
 
@@ -206,32 +210,6 @@ impl S3Store {
     /// The bucket's name.
     pub fn bucket(&self) -> &str {
         &self.inner.bucket
-    }
-
-    /// A presigned (SigV4, query-string) GET URL of `key`, valid for `expires` (1 second to [`MAX_PRESIGN`]).
-    /// Signing happens locally: the object is not checked.
-    pub fn presign_get(&self, key: &str, expires: Duration) -> Result<String, StorageError> {
-        check_object_key(key)?;
-        let inner = &self.inner;
-        let bad = |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| StorageError::Backend {
-            store: inner.describe.clone(),
-            message,
-            source,
-        };
-        if expires.is_zero() || expires > MAX_PRESIGN {
-            return Err(bad(
-                format!("a presigned URL is valid for 1 second to 7 days, not {} seconds", expires.as_secs()),
-                None,
-            ));
-        }
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| bad("cannot build the presigning settings".into(), Some(Box::new(e))))?;
-        let req = inner.client.get_object().bucket(&inner.bucket).key(key);
-        let signed = inner
-            .rt
-            .block_on(req.presigned(config))
-            .map_err(|e| bad(format!("cannot sign a URL for {key}; check the credentials"), Some(e.into())))?;
-        Ok(signed.uri().to_string())
     }
 
     /// A whole (small) object and its user metadata (names without the `x-amz-meta-` prefix, lower case), or

@@ -17,7 +17,7 @@ use bakthat::kv::{KeyValue, KvError, META_ENC, META_FORMAT, META_GZIP};
 use bakthat::model::StoredName;
 use bakthat::ops::Ctx;
 use bakthat::storage::aws::AwsAccess;
-use bakthat::storage::s3::{S3Settings, S3Store};
+use bakthat::storage::s3::{PresignMethod, S3Settings, S3Store};
 use bakthat::storage::{Backend, PutOptions};
 use common::cli::{ok, Home};
 use common::moto;
@@ -151,15 +151,15 @@ fn kv_urls_return_the_stored_bytes_and_carry_their_expiry() {
     kv.set_key("k", &json!({"a": 1}), true, None).unwrap();
     let stored = S3Store::new(&moto::s3_settings(&moto::endpoint(), &bucket)).unwrap().get_with_metadata("k");
     let stored = stored.unwrap().unwrap().0;
-    let url = kv.get_key_url("k", Duration::from_secs(90)).unwrap();
+    let url = kv.get_key_url("k", Duration::from_secs(90), PresignMethod::Get).unwrap();
     assert!(url.starts_with(&format!("{}/{bucket}/k?", moto::endpoint())), "{url}");
     assert_eq!(query_param(&url, "X-Amz-Algorithm").as_deref(), Some("AWS4-HMAC-SHA256"));
     // moto does not check presigned signatures or expiry (see s3api_presigned_urls_expire for a server that does).
     assert_eq!(query_param(&url, "X-Amz-Expires").as_deref(), Some("90"));
     assert_eq!(http_get(&url), (200, stored));
-    let e = kv.get_key_url("missing", Duration::from_secs(60)).unwrap_err().to_string();
+    let e = kv.get_key_url("missing", Duration::from_secs(60), PresignMethod::Get).unwrap_err().to_string();
     assert!(e.contains("missing"), "{e}");
-    let e = kv.get_key_url("k", Duration::from_secs(8 * 86400)).unwrap_err().to_string();
+    let e = kv.get_key_url("k", Duration::from_secs(8 * 86400), PresignMethod::Get).unwrap_err().to_string();
     assert!(e.contains("7 days"), "{e}");
 }
 
@@ -195,6 +195,36 @@ fn s3api_presigned_urls_expire() {
     let tampered = long.replace("X-Amz-Signature=", "X-Amz-Signature=0");
     assert_eq!(http_get(&tampered).0, 403);
     store.delete("obj").unwrap();
+}
+
+/// Issue 14: 0.6's `get_key_url(key, expires, method)` made URLs for any method (boto's generate_url); only GET
+/// was signed before. Each method's URL is used against s3api, which checks SigV4 signatures, and a tampered one
+/// is refused.
+#[test]
+fn s3api_presigned_put_head_and_delete_urls_work_and_are_checked() {
+    let bucket = moto::unique("presign-m");
+    let store = S3Store::new(&s3api_settings(&bucket, "testing")).unwrap();
+    store.put_bytes("seed", b"x", &PutOptions::default()).unwrap(); // creates the bucket
+    let client = reqwest::blocking::Client::new();
+    let url = |m| store.presign(m, "obj", Duration::from_secs(600)).unwrap();
+    let put = url(PresignMethod::Put);
+    let tampered = put.replace("X-Amz-Signature=", "X-Amz-Signature=0");
+    let refused = client.put(&tampered).body(b"evil".to_vec()).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(store.head("obj").unwrap(), None, "a refused PUT wrote nothing");
+    let sent = client.put(&put).body(b"new bytes".to_vec()).send().unwrap();
+    assert!(sent.status().is_success(), "{:?}", sent.text());
+    assert_eq!(http_get(&url(PresignMethod::Get)), (200, b"new bytes".to_vec()));
+    let head = client.head(url(PresignMethod::Head)).send().unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"], "9");
+    // A URL is for its method only: the GET URL cannot delete.
+    let wrong = client.delete(url(PresignMethod::Get)).send().unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    let deleted = client.delete(url(PresignMethod::Delete)).send().unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert_eq!(store.head("obj").unwrap(), None);
+    store.delete("seed").unwrap();
 }
 
 // ---- the command line ----

@@ -174,6 +174,36 @@ fn progress_total_and_plan_skip_excluded_paths() {
     assert_eq!(done.load(Ordering::SeqCst), 1000);
 }
 
+/// Issue 14: cancelling one operation stops only that one. Two contexts of one process (two library calls) share the
+/// inventory and the store; the one whose token is cancelled fails with Interrupted and leaves no row and no object,
+/// the other, run afterwards in the same process, completes (with the old process-wide flag it was interrupted too).
+#[test]
+fn cancelling_one_operation_leaves_the_others_running() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("db");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("dump.sql"), vec![7u8; 1 << 20]).unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let mut stopped = ctx(t.path(), clock.clone(), None);
+    stopped.cancel = ops::Cancel::new();
+    stopped.cancel.cancel();
+    let running = ctx(t.path(), clock, None);
+    let opts = BackupOptions { source: src, ..BackupOptions::default() };
+    assert!(matches!(ops::backup(&stopped, &opts), Err(ops::OpsError::Interrupted)));
+    assert_eq!(objects(t.path()), 0);
+    assert!(running.inventory.search(&Default::default()).unwrap().is_empty());
+    let done = ops::backup(&running, &opts).unwrap();
+    let names: Vec<String> = fs::read_dir(t.path().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(bakthat::journal::JOURNAL_PREFIX))
+        .collect();
+    assert!(names.contains(&done.record.stored_filename.to_string()), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with(done.record.stored_filename.as_str())), "{names:?}");
+    let rows = running.inventory.search(&Default::default()).unwrap();
+    assert_eq!(rows.iter().map(|r| &r.stored_filename).collect::<Vec<_>>(), vec![&done.record.stored_filename]);
+}
+
 #[test]
 fn two_backups_in_one_second_get_distinct_names() {
     let t = tempfile::tempdir().unwrap();
