@@ -44,6 +44,8 @@ pub mod rotation;
 pub mod storage;
 pub mod stores;
 pub mod sync;
+#[cfg(test)]
+mod test_heap;
 
 /// An error and its causes on one line, `a: b: c`: what logs and one-line messages show.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

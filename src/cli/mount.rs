@@ -36,6 +36,10 @@ pub(super) struct MountArgs {
     /// prompted for
     #[arg(long, hide = true)]
     password_stdin: bool,
+    /// Heap the listed backups' entries may hold before the least recently used are let go (and laid out again
+    /// when used): `16M`, `1G`; about 4 KB per backup of a few files
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    listing_budget: String,
     /// FUSE worker threads
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -59,7 +63,7 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
             Some(Arc::new(Secret::new(first_line(&text))))
         }
         false => {
-            let encrypted = ctx.inventory.search(&Default::default())?.iter().filter(|r| r.is_enc()).count();
+            let encrypted = encrypted_rows(&ctx.inventory)?;
             let secret = read_password(encrypted > 0 && !a.without_encrypted)?;
             if secret.is_none() && encrypted > 0 && !a.without_encrypted {
                 // Mounted without it, they would only answer "Permission denied".
@@ -78,6 +82,7 @@ pub(super) fn run(cli: &Cli, a: &MountArgs) -> Result<i32> {
     }
     let mut opts = crate::fs::MountOptions::new(cache_dir);
     opts.cache_size = parse_size(&a.cache_size)?;
+    opts.listing_budget = usize::try_from(parse_size(&a.listing_budget)?).context("--listing-budget is too large")?;
     opts.poll_interval = Duration::from_secs_f64(a.poll_interval.max(0.1));
     opts.settle = Duration::from_secs_f64(a.settle.max(0.0));
     let c2 = client.clone();
@@ -132,6 +137,13 @@ fn daemonize(a: &MountArgs, cache_dir: &Path, secret: Option<&Secret>) -> Result
     Ok(EXIT_OK)
 }
 
+/// How many live backups are encrypted, counted row by row (a million rows read as records held ~1 GB at once).
+fn encrypted_rows(inventory: &crate::inventory::Inventory) -> Result<usize> {
+    let mut n = 0;
+    inventory.for_each_live_row(|r| n += usize::from(r.is_enc()))?;
+    Ok(n)
+}
+
 /// Parses `1G`, `512M`, `4096`.
 fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
@@ -151,4 +163,29 @@ fn parse_size(s: &str) -> Result<u64> {
     };
     let n: f64 = num.trim().parse().with_context(|| format!("{s:?} is not a size such as 512M or 2G"))?;
     Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::inventory::{sample, Inventory};
+
+    // Regression (issue 16): the mount counted encrypted backups by reading every row as a record at once, which
+    // made a million-row mount peak at ~1 GB before the catalog was even built.
+    #[test]
+    fn encrypted_backups_are_counted_without_holding_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(dir.path().join("inv.sqlite")).unwrap();
+        let mut rows: Vec<_> = (0..2_000).map(sample::row).collect();
+        for (r, _) in rows.iter_mut().take(3) {
+            r.stored_filename = crate::model::StoredName::from_key(format!("{}.enc", r.stored_filename));
+        }
+        inv.insert_with_indexes(&rows).unwrap();
+        let expected = inv.search(&Default::default()).unwrap().iter().filter(|r| r.is_enc()).count();
+        crate::test_heap::take_peak();
+        let before = crate::test_heap::held();
+        assert_eq!(super::encrypted_rows(&inv).unwrap(), expected);
+        assert_eq!(expected, 3);
+        let peak = crate::test_heap::take_peak() - before;
+        assert!(peak < 64 << 10, "counting 2,000 rows held {peak} bytes at once");
+    }
 }

@@ -98,11 +98,18 @@ pub(super) enum Virtual {
 pub(super) struct Builder {
     rows: Vec<Row>,
     names: Vec<Box<[u8]>>,
-    name_ids: HashMap<String, u32>,
     tags: Vec<Box<[u8]>>,
-    tag_ids: HashMap<String, u32>,
     tagsets: Vec<Box<[u32]>>,
-    tagset_ids: HashMap<String, u32>,
+    ids: Interned,
+}
+
+/// The numbers given to names, tags and tag sets, by their text as the inventory has it (one entry per distinct
+/// text: a few hundred, not one per row).
+#[derive(Debug, Clone, Default)]
+struct Interned {
+    names: HashMap<String, u32>,
+    tags: HashMap<String, u32>,
+    tagsets: HashMap<String, u32>,
 }
 
 /// The number of `text` in `ids`, added (escaped, to `escaped`) if new.
@@ -117,26 +124,38 @@ fn intern(ids: &mut HashMap<String, u32>, escaped: &mut Vec<Box<[u8]>>, text: &s
 }
 
 impl Builder {
+    /// A builder holding the rows of `cat` already, to add the rows the inventory gained since (its names, tags
+    /// and tag sets keep their numbers).
+    pub fn from_catalog(cat: &Catalog) -> Builder {
+        Builder {
+            rows: cat.rows.clone(),
+            names: cat.names.clone(),
+            tags: cat.tags.clone(),
+            tagsets: cat.tagsets.clone(),
+            ids: cat.ids.clone(),
+        }
+    }
+
     /// Adds a backup. Row ids outside what an inode number can carry are left out.
     pub fn push(&mut self, id: i64, date: Epoch, name: &str, tags: &str, enc: bool) {
         if !(0..((ENTRY_BASE - BACKUP_BASE) / PLACES) as i64).contains(&id) {
             tracing::warn!("inventory row {id} has an id the mount cannot number; it is not shown");
             return;
         }
-        let name = intern(&mut self.name_ids, &mut self.names, name);
-        let tags = match self.tagset_ids.get(tags) {
+        let name = intern(&mut self.ids.names, &mut self.names, name);
+        let tags = match self.ids.tagsets.get(tags) {
             Some(&t) => t,
             None => {
                 let mut set: Vec<u32> = Vec::new();
                 for tag in tags.split_whitespace() {
-                    let id = intern(&mut self.tag_ids, &mut self.tags, tag);
+                    let id = intern(&mut self.ids.tags, &mut self.tags, tag);
                     if !set.contains(&id) {
                         set.push(id);
                     }
                 }
                 let t = self.tagsets.len() as u32;
                 self.tagsets.push(set.into_boxed_slice());
-                self.tagset_ids.insert(tags.to_string(), t);
+                self.ids.tagsets.insert(tags.to_string(), t);
                 t
             }
         };
@@ -165,6 +184,7 @@ pub(super) struct Catalog {
     /// Escaped tags, by tag id.
     tags: Vec<Box<[u8]>>,
     tagsets: Vec<Box<[u32]>>,
+    ids: Interned,
     /// `dirs[ino - 1]`.
     dirs: Vec<VDir>,
     /// Path (components joined by `/`) to inode, for every virtual directory there ever was.
@@ -235,7 +255,7 @@ impl Catalog {
     /// Lays the virtual tree out from `rows`, keeping the inode numbers `prev` gave the same paths; with `prev`,
     /// also says what changed.
     pub fn build(b: Builder, prev: Option<&Catalog>) -> (Catalog, Changes) {
-        let Builder { mut rows, names, tags, tagsets, .. } = b;
+        let Builder { mut rows, names, tags, tagsets, ids } = b;
         rows.sort_unstable_by_key(|r| r.id);
         rows.dedup_by_key(|r| r.id);
         let mut order: Vec<u32> = (0..names.len() as u32).collect();
@@ -252,6 +272,7 @@ impl Catalog {
             name_rank,
             tags,
             tagsets,
+            ids,
             dirs: Vec::new(),
             paths: HashMap::new(),
             name_dir: Vec::new(),

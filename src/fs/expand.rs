@@ -11,7 +11,7 @@ use crate::archive::index::EntryKind;
 
 use super::catalog::ENTRY_BASE;
 use super::tree::{Content, Loaded, Slot};
-use super::{names, Ino, STATUS_FILE};
+use super::{cost, names, Ino, STATUS_FILE};
 
 /// Named children (node indexes), sorted by name.
 type Children = Vec<(Box<[u8]>, u32)>;
@@ -95,12 +95,18 @@ impl Expansion {
         Expansion { id, base: 0, top: sorted(b.top), nodes }
     }
 
-    /// About how many bytes it holds (with the index it came from), for the listing budget.
-    pub fn cost(&self, loaded: Option<&Loaded>) -> usize {
-        let names: usize = self.top.iter().map(|(n, _)| n.len() + 24).sum::<usize>()
-            + self.nodes.iter().filter_map(|n| n.children.as_ref()).flatten().map(|(n, _)| n.len() + 24).sum::<usize>();
-        let index = loaded.map_or(0, |l| l.index.entries.iter().map(|e| 2 * e.path.len() + 200).sum());
-        256 + self.nodes.len() * std::mem::size_of::<Node>() + names + index
+    /// The heap it holds, for the listing budget (see `cost.rs`): its nodes, the sorted child lists and their
+    /// names, and its places in [`Expansions`].
+    pub fn cost(&self) -> usize {
+        let list = |c: &Children| {
+            cost::array::<(Box<[u8]>, u32)>(c.capacity()) + c.iter().map(|(n, _)| cost::chunk(n.len())).sum::<usize>()
+        };
+        cost::array::<Node>(self.nodes.capacity())
+            + list(&self.top)
+            + self.nodes.iter().filter_map(|n| n.children.as_ref()).map(list).sum::<usize>()
+            + cost::hashed::<(Ino, Expansion)>()
+            + cost::hashed::<(Ino, usize)>()
+            + 2 * std::mem::size_of::<(Ino, Ino, u32)>()
     }
 
     pub fn node(&self, k: u32) -> Option<&Node> {

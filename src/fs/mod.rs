@@ -27,6 +27,7 @@ mod catalog;
 #[cfg(test)]
 mod chain_tests;
 mod cold;
+mod cost;
 mod error;
 mod expand;
 mod handles;

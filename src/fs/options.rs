@@ -25,7 +25,8 @@ pub struct MountOptions {
     pub staging_dir: PathBuf,
     /// How long a directory in `/incoming` must be quiet before it is backed up.
     pub settle: Duration,
-    /// About how many bytes the opened backups' entries may hold before the least recently used are let go.
+    /// How many bytes of heap the opened backups (rows, entry indexes, laid-out trees; see `cost.rs`) may hold
+    /// before the least recently used are let go. An opened backup of a few files takes ~4 KB.
     pub listing_budget: usize,
 }
 
@@ -45,7 +46,7 @@ impl MountOptions {
             gid,
             refresh_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(30),
-            listing_budget: 64 << 20,
+            listing_budget: 16 << 20,
         }
     }
 }

@@ -11,12 +11,13 @@ use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::archive::index::{EntryKind, Index};
+use crate::inventory::RowsDigest;
 use crate::model::{BackupRecord, Destination, StoreId};
 
 use super::catalog::{Builder, Catalog, Changes, Virtual, ENTRY_BASE};
 use super::expand::{Expansion, Expansions, Found, Part};
 use super::index::Unreadable;
-use super::{lock, Attr, Entry, FsError, Inner, Ino, Kind, Result};
+use super::{cost, lock, Attr, Entry, FsError, Inner, Ino, Kind, Result};
 
 /// How long the kernel may keep what it was told about the archive tree. The content of a backup never changes,
 /// and the mount tells the kernel itself when the virtual directories change (see [`Invalidation`]).
@@ -29,6 +30,10 @@ pub(super) const STATUS_TTL: Duration = Duration::from_secs(1);
 pub(super) struct Tree {
     pub cat: Catalog,
     pub stamp: Option<(i64, i64, i64, i64)>,
+    /// What the rows the catalog was built from add up to (see [`RowsDigest`]).
+    digest: Option<RowsDigest>,
+    /// Rows read from the inventory by the last refresh.
+    pub rows_read: usize,
     /// Opened backups by row id: the full row, the loaded index.
     pub slots: HashMap<i64, Slot>,
     exp: Expansions,
@@ -36,7 +41,7 @@ pub(super) struct Tree {
     /// cached listing (a notification may still be on its way).
     dirty: HashSet<Ino>,
     /// Bytes the opened backups hold (estimated), and the most they may.
-    used: usize,
+    pub used: usize,
     pub budget: usize,
     tick: u64,
 }
@@ -318,7 +323,9 @@ impl Tree {
             return;
         }
         let e = Expansion::new(id, slot);
-        let cost = e.cost(if slot.cost == 0 { slot.loaded.as_deref() } else { None });
+        // The row and its index are charged with the first tree laid out from them.
+        let held = if slot.cost == 0 { cost::slot(slot) + slot.loaded.as_deref().map_or(0, cost::loaded) } else { 0 };
+        let cost = held + e.cost();
         slot.cost += cost;
         self.used += cost;
         self.exp.insert(dir, e);
@@ -381,6 +388,11 @@ impl Loaded {
         Loaded { index, by_path, content, chain: None }
     }
 
+    /// Whether it keeps a map of paths (its archive has hard links).
+    pub(super) fn has_links(&self) -> bool {
+        !self.by_path.is_empty()
+    }
+
     /// An incremental backup's complete tree, its files read from the archives of its chain.
     pub(super) fn chain(tree: crate::ops::incremental::ChainTree) -> Loaded {
         let archives =
@@ -430,21 +442,18 @@ impl Inner {
         if self.tree().stamp == Some(stamp) {
             return Ok(());
         }
-        // Only backups this profile can read: another profile's rows would be files that answer EIO. Decided once
-        // per store, not per row.
-        let stores = self.ctx().stores();
-        let mut readable: HashMap<(Destination, String), bool> = HashMap::new();
-        let mut b = Builder::default();
-        self.ctx().inventory.for_each_live_row(|r| {
-            let key = (r.backend, r.store.to_string());
-            let ok = *readable.entry(key).or_insert_with(|| {
-                let store = StoreId::parse(r.store).unwrap_or_default();
-                stores.can_open(&probe(r.backend, store))
-            });
-            if ok {
-                b.push(r.id, r.backup_date, r.filename, r.tags, row_is_enc(r.stored_filename, r.metadata));
-            }
-        })?;
+        // Rows added since the last look are all that is read when the rows seen then are unchanged (the same
+        // digest); any other change (a row deleted, a sync's update) lays everything out from the inventory again.
+        let prev = self.tree().digest;
+        let mut b = match prev {
+            Some(_) => Builder::from_catalog(&self.tree().cat),
+            None => Builder::default(),
+        };
+        let (before, mut digest, mut read) = self.read_rows(&mut b, prev.map_or(i64::MIN, |d| d.max_id))?;
+        if prev.is_some_and(|p| p != before) {
+            b = Builder::default();
+            (_, digest, read) = self.read_rows(&mut b, i64::MIN)?;
+        }
         let (cat, changes) = {
             let prev = self.tree();
             let first = prev.stamp.is_none();
@@ -468,9 +477,33 @@ impl Inner {
                 }
             }
             t.stamp = Some(stamp);
+            t.digest = Some(digest);
+            t.rows_read = read;
         }
         self.queue(changes);
         Ok(())
+    }
+
+    /// Adds the live rows past id `after` that this profile can read to `b`. Returns the digests of the rows up to
+    /// `after` and of all rows, and how many rows were read.
+    fn read_rows(&self, b: &mut Builder, after: i64) -> Result<(RowsDigest, RowsDigest, usize)> {
+        // Only backups this profile can read: another profile's rows would be files that answer EIO. Decided once
+        // per store, not per row.
+        let stores = self.ctx().stores();
+        let mut readable: HashMap<(Destination, String), bool> = HashMap::new();
+        let mut n = 0;
+        let (before, all) = self.ctx().inventory.live_rows_after(after, |r| {
+            n += 1;
+            let key = (r.backend, r.store.to_string());
+            let ok = *readable.entry(key).or_insert_with(|| {
+                let store = StoreId::parse(r.store).unwrap_or_default();
+                stores.can_open(&probe(r.backend, store))
+            });
+            if ok {
+                b.push(r.id, r.backup_date, r.filename, r.tags, r.is_enc());
+            }
+        })?;
+        Ok((before, all, n))
     }
 
     /// Before listing or looking up in a directory: refresh the virtual tree, or load a backup's index.
@@ -520,17 +553,6 @@ impl Inner {
         self.tree_mut().slots.entry(id).or_insert_with(|| Slot::new(record));
         Ok(())
     }
-}
-
-/// Whether a row's backup is encrypted, from its stored name or its metadata (parsed only when it mentions it).
-fn row_is_enc(stored: &str, metadata: &str) -> bool {
-    stored.ends_with(".enc")
-        || stored.ends_with(".ae")
-        || (metadata.contains("is_enc")
-            && serde_json::from_str::<serde_json::Value>(metadata)
-                .ok()
-                .and_then(|v| v.get("is_enc").and_then(|b| b.as_bool()))
-                .unwrap_or(false))
 }
 
 /// A row that only says where a backup is (what `Stores::can_open` looks at).

@@ -14,6 +14,7 @@
 
 mod chains;
 mod legacy;
+pub mod sample;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,43 @@ pub struct LiveRow<'a> {
     pub stored_filename: &'a str,
     pub tags: &'a str,
     pub store: &'a str,
+}
+
+/// What the live rows up to some id add up to: their number, their highest id, and sums over their columns. It
+/// changes when one of them is deleted, undeleted or updated (a sync bumps `last_updated`; a change of date, name,
+/// tags, store or metadata changes a sum), not when rows with higher ids are added. A sum can in principle come
+/// out the same after an edit (one row's tag one letter longer, another's one shorter in the same transaction);
+/// `last_updated` makes that unlikely for every writer bakthat has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowsDigest {
+    pub count: i64,
+    pub max_id: i64,
+    sums: [i64; 3],
+}
+
+impl RowsDigest {
+    fn plus(&self, other: &RowsDigest) -> RowsDigest {
+        let mut sums = self.sums;
+        for (s, o) in sums.iter_mut().zip(other.sums) {
+            *s = s.wrapping_add(o);
+        }
+        RowsDigest { count: self.count + other.count, max_id: self.max_id.max(other.max_id), sums }
+    }
+}
+
+impl LiveRow<'_> {
+    /// Whether the backup is encrypted, as [`BackupRecord::is_enc`] says: by its stored name, or by its metadata
+    /// (parsed only when the text mentions `is_enc`).
+    pub fn is_enc(&self) -> bool {
+        // StoredName::is_enc's suffixes, without making a StoredName per row.
+        self.stored_filename.ends_with(".enc")
+            || self.stored_filename.ends_with(".ae")
+            || (self.metadata.contains("is_enc")
+                && serde_json::from_str::<Value>(self.metadata)
+                    .ok()
+                    .and_then(|v| v.get("is_enc").and_then(|b| b.as_bool()))
+                    .unwrap_or(false))
+    }
 }
 
 /// Errors of the inventory.
@@ -643,27 +681,51 @@ impl Inventory {
 
     /// Every row that is not deleted, oldest id first, handed to `each` one at a time with borrowed text (the
     /// mount lays out a million rows this way without holding them all as [`BackupRecord`]s).
-    pub fn for_each_live_row(&self, mut each: impl FnMut(LiveRow<'_>)) -> Result<()> {
+    pub fn for_each_live_row(&self, each: impl FnMut(LiveRow<'_>)) -> Result<()> {
+        self.live_rows_after(i64::MIN, each).map(drop)
+    }
+
+    /// The rows that are not deleted and whose id is past `after`, oldest first (as [`Self::for_each_live_row`]),
+    /// and, read in the same transaction, the [`RowsDigest`] of the live rows up to `after` and that of all live
+    /// rows. The mount reads only the rows added since its last look this way, when the rows it had still add up
+    /// to the same digest.
+    pub fn live_rows_after(&self, after: i64, mut each: impl FnMut(LiveRow<'_>)) -> Result<(RowsDigest, RowsDigest)> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, backend, backup_date, filename, metadata, stored_filename, tags, store FROM backups \
-             WHERE is_deleted = 0 ORDER BY id",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let text = |i: usize| row.get_ref(i).and_then(|v| v.as_str().map_err(Into::into));
-            each(LiveRow {
-                id: row.get(0)?,
-                backend: row.get(1)?,
-                backup_date: row.get(2)?,
-                filename: text(3)?,
-                metadata: text(4)?,
-                stored_filename: text(5)?,
-                tags: text(6)?,
-                store: text(7)?,
-            });
+        let tx = conn.unchecked_transaction()?;
+        let digest = |cond: &str| -> Result<RowsDigest> {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT count(*), ifnull(max(id), 0), ifnull(sum(last_updated), 0), ifnull(sum(backup_date), 0), \
+                 ifnull(sum(length(filename) + length(tags) + length(store) + length(stored_filename) \
+                 + length(metadata) + length(backend)), 0) FROM backups WHERE is_deleted = 0 AND {cond}"
+            ))?;
+            Ok(stmt.query_row([after], |r| {
+                Ok(RowsDigest { count: r.get(0)?, max_id: r.get(1)?, sums: [r.get(2)?, r.get(3)?, r.get(4)?] })
+            })?)
+        };
+        let before = digest("id <= ?1")?;
+        let added = digest("id > ?1")?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, backend, backup_date, filename, metadata, stored_filename, tags, store FROM backups \
+                 WHERE is_deleted = 0 AND id > ?1 ORDER BY id",
+            )?;
+            let mut rows = stmt.query([after])?;
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| row.get_ref(i).and_then(|v| v.as_str().map_err(Into::into));
+                each(LiveRow {
+                    id: row.get(0)?,
+                    backend: row.get(1)?,
+                    backup_date: row.get(2)?,
+                    filename: text(3)?,
+                    metadata: text(4)?,
+                    stored_filename: text(5)?,
+                    tags: text(6)?,
+                    store: text(7)?,
+                });
+            }
         }
-        Ok(())
+        tx.commit()?;
+        Ok((before, before.plus(&added)))
     }
 
     /// The row with this id, deleted or not.
