@@ -346,16 +346,12 @@ impl Filesystem for FuseFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        match self.fs.readdirplus(ino.0, offset) {
-            Ok(entries) => {
-                for (d, e) in entries {
-                    let name = OsStr::from_bytes(&d.name);
-                    if reply.add(INodeNo(d.ino), d.offset, name, &e.ttl, &file_attr(&e.attr), Generation(0)) {
-                        break;
-                    }
-                }
-                reply.ok()
-            }
+        let added = self.fs.readdirplus_until(ino.0, offset, |d, e| {
+            let name = OsStr::from_bytes(&d.name);
+            reply.add(INodeNo(d.ino), d.offset, name, &e.ttl, &file_attr(&e.attr), Generation(0))
+        });
+        match added {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(fail("readdirplus", &e)),
         }
     }

@@ -15,7 +15,7 @@ use crate::model::BackupRecord;
 
 use super::cache;
 use super::read::index_key;
-use super::tree::{Content, Loaded, Slot};
+use super::tree::{Content, Loaded};
 use super::{lock, FsError, Inner, Result};
 
 /// The key settings of an encrypted copy: its Argon2 salt and cost parameters.
@@ -138,9 +138,7 @@ impl Inner {
             Loaded::new(index, Content::Whole)
         };
         let loaded = Arc::new(loaded);
-        let mut t = self.tree_mut();
-        let slot = t.slots.entry(id).or_insert_with(|| Slot::new(record));
-        Ok(slot.loaded.get_or_insert(loaded).clone())
+        Ok(self.tree_mut().hold_loaded(id, record, loaded))
     }
 
     /// Notes why a backup's index cannot be opened (its directory then holds only its status file); the error.
@@ -223,7 +221,10 @@ impl Inner {
             let why = self.unreadable(&bytes, &e);
             tracing::warn!("{}: {}", record.stored_filename, why.describe());
             if let Some(id) = record.id {
-                t.slots.entry(id).or_insert_with(|| Slot::new(record)).unreadable = Some(why);
+                t.hold(id, record);
+                if let Some(s) = t.slots.get_mut(&id) {
+                    s.unreadable = Some(why);
+                }
             }
         }
         Ok(())

@@ -447,8 +447,25 @@ impl Fs {
     /// [`Fs::readdir`] with each entry's attributes (the kernel's READDIRPLUS): one round trip gives `ls -l`
     /// everything, instead of a lookup per entry. Children that vanished meanwhile are left out.
     pub fn readdirplus(&self, ino: Ino, offset: u64) -> Result<Vec<(DirEntry, Entry)>> {
-        let entries = self.readdir(ino, offset)?;
-        Ok(entries.into_iter().filter_map(|d| self.getattr(d.ino).ok().map(|e| (d, e))).collect())
+        let mut out = Vec::new();
+        self.readdirplus_until(ino, offset, |d, e| {
+            out.push((d, e));
+            false
+        })?;
+        Ok(out)
+    }
+
+    /// [`Fs::readdirplus`], handing each entry to `add` until it says the reply is full: attributes are looked up
+    /// only for the entries that fit (a READDIRPLUS reply holds a few hundred of the up to 4096 listed).
+    pub fn readdirplus_until(&self, ino: Ino, offset: u64, mut add: impl FnMut(DirEntry, Entry) -> bool) -> Result<()> {
+        for d in self.readdir(ino, offset)? {
+            if let Ok(e) = self.getattr(d.ino) {
+                if add(d, e) {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Opens a file for reading.

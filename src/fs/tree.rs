@@ -323,12 +323,43 @@ impl Tree {
             return;
         }
         let e = Expansion::new(id, slot);
-        // The row and its index are charged with the first tree laid out from them.
-        let held = if slot.cost == 0 { cost::slot(slot) + slot.loaded.as_deref().map_or(0, cost::loaded) } else { 0 };
-        let cost = held + e.cost();
+        let cost = e.cost();
         slot.cost += cost;
         self.used += cost;
         self.exp.insert(dir, e);
+        self.charged(id);
+    }
+
+    /// Keeps backup `id`'s full row (for its status file, attributes and reads), charged to the budget, unless it
+    /// is kept already.
+    pub(super) fn hold(&mut self, id: i64, record: BackupRecord) {
+        if self.slots.contains_key(&id) {
+            return;
+        }
+        let mut slot = Slot::new(record);
+        slot.cost = cost::slot(&slot);
+        self.used += slot.cost;
+        self.slots.insert(id, slot);
+        self.charged(id);
+    }
+
+    /// Keeps the loaded index of backup `id` (the first one kept wins), charged to the budget.
+    pub(super) fn hold_loaded(&mut self, id: i64, record: BackupRecord, loaded: Arc<Loaded>) -> Arc<Loaded> {
+        self.hold(id, record);
+        let Some(slot) = self.slots.get_mut(&id) else { return loaded };
+        if let Some(l) = &slot.loaded {
+            return l.clone();
+        }
+        let cost = cost::loaded(&loaded);
+        slot.loaded = Some(loaded.clone());
+        slot.cost += cost;
+        self.used += cost;
+        self.charged(id);
+        loaded
+    }
+
+    /// After backup `id` was charged more: marks it used, and lets others go if the budget is passed.
+    fn charged(&mut self, id: i64) {
         self.touch(id);
         if self.used > self.budget {
             self.evict(id);
@@ -550,7 +581,7 @@ impl Inner {
             return Ok(());
         }
         let record = self.ctx().inventory.get_by_id(id)?.ok_or(FsError::NotFound)?;
-        self.tree_mut().slots.entry(id).or_insert_with(|| Slot::new(record));
+        self.tree_mut().hold(id, record);
         Ok(())
     }
 }
