@@ -190,7 +190,7 @@ fn ls_find_stat_cat_and_drag_and_drop_restore() {
     let ts = e.backup(&src, &["-t", "daily"]);
     let mut m = e.mount(&[]);
     let root = run(Command::new("ls").arg(&m.mp));
-    assert_eq!(root.split_whitespace().collect::<Vec<_>>(), ["by-date", "by-name", "by-tag", "incoming"]);
+    assert_eq!(root.split_whitespace().collect::<Vec<_>>(), ["by-date", "by-name", "by-tag", "incoming", "versions"]);
     let lr = run(Command::new("ls").arg("-lR").arg(&m.mp));
     assert!(lr.contains("big.bin") && lr.contains("5000000") && lr.contains("latest ->"), "{lr}");
     let found = run(Command::new("find").arg(m.p("by-tag/daily")).arg("-type").arg("f"));
@@ -718,4 +718,34 @@ fn readme_quick_tour_runs_as_written() {
     assert!(!mounted(&mountpoint), "the tour ends unmounted");
     assert_eq!(fs::read_to_string(scratch.join("index.html")).unwrap(), "<html>site</html>\n");
     assert_eq!(fs::read_to_string(scratch.join("r/site/index.html")).unwrap(), "<html>site</html>\n");
+}
+
+/// Issue 15: `/versions/<name>/<path>/` lists one file per version of a file across a chain, each reading its
+/// bytes. Version names are read from the listing (two CLI backups may share a second), in backup order.
+#[test]
+fn versions_lists_every_version_of_a_file_and_reads_each() {
+    let e = Env::new();
+    let config = fs::read_to_string(e.path().join("bakthat.yml")).unwrap();
+    fs::write(e.path().join("bakthat.yml"), format!("{config}  incremental: {{full_every: 7D}}\n")).unwrap();
+    let src = e.path().join("notes");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("todo.txt"), "one\n").unwrap();
+    fs::write(src.join("same.txt"), "unchanged\n").unwrap();
+    e.backup(&src, &[]);
+    // Each version has another size, so none can pass for the one before it whatever the clock says.
+    fs::write(src.join("todo.txt"), "one\ntwo\n").unwrap();
+    e.backup(&src, &[]);
+    fs::write(src.join("todo.txt"), "one\ntwo\nthree\n").unwrap();
+    e.backup(&src, &[]);
+    let mut m = e.mount(&[]);
+    let dir = m.p("versions/notes/notes/todo.txt");
+    let versions = listed(&dir);
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert_eq!(listed(&m.p("versions/notes/notes/same.txt")).len(), 1);
+    assert_eq!(xattr(&m.mp, "user.bakthat.store_requests").as_deref(), Some("0"), "listing reached no store");
+    let read: Vec<String> = versions.iter().map(|v| fs::read_to_string(dir.join(v)).unwrap()).collect();
+    assert_eq!(read, ["one\n", "one\ntwo\n", "one\ntwo\nthree\n"]);
+    let err = fs::write(dir.join(&versions[0]), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert!(m.stop().success());
 }

@@ -62,6 +62,9 @@ enum List {
     Day { start: Epoch, rows: Vec<u32> },
     /// `/incoming` (its content is the staging area, see `incoming.rs`).
     Incoming,
+    /// `/versions/<name>`: its content is laid out from the name's backups by `versions.rs`; `of` is the
+    /// `/by-name/<name>` directory, whose rows are the name's backups.
+    Versions { of: Ino },
     /// A directory that existed before the last rebuild: its number is kept, it lists nothing and is not found.
     Gone,
 }
@@ -87,6 +90,8 @@ pub(super) enum Virtual {
     Dir,
     /// `/incoming`.
     Incoming,
+    /// `/versions/<name>` (see `versions.rs`).
+    Versions,
     /// `latest` in a `/by-name/<name>` directory.
     Latest,
     /// A backup's directory: the row.
@@ -219,6 +224,8 @@ fn sig_of(list: &List, cat: &Catalog) -> u64 {
         }
         List::Incoming => 1.hash(&mut h),
         List::Gone => 2.hash(&mut h),
+        // What it lists follows the name's backups.
+        List::Versions { of } => cat.dirs[*of as usize - 1].sig.hash(&mut h),
     }
     h.finish()
 }
@@ -317,11 +324,13 @@ impl Catalog {
         let by_tag = self.dir(b"by-tag", ROOT, List::Dirs(Vec::new()));
         let by_date = self.dir(b"by-date", ROOT, List::Dirs(Vec::new()));
         let incoming = self.dir(b"incoming", ROOT, List::Incoming);
+        let versions = self.dir(b"versions", ROOT, List::Dirs(Vec::new()));
         self.dirs[ROOT as usize - 1].list = List::Dirs(vec![
             (b"by-date"[..].into(), by_date),
             (b"by-name"[..].into(), by_name),
             (b"by-tag"[..].into(), by_tag),
             (b"incoming"[..].into(), incoming),
+            (b"versions"[..].into(), versions),
         ]);
 
         // First what each directory lists (rows by name, by tag and name, by day), then the directories.
@@ -356,6 +365,11 @@ impl Catalog {
             self.name_dir[n as usize] = d;
             listed.push((name.clone(), d));
         }
+        let of_versions = listed
+            .iter()
+            .map(|(name, d)| (name.clone(), self.dir(&key(&[b"versions", name]), versions, List::Versions { of: *d })));
+        let of_versions = of_versions.collect();
+        self.dirs[versions as usize - 1].list = List::Dirs(of_versions);
         self.dirs[by_name as usize - 1].list = List::Dirs(listed);
 
         // /by-tag/<tag>/<name>: the map is ordered by tag, then name.
@@ -456,7 +470,11 @@ impl Catalog {
     /// What a virtual inode is, if it is one that exists.
     pub fn kind(&self, ino: Ino) -> Option<Virtual> {
         if let Some(d) = self.vdir(ino) {
-            return Some(if d.list == List::Incoming { Virtual::Incoming } else { Virtual::Dir });
+            return Some(match d.list {
+                List::Incoming => Virtual::Incoming,
+                List::Versions { .. } => Virtual::Versions,
+                _ => Virtual::Dir,
+            });
         }
         if (LATEST_BASE..LATEST_BASE + DIRS_END).contains(&ino) {
             let d = self.vdir(ino - LATEST_BASE)?;
@@ -509,7 +527,7 @@ impl Catalog {
             List::Dirs(v) => v.len(),
             List::Backups { rows, latest, .. } => rows.len() + usize::from(*latest && !rows.is_empty()),
             List::Day { rows, .. } => rows.len(),
-            List::Incoming | List::Gone => 0,
+            List::Incoming | List::Gone | List::Versions { .. } => 0,
         }
     }
 
@@ -546,20 +564,27 @@ impl Catalog {
                 let ino = BACKUP_BASE + row.id as u64 * PLACES + u64::from(PLACE_DATE);
                 Some((with_run(name, run_index(rows, k, same)), ino, Kind::Dir))
             }
-            List::Incoming | List::Gone => None,
+            List::Incoming | List::Gone | List::Versions { .. } => None,
         }
+    }
+
+    /// The backups of a `/versions/<name>` directory, oldest first.
+    pub fn versions_rows(&self, ino: Ino) -> Option<Vec<Row>> {
+        let List::Versions { of } = self.vdir(ino)?.list else { return None };
+        let List::Backups { rows, .. } = &self.vdir(of)?.list else { return None };
+        Some(rows.iter().map(|&r| self.rows[r as usize]).collect())
     }
 
     /// Up to `max` entries of directory `ino` after the first `skip`, and the directory's parent.
     pub fn listing(&self, ino: Ino, skip: usize, max: usize) -> Option<(Ino, Vec<Listed>)> {
-        let d = self.vdir(ino)?;
+        let d = self.vdir(ino).filter(|d| !matches!(d.list, List::Versions { .. }))?;
         let end = self.len(d).min(skip.saturating_add(max));
         Some((self.parent(ino)?, (skip..end).filter_map(|k| self.entry(ino, d, k)).collect()))
     }
 
     /// The child `name` of virtual directory `ino`: `Some(None)` when the directory exists but has no such child.
     pub fn child(&self, ino: Ino, name: &[u8]) -> Option<Option<Ino>> {
-        let d = self.vdir(ino)?;
+        let d = self.vdir(ino).filter(|d| !matches!(d.list, List::Versions { .. }))?;
         let found = match &d.list {
             List::Dirs(v) => v.binary_search_by(|(n, _)| (**n).cmp(name)).ok().map(|i| v[i].1),
             List::Backups { rows, latest, .. } if name == b"latest" => {
@@ -587,7 +612,7 @@ impl Catalog {
                 });
                 first.map(|s| s + k).and_then(|i| self.entry(ino, d, i)).filter(|e| e.0 == name).map(|e| e.1)
             }
-            List::Incoming | List::Gone => None,
+            List::Incoming | List::Gone | List::Versions { .. } => None,
         };
         Some(found)
     }

@@ -2,13 +2,10 @@
 //! store request, each file read from the chain's archive that holds its bytes. Driven in kernel order without a
 //! kernel, as `tests.rs` does.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::*;
-use crate::client::Client;
-use crate::config::{Config, IncrementalConfig, Profile};
-use crate::inventory::Inventory;
 use crate::ops::{self, BackupOptions};
 use crate::storage::local::LocalStore;
 use crate::storage::testing::{bytes, counting};
@@ -39,17 +36,8 @@ fn read_all(fs: &Fs, path: &str) -> Vec<u8> {
 
 #[test]
 fn an_incremental_shows_its_complete_tree_and_reads_from_the_archive_holding_each_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::empty(&dir.path().join("bakthat.yml"));
-    let policy = IncrementalConfig { full_every: Some("7D".into()), ..IncrementalConfig::default() };
-    let profile =
-        Profile { local_path: Some(dir.path().join("store")), incremental: Some(policy), ..Profile::default() };
-    config.set_profile("default", profile);
-    let mut ctx = Ctx::new(config, "default", Inventory::open(dir.path().join("inv.sqlite")).unwrap()).unwrap();
-    let clock = Arc::new(AtomicI64::new(1_793_502_000));
-    let now = clock.clone();
-    ctx.clock = Arc::new(move || now.load(Ordering::SeqCst));
-    let client = Arc::new(Client::from_ctx(ctx).unwrap());
+    let setup = super::versions_tests::Setup::new();
+    let (dir, client, clock) = (&setup.dir, setup.client.clone(), setup.clock.clone());
     let src = dir.path().join("site");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("kept.bin"), bytes(1, 1_500_000)).unwrap();
@@ -59,7 +47,7 @@ fn an_incremental_shows_its_complete_tree_and_reads_from_the_archive_holding_eac
     let full = backup().unwrap().record;
     std::fs::write(src.join("sub/changed.txt"), b"second").unwrap();
     std::fs::remove_file(src.join("gone.txt")).unwrap();
-    clock.store(1_793_502_000 + 3600, Ordering::SeqCst);
+    clock.store(super::versions_tests::T0 + 3600, Ordering::SeqCst);
     let inc = backup().unwrap().record;
     assert_eq!(inc.parent().as_ref(), Some(&full.stored_filename));
 

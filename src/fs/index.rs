@@ -153,7 +153,7 @@ impl Inner {
 
     /// Opens the inventory's copy of an index, remembering the key settings of an encrypted one whose key check
     /// passes (even when a chunk after the header turns out damaged).
-    fn open_copy(&self, bytes: &[u8]) -> Result<Index, ArchiveError> {
+    pub(super) fn open_copy(&self, bytes: &[u8]) -> Result<Index, ArchiveError> {
         let result = archive::read_index_sidecar(bytes, self.secret.as_deref());
         let key_check_passed = match &result {
             Ok(_) => true,

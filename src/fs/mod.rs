@@ -44,6 +44,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod tree;
+mod versions;
+#[cfg(test)]
+mod versions_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -227,6 +230,10 @@ impl Inner {
                 self.expand(dir, id)?;
             }
         }
+        let view_owner = self.tree().versions_owner(ino);
+        if let Some(dir) = view_owner {
+            self.lay_out_versions(dir)?;
+        }
         Ok(if kind.is_ok_and(|k| k == NodeKind::Incoming) { Area::IncomingRoot } else { Area::Archive })
     }
 
@@ -409,6 +416,11 @@ impl Fs {
         match node.kind {
             NodeKind::Dir => self.inner.refresh(false)?,
             NodeKind::Backup(_) => {}
+            // A view follows its name's backups: listed afresh on every open (see `versions.rs`).
+            NodeKind::VersionDir => {
+                self.inner.prepare_dir(ino)?;
+                return Ok(Opened { fh: 0, keep_cache: false, cache_dir: false, direct_io: false });
+            }
             _ if node.listable => {}
             _ => return Err(FsError::NotADirectory),
         }
@@ -484,11 +496,13 @@ impl Fs {
         }
         let kind = self.inner.tree().node(ino)?.kind;
         let (keep_cache, direct_io) = match kind {
-            NodeKind::Entry(..) | NodeKind::Raw(_) => (true, false),
+            NodeKind::Entry(..) | NodeKind::Raw(_) | NodeKind::Version => (true, false),
             NodeKind::Status(_) => (false, true),
-            NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
-                return Err(FsError::IsADirectory)
-            }
+            NodeKind::Dir
+            | NodeKind::Backup(_)
+            | NodeKind::ImpliedDir(_)
+            | NodeKind::Incoming
+            | NodeKind::VersionDir => return Err(FsError::IsADirectory),
             NodeKind::Latest => (true, false),
         };
         if write {

@@ -183,8 +183,14 @@ impl Inner {
                     return Ok(text[s..e].to_vec());
                 }
                 NodeKind::Latest => return Err(FsError::NotFound),
-                NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => {
-                    return Err(FsError::IsADirectory)
+                NodeKind::Dir
+                | NodeKind::Backup(_)
+                | NodeKind::ImpliedDir(_)
+                | NodeKind::Incoming
+                | NodeKind::VersionDir => return Err(FsError::IsADirectory),
+                NodeKind::Version => {
+                    drop(t);
+                    return self.read_version(h, offset, size);
                 }
                 NodeKind::Raw(id) => (node.kind, id, None),
                 NodeKind::Entry(id, _) => (node.kind, id, Some(t.loaded(id)?.clone())),
@@ -210,7 +216,19 @@ impl Inner {
                 (record, loaded, entry)
             }
         };
-        let entry = &entry;
+        self.read_entry(h, record, loaded, &entry, offset, size)
+    }
+
+    /// Reads `size` bytes at `offset` of file `entry` of the archive `record` whose index is `loaded`.
+    pub(super) fn read_entry(
+        self: &Arc<Inner>,
+        h: &mut Handle,
+        record: BackupRecord,
+        loaded: Arc<Loaded>,
+        entry: &crate::archive::index::Entry,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         if entry.kind != EntryKind::File {
             return Err(FsError::IsADirectory);
         }

@@ -246,7 +246,9 @@ impl Inner {
             | NodeKind::ImpliedDir(id)
             | NodeKind::Raw(id)
             | NodeKind::Status(id) => id,
-            NodeKind::Dir | NodeKind::Latest | NodeKind::Incoming => return Ok(Vec::new()),
+            NodeKind::Dir | NodeKind::Latest | NodeKind::Incoming | NodeKind::VersionDir | NodeKind::Version => {
+                return Ok(Vec::new())
+            }
         };
         self.open_slot(id)?;
         let t = self.tree();

@@ -171,7 +171,7 @@ fn tree_by_name_tag_and_date_from_the_inventory_with_zero_requests() {
     let r2 = env.backup(&src, &["weekly"], None);
     let counting = counting(env.store());
     let fs = env.fs(counting.clone(), None).unwrap();
-    assert_eq!(names(&fs, "/"), ["by-date", "by-name", "by-tag", "incoming"]);
+    assert_eq!(names(&fs, "/"), ["by-date", "by-name", "by-tag", "incoming", "versions"]);
     assert_eq!(names(&fs, "/by-name"), ["mydir"]);
     assert_eq!(names(&fs, "/by-name/mydir"), [ts(&r1), ts(&r2), "latest".to_string()]);
     let latest = resolve(&fs, "/by-name/mydir/latest").unwrap();

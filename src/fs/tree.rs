@@ -17,6 +17,7 @@ use crate::model::{BackupRecord, Destination, StoreId};
 use super::catalog::{Builder, Catalog, Changes, Virtual, ENTRY_BASE};
 use super::expand::{Expansion, Expansions, Found, Part};
 use super::index::Unreadable;
+use super::versions::{self, Item, View, Views};
 use super::{cost, lock, Attr, Entry, FsError, Inner, Ino, Kind, Result};
 
 /// How long the kernel may keep what it was told about the archive tree. The content of a backup never changes,
@@ -37,6 +38,8 @@ pub(super) struct Tree {
     /// Opened backups by row id: the full row, the loaded index.
     pub slots: HashMap<i64, Slot>,
     exp: Expansions,
+    /// The `/versions/<name>` views laid out (`versions.rs`).
+    pub versions: Views,
     /// Directories whose listing changed since they were last opened: the next open must not reuse the kernel's
     /// cached listing (a notification may still be on its way).
     dirty: HashSet<Ino>,
@@ -111,6 +114,10 @@ pub(super) enum NodeKind {
     Status(i64),
     /// `/incoming`.
     Incoming,
+    /// A directory of `/versions` past the catalog's (a name's view, or a path in it).
+    VersionDir,
+    /// A version of a file under `/versions`.
+    Version,
 }
 
 /// An inode resolved: what it is, its parent, and whether it is a directory whose children are known.
@@ -145,6 +152,13 @@ impl Tree {
     /// What `ino` is. An inode of a backup whose content was let go answers [`FsError::NotFound`] here;
     /// [`Inner::area`] lays that content out again first.
     pub(super) fn node(&self, ino: Ino) -> Result<Node> {
+        if versions::owns(ino) {
+            let (_, item, parent) = self.versions.find(ino).ok_or(FsError::NotFound)?;
+            return Ok(match item {
+                Item::Dir(_) => Node { kind: NodeKind::VersionDir, parent, listable: true },
+                Item::Version(_) => Node { kind: NodeKind::Version, parent, listable: false },
+            });
+        }
         if ino >= ENTRY_BASE {
             let Found::Node { dir, k } = self.exp.find(ino) else { return Err(FsError::NotFound) };
             let e = self.exp.get(dir).ok_or(FsError::NotFound)?;
@@ -163,6 +177,7 @@ impl Tree {
             Virtual::Incoming => (NodeKind::Incoming, true),
             Virtual::Latest => (NodeKind::Latest, false),
             Virtual::Backup(row) => (NodeKind::Backup(row.id), self.exp.get(ino).is_some()),
+            Virtual::Versions => (NodeKind::VersionDir, self.versions.get(ino).is_some()),
         };
         Ok(Node { kind, parent, listable })
     }
@@ -173,6 +188,24 @@ impl Tree {
             Found::Evicted { dir } => Some(dir),
             Found::Node { .. } | Found::Unknown => None,
         }
+    }
+
+    /// The `/versions/<name>` directory an inode of its view belongs to, when that view was let go (or not laid
+    /// out yet).
+    pub(super) fn versions_owner(&self, ino: Ino) -> Option<Ino> {
+        let dir = versions::owner(ino)?;
+        (self.versions.get(dir).is_none() && self.cat.kind(dir) == Some(Virtual::Versions)).then_some(dir)
+    }
+
+    /// The view holding directory `ino` of `/versions` and the node in it (`None`: the top).
+    fn view_of(&self, ino: Ino) -> Option<(&View, Option<u32>)> {
+        if versions::owns(ino) {
+            return match self.versions.find(ino)? {
+                (view, Item::Dir(k), _) => Some((view, Some(k))),
+                (_, Item::Version(_), _) => None,
+            };
+        }
+        self.versions.get(ino).map(|v| (v, None))
     }
 
     /// The expansion holding `ino` (a backup directory or its content) and the node in it (`None`: the top).
@@ -193,6 +226,9 @@ impl Tree {
         let node = self.node(parent)?;
         if !node.listable {
             return Err(FsError::NotADirectory);
+        }
+        if let Some((view, k)) = self.view_of(parent) {
+            return view.child(k, name).ok_or(FsError::NotFound);
         }
         let (e, k) = self.expansion_of(parent).ok_or(FsError::NotFound)?;
         if let Some(c) = e.child(k, name) {
@@ -215,6 +251,9 @@ impl Tree {
             return Ok(l);
         }
         let node = self.node(ino)?;
+        if let Some((view, k)) = self.view_of(ino).filter(|_| node.listable) {
+            return Ok((node.parent, view.listing(k, skip, max)));
+        }
         let (e, k) = self.expansion_of(ino).filter(|_| node.listable).ok_or(FsError::NotADirectory)?;
         let children = e.children(k).ok_or(FsError::NotADirectory)?;
         let list = children
@@ -240,9 +279,13 @@ impl Tree {
     pub(super) fn kind_of(&self, ino: Ino) -> Option<Kind> {
         let node = self.node(ino).ok()?;
         Some(match node.kind {
-            NodeKind::Dir | NodeKind::Backup(_) | NodeKind::ImpliedDir(_) | NodeKind::Incoming => Kind::Dir,
+            NodeKind::Dir
+            | NodeKind::Backup(_)
+            | NodeKind::ImpliedDir(_)
+            | NodeKind::Incoming
+            | NodeKind::VersionDir => Kind::Dir,
             NodeKind::Latest => Kind::Symlink,
-            NodeKind::Raw(_) | NodeKind::Status(_) => Kind::File,
+            NodeKind::Raw(_) | NodeKind::Status(_) | NodeKind::Version => Kind::File,
             NodeKind::Entry(id, e) => {
                 let entry = &self.loaded(id).ok()?.index.entries[e];
                 match entry.kind {
@@ -269,6 +312,23 @@ impl Tree {
                 Attr { ino, kind: Kind::Symlink, size: t.len() as u64, perm: 0o777, nlink: 1, uid, gid, mtime }
             }
             NodeKind::Backup(id) => dir(0o555, date(id).ok_or(FsError::NotFound)?),
+            // What /versions lists changes with the name's backups; its inner directories are not invalidated one
+            // by one, so the kernel keeps them only briefly.
+            NodeKind::VersionDir => {
+                let newest = self.versions.find(ino).and_then(|(v, item, _)| match item {
+                    Item::Dir(k) => v.newest(k),
+                    Item::Version(_) => None,
+                });
+                return Ok(Entry { attr: dir(0o555, newest.unwrap_or(fs.mounted_at)), ttl: STATUS_TTL });
+            }
+            NodeKind::Version => {
+                let (view, item, _) = self.versions.find(ino).ok_or(FsError::NotFound)?;
+                let Item::Version(k) = item else { return Err(FsError::NotFound) };
+                let v = view.version(k).ok_or(FsError::NotFound)?;
+                let perm = (v.mode & 0o7777) as u16;
+                let attr = Attr { ino, kind: Kind::File, size: v.size, perm, nlink: 1, uid, gid, mtime: v.mtime };
+                return Ok(Entry { attr, ttl: STATUS_TTL });
+            }
             NodeKind::ImpliedDir(id) => dir(0o755, date(id).ok_or(FsError::NotFound)?),
             NodeKind::Status(id) => {
                 let slot = self.slot(id)?;
@@ -404,6 +464,8 @@ impl Tree {
         }
         let cat = &self.cat;
         self.exp.retain_dirs(|dir, id| cat.placement(dir).is_some_and(|(r, _)| r.id == id));
+        let changed: HashSet<Ino> = changes.inodes.iter().copied().collect();
+        self.versions.retain(|dir| !changed.contains(&dir) && cat.kind(dir) == Some(Virtual::Versions));
         self.dirty.extend(changes.inodes.iter().copied());
     }
 }
@@ -543,6 +605,7 @@ impl Inner {
         match kind {
             NodeKind::Dir => self.refresh(false),
             NodeKind::Backup(id) => self.expand(ino, id),
+            NodeKind::VersionDir if !versions::owns(ino) => self.lay_out_versions(ino),
             _ => Ok(()),
         }
     }
