@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime};
 
 use tar::EntryType;
 
+use super::index::Counted;
+
 /// Prefix of the staging directory created inside the destination.
 pub const STAGING_PREFIX: &str = ".bakthat-restore-";
 
@@ -90,7 +92,8 @@ pub enum ExtractError {
 }
 
 /// Extracts `tar` into `dest` (which must exist). Nothing appears under a final name unless the whole stream
-/// succeeded.
+/// succeeded, up to its end-of-archive blocks (a stream that stops on an entry boundary without them is truncated:
+/// [`ExtractError::Archive`] with [`std::io::ErrorKind::UnexpectedEof`]).
 ///
 /// The entries are staged in `dest/.bakthat-restore-<random hex>` and then moved into place one top-level name at
 /// a time. Without `opts.overwrite`, an existing top-level name fails the restore as soon as the first entry of that
@@ -102,11 +105,13 @@ pub enum ExtractError {
 pub fn extract<R: Read>(tar: R, dest: &Path, opts: &ExtractOptions) -> Result<ExtractSummary, ExtractError> {
     let mut staging = Staging::create(dest)?;
     let mut ex = Extractor::new(dest, staging.tree.clone(), opts);
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(Counted::new(tar));
     for entry in archive.entries().map_err(ExtractError::Archive)? {
         let entry = entry.map_err(ExtractError::Archive)?;
         ex.entry(entry)?;
     }
+    // A stream that ran out on an entry boundary is cut short, not complete: nothing goes under a final name.
+    archive.into_inner().check_ended().map_err(ExtractError::Archive)?;
     ex.commit(&mut staging)?;
     drop(staging);
     Ok(ex.summary)

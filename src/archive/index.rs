@@ -257,7 +257,7 @@ impl Index {
     /// Builds the entry list from a plain tar stream (legacy archives, or an archive whose sidecar is lost). The
     /// member table is left empty; the caller fills it in from what it observed while reading the gzip stream.
     pub fn from_tar_stream<R: Read>(tar: R) -> io::Result<Index> {
-        let mut archive = tar::Archive::new(Counted { inner: tar, count: 0 });
+        let mut archive = tar::Archive::new(Counted::new(tar));
         let mut idx = Index::default();
         for entry in archive.entries()? {
             let entry = entry?;
@@ -290,21 +290,48 @@ impl Index {
         }
         // The tar reader stops at the end-of-archive blocks; read the rest so tar_len is the stream's length.
         let mut rest = archive.into_inner();
+        rest.check_ended()?;
         io::copy(&mut rest, &mut io::sink())?;
         idx.tar_len = rest.count;
         Ok(idx)
     }
 }
 
-struct Counted<R> {
+/// A tar stream as the tar reader gets it: counted, and noting whether its source ran out. The tar reader ends at
+/// the end-of-archive blocks or, just the same, at EOF on an entry boundary; only the first means the archive is
+/// whole (issue 15: a payload cut at a member boundary, members ending on entries, read as a complete archive).
+pub(super) struct Counted<R> {
     inner: R,
     count: u64,
+    ran_out: bool,
+}
+
+impl<R: Read> Counted<R> {
+    pub(super) fn new(inner: R) -> Counted<R> {
+        Counted { inner, count: 0, ran_out: false }
+    }
+
+    /// Once the tar reader stopped: an error unless it stopped at the end-of-archive blocks.
+    pub(super) fn check_ended(&self) -> io::Result<()> {
+        if self.ran_out {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the tar stream stops after {} bytes, at an entry boundary, without its end-of-archive blocks: \
+                     the archive is truncated",
+                    self.count
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        self.ran_out |= n == 0 && !buf.is_empty();
         Ok(n)
     }
 }

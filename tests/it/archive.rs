@@ -330,3 +330,46 @@ fn wrong_password_is_reported_before_data_for_v1() {
         archive::decode(&data[..], Hints::from_name("x.tgz.enc", true), Some(&Secret::new(b"wrong"))).err().unwrap();
     assert!(matches!(err, ArchiveError::Crypto(CryptoError::WrongPassword)), "{err}");
 }
+
+/// Issue 15: the tar reader took EOF on an entry boundary for the end of the archive, so a payload cut where a
+/// member ends (members end on entries) restored "successfully" without its last files, and verified. Now every
+/// restore path refuses it in one line, with nothing under a final name: plain, encrypted (a valid encryption of
+/// the cut payload, so the tar check is what catches it) and zstd.
+#[test]
+fn an_archive_cut_at_a_member_boundary_is_refused_by_restore_and_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // Sizes that put every file's header on a member boundary (members hold 64 KiB of tar each; the directory's
+    // header and each file's take 512 bytes): f0's header at 512, f1's at 64 KiB, f2's at 128 KiB…
+    fs::write(src.join("f0"), bytes(0, (64 << 10) - 1024, false)).unwrap();
+    for i in 1..6u8 {
+        fs::write(src.join(format!("f{i}")), bytes(i.into(), (64 << 10) - 512, false)).unwrap();
+    }
+    let e = enc(b"pw", 4096);
+    let secret = Secret::new(b"pw");
+    for (compression, encrypted) in [(Compression::Gzip, false), (Compression::Gzip, true), (Compression::Zstd, false)] {
+        let (data, index) = pack(&src, None, &PackOptions { compression, ..small_span() });
+        // A member boundary that is also an entry's header, before the last file.
+        let headers: Vec<u64> = index.entries.iter().map(|e| e.header_offset).collect();
+        let last = index.entries.last().unwrap().header_offset;
+        let cut = index.members.iter().filter(|m| m.tar_offset > 0 && m.tar_offset <= last);
+        let cut = cut.filter(|m| headers.contains(&m.tar_offset)).last().expect("a member starting on an entry");
+        let mut payload = data[..cut.comp_offset as usize].to_vec();
+        let mut key = format!("src.20260101000000{}", compression.suffix());
+        if encrypted {
+            payload = archive::crypto::encrypt_bytes(&e.master, &payload);
+            key.push_str(".enc");
+        }
+        let what = format!("{compression:?}, encrypted: {encrypted}");
+        let dest = t.path().join(format!("out-{}-{encrypted}", compression.as_str()));
+        fs::create_dir(&dest).unwrap();
+        let err = restore(&payload, &key, Some(&secret), &dest).expect_err(&what);
+        assert!(err.to_string().contains("truncated"), "{what}: {err}");
+        assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "{what}: nothing restored");
+        let err = archive::verify_archive(&payload[..], Hints::from_name(&key, false), Some(&secret)).expect_err(&what);
+        assert!(err.to_string().contains("truncated"), "{what}: {err}");
+        // The whole archive still restores.
+        restore(&data, &format!("src.20260101000000{}", compression.suffix()), None, &dest).unwrap();
+    }
+}
