@@ -295,6 +295,10 @@ pub enum NameError {
     PathTooLong,
     NotNormal,
     NotOneComponent,
+    /// `metadata.parent` names the row itself.
+    ParentIsItself,
+    /// `metadata.parent` is not a stored name of a backup of the same name, or is dated after the row.
+    ParentOfAnotherBackup,
 }
 
 impl NameError {
@@ -309,6 +313,10 @@ impl NameError {
             NameError::PathTooLong => "path longer than 4095 bytes (PATH_MAX)",
             NameError::NotNormal => "name is not in normal form (a . component, // or a trailing /)",
             NameError::NotOneComponent => "name has more than one path component",
+            NameError::ParentIsItself => "a backup cannot be its own parent",
+            NameError::ParentOfAnotherBackup => {
+                "a parent must be an earlier backup of the same name (NAME.YYYYmmddHHMMSS…, dated no later)"
+            }
         }
     }
 }
@@ -548,7 +556,26 @@ impl BackupRecord {
             let Some(name) = name else { continue };
             FileName::new(name).map_err(|reason| BadRecordName { field, name: name.to_string(), reason })?;
         }
+        if let Some(p) = parent {
+            let bad = |reason| BadRecordName { field: "metadata.parent", name: p.to_string(), reason };
+            if p == self.stored_filename.as_str() {
+                return Err(bad(NameError::ParentIsItself));
+            }
+            if !self.may_be_parent(&StoredName::from_key(p)) {
+                return Err(bad(NameError::ParentOfAnotherBackup));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `parent` can be this backup's parent by its stored name: an archive of the same name, dated no later
+    /// (a chain's full and its first incremental may share a second). So no chain of such rows has a cycle across
+    /// seconds, nor crosses names.
+    pub fn may_be_parent(&self, parent: &StoredName) -> bool {
+        match (self.stored_filename.parse(), parent.parse()) {
+            (Some(me), Some(p)) => p.archive.is_some() && p.name == me.name && p.date <= me.date,
+            _ => false,
+        }
     }
 
     /// The backup an incremental backup was made against (`None` for a full backup). A parent that is not a plain

@@ -25,8 +25,16 @@ use std::os::unix::fs::MetadataExt;
 use super::index::{put, put_bytes, unzigzag, zigzag, Cursor, IndexError};
 use crate::lock;
 
-/// Magic and version of a serialized [`Delta`].
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKTSNP\x00\x01";
+/// Magic and version of a serialized [`Delta`]. Version 2 starts its body with the stored name of the backup it
+/// belongs to; version 1 (the first, without it) is still read.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKTSNP\x00\x02";
+
+/// The largest `.snap` read (as stored, after decryption): a delta of a million paths is a few tens of MB.
+pub const MAX_SNAPSHOT_LEN: u64 = 64 << 20;
+/// The most a `.snap` may inflate to, per stored byte (real deltas inflate a few times; more is a gzip bomb), and
+/// in all.
+const MAX_INFLATE_RATIO: u64 = 64;
+const MAX_SNAPSHOT_BODY: u64 = 1 << 30;
 
 /// Whether a tar entry type is GNU's dumpdir (`D`).
 pub fn is_dumpdir(t: tar::EntryType) -> bool {
@@ -161,8 +169,9 @@ impl Snapshot {
 impl Delta {
     /// Serializes the delta: [`SNAPSHOT_MAGIC`], then a gzip stream of varints (paths share prefixes with the
     /// previous one, as in the entry index).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self, owner: &str) -> Vec<u8> {
         let mut body = Vec::with_capacity(64 + self.upserts.len() * 40);
+        put_bytes(&mut body, owner.as_bytes());
         put(&mut body, self.upserts.len() as u64);
         let mut prev: &[u8] = &[];
         for (p, n) in &self.upserts {
@@ -192,20 +201,46 @@ impl Delta {
         out
     }
 
-    /// Parses and checks a serialized delta (it comes from a store): every path a normal relative path, paths
-    /// strictly increasing, modes and nanoseconds in range, a target for symlinks only.
+    /// [`Delta::from_bytes`] of the `.snap` of backup `owner`: one that says it belongs to another backup (copied
+    /// or swapped in the store) is refused.
+    pub fn from_bytes_of(bytes: &[u8], owner: &str) -> Result<Delta, IndexError> {
+        let (delta, of) = Delta::parse(bytes)?;
+        match of {
+            Some(of) if of != owner.as_bytes() => Err(IndexError::Corrupt("the snapshot belongs to another backup")),
+            _ => Ok(delta),
+        }
+    }
+
+    /// Parses and checks a serialized delta (it comes from a store): at most [`MAX_SNAPSHOT_LEN`] bytes, inflating
+    /// to a bounded size, every path a normal relative path, paths strictly increasing, modes and nanoseconds in
+    /// range, a target for symlinks only.
     pub fn from_bytes(bytes: &[u8]) -> Result<Delta, IndexError> {
+        Delta::parse(bytes).map(|(d, _)| d)
+    }
+
+    /// The delta and the backup it says it belongs to (version 2).
+    fn parse(bytes: &[u8]) -> Result<(Delta, Option<Vec<u8>>), IndexError> {
+        if bytes.len() as u64 > MAX_SNAPSHOT_LEN {
+            return Err(IndexError::Corrupt("the snapshot is larger than 64 MiB"));
+        }
         if bytes.len() < 8 || bytes[..7] != SNAPSHOT_MAGIC[..7] {
             return Err(IndexError::Corrupt("not a snapshot (bad magic)"));
         }
-        if bytes[7] != SNAPSHOT_MAGIC[7] {
-            return Err(IndexError::Version(bytes[7]));
+        let version = bytes[7];
+        if !(1..=SNAPSHOT_MAGIC[7]).contains(&version) {
+            return Err(IndexError::Version(version));
         }
+        let limit = (bytes.len() as u64 * MAX_INFLATE_RATIO + (1 << 20)).min(MAX_SNAPSHOT_BODY);
         let mut body = Vec::new();
         flate2::read::GzDecoder::new(&bytes[8..])
+            .take(limit + 1)
             .read_to_end(&mut body)
-            .map_err(|_| IndexError::Corrupt("snapshot does not inflate"))?;
+            .map_err(|_| IndexError::Corrupt("snapshot does not inflate (truncated or damaged)"))?;
+        if body.len() as u64 > limit {
+            return Err(IndexError::Corrupt("the snapshot inflates far past its size (a gzip bomb)"));
+        }
         let mut c = Cursor { buf: &body, pos: 0 };
+        let owner = if version >= 2 { Some(c.bytes()?.to_vec()) } else { None };
         let mut delta = Delta::default();
         let n = c.count()?;
         let mut prev = Vec::new();
@@ -249,7 +284,7 @@ impl Delta {
         if c.pos != body.len() {
             return Err(IndexError::Corrupt("trailing bytes in the snapshot"));
         }
-        Ok(delta)
+        Ok((delta, owner))
     }
 }
 
@@ -388,7 +423,7 @@ mod tests {
             };
             let (a, b) = (snap(&old), snap(&new));
             let delta = a.diff(&b);
-            let back = Delta::from_bytes(&delta.to_bytes()).unwrap();
+            let back = Delta::from_bytes(&delta.to_bytes("x")).unwrap();
             prop_assert_eq!(&back, &delta);
             let mut rebuilt = a.clone();
             rebuilt.apply(&back, |_| {});
@@ -400,11 +435,11 @@ mod tests {
     fn hostile_snapshots_are_refused() {
         for bad in [&b"a/../b"[..], b"/abs", b"a//b", b"a/./b", b""] {
             let d = Delta { upserts: vec![(bad.to_vec(), node(1, None))], removed: vec![] };
-            assert!(Delta::from_bytes(&d.to_bytes()).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(Delta::from_bytes(&d.to_bytes("x")).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let unordered = Delta { upserts: vec![], removed: vec![b"b".to_vec(), b"a".to_vec()] };
-        assert!(Delta::from_bytes(&unordered.to_bytes()).is_err());
-        let mut flipped = Delta { upserts: vec![(b"a".to_vec(), node(1, None))], removed: vec![] }.to_bytes();
+        assert!(Delta::from_bytes(&unordered.to_bytes("x")).is_err());
+        let mut flipped = Delta { upserts: vec![(b"a".to_vec(), node(1, None))], removed: vec![] }.to_bytes("x");
         let last = flipped.len() - 9;
         flipped[last] ^= 0x40;
         assert!(Delta::from_bytes(&flipped).is_err());

@@ -185,7 +185,8 @@ pub fn backup(ctx: &Ctx, opts: &BackupOptions) -> Result<BackupOutcome, OpsError
     };
     let info = upload.commit()?;
     let sidecar = index.as_ref().map(|i| archive::index_sidecar(i, enc.as_ref()));
-    let snapshot = chain.as_ref().map(|c| super::incremental::snapshot_sidecar(&c.tracker.finish().1, enc.as_ref()));
+    let snapshot =
+        chain.as_ref().map(|c| super::incremental::snapshot_sidecar(&c.tracker.finish().1, &stored, enc.as_ref()));
     let metadata = NewMetadata {
         client: ctx.host.clone(),
         encryption: if enc.is_some() { model::Encryption::V1 } else { model::Encryption::None },

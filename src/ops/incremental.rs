@@ -11,12 +11,14 @@
 //! ([`super::chain_restore`]), keeping chains whole when deleting ([`super::manage`]).
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{Ctx, OpsError};
 use crate::archive::crypto;
-use crate::archive::incremental::{Delta, Node, NodeKind, Snapshot, Tracker};
+use crate::archive::incremental::{Delta, Node, NodeKind, Snapshot, Tracker, MAX_SNAPSHOT_LEN};
+use crate::archive::index::IndexError;
 use crate::archive::index::{Entry, EntryKind, Index};
 use crate::archive::{ArchiveError, Encryption, Secret};
 use crate::inventory::Query;
@@ -120,20 +122,43 @@ fn newest_member(
 }
 
 /// The chain that ends with `record`, its full backup first. A parent missing from the inventory (or deleted) is
-/// [`OpsError::BrokenChain`].
+/// [`OpsError::BrokenChain`]; one that cannot be this chain's (another name's backup, a later one, one in another
+/// store, or a loop back into the chain: rows from a journal, a sync server or an old inventory) is
+/// [`OpsError::BadParent`].
 pub fn chain_of(ctx: &Ctx, record: &BackupRecord) -> Result<Vec<BackupRecord>, OpsError> {
     let mut chain = vec![record.clone()];
     let mut seen = HashSet::from([record.stored_filename.clone()]);
-    while let Some(parent) = chain.last().and_then(BackupRecord::parent) {
-        let broken =
-            || OpsError::BrokenChain { stored: record.stored_filename.to_string(), missing: parent.to_string() };
+    while let Some(child) = chain.last() {
+        let Some(parent) = child.parent() else { break };
+        let bad = |why: &'static str| OpsError::BadParent {
+            stored: record.stored_filename.to_string(),
+            child: child.stored_filename.to_string(),
+            parent: parent.to_string(),
+            why,
+        };
+        if !child.may_be_parent(&parent) {
+            return Err(bad("it is not an earlier backup of the same name"));
+        }
         if !seen.insert(parent.clone()) {
-            return Err(broken());
+            return Err(bad("it is already in the chain (a loop)"));
         }
-        match ctx.inventory.get(&parent)? {
-            Some(r) if !r.is_deleted && r.in_chain() => chain.push(r),
-            _ => return Err(broken()),
+        let found = match ctx.inventory.get(&parent)? {
+            Some(r) if !r.is_deleted && r.in_chain() => r,
+            _ => {
+                return Err(OpsError::BrokenChain {
+                    stored: record.stored_filename.to_string(),
+                    missing: parent.to_string(),
+                })
+            }
+        };
+        let same_store = found.store == child.store || found.store.is_unknown() || child.store.is_unknown();
+        if found.backend != child.backend || !same_store {
+            return Err(bad("it is in another store"));
         }
+        if found.filename != child.filename {
+            return Err(bad("it is a backup of another name"));
+        }
+        chain.push(found);
     }
     chain.reverse();
     Ok(chain)
@@ -175,35 +200,62 @@ fn sidecar_store(ctx: &Ctx, record: &BackupRecord) -> Result<Option<Arc<dyn Back
 /// read). Decrypted with the password when the backup is encrypted; checked as untrusted input.
 pub fn delta_of(ctx: &Ctx, record: &BackupRecord, secret: Option<&Secret>) -> Result<Delta, OpsError> {
     let stored = &record.stored_filename;
-    let bytes = match ctx.inventory.get_snapshot(stored)? {
-        Some(b) => b,
+    let (bytes, from_store) = match ctx.inventory.get_snapshot(stored)? {
+        Some(b) => (b, false),
         None => {
             let missing = || OpsError::MissingSnapshot { stored: stored.to_string() };
             let store = sidecar_store(ctx, record)?.ok_or_else(missing)?;
-            let bytes = match crate::journal::read_object(store.as_ref(), &format!("{stored}{SNAPSHOT_SUFFIX}")) {
-                Ok(b) => b,
+            let key = format!("{stored}{SNAPSHOT_SUFFIX}");
+            let bytes = match read_bounded(store.as_ref(), &key) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    let source = IndexError::Corrupt("the snapshot is larger than 64 MiB");
+                    return Err(OpsError::BadSnapshot { stored: stored.to_string(), source });
+                }
                 Err(StorageError::NotFound { .. }) => return Err(missing()),
                 Err(e) => return Err(e.into()),
             };
-            ctx.inventory.put_snapshot(stored, &bytes)?;
-            bytes
+            (bytes, true)
         }
     };
-    let plain = if crypto::is_v1(&bytes) {
+    let delta = open_delta(record, &bytes, secret)?;
+    // Kept in the inventory once it opened (a bad one is not kept: a repaired object is read again).
+    if from_store {
+        ctx.inventory.put_snapshot(stored, &bytes)?;
+    }
+    Ok(delta)
+}
+
+/// Decrypts (when the backup is encrypted) and checks a `.snap`'s bytes.
+fn open_delta(record: &BackupRecord, bytes: &[u8], secret: Option<&Secret>) -> Result<Delta, OpsError> {
+    let stored = &record.stored_filename;
+    let plain = if crypto::is_v1(bytes) {
         let secret = secret.ok_or(ArchiveError::PasswordNeeded)?;
-        crypto::decrypt_bytes(secret.keys(), &bytes).map_err(ArchiveError::from)?
+        crypto::decrypt_bytes(secret.keys(), bytes).map_err(ArchiveError::from)?
     } else if record.is_enc() {
         // An encrypted backup's snapshot is encrypted: a plain one in its place was swapped in.
         return Err(ArchiveError::Corrupt(format!("the snapshot of {stored} is not encrypted like its archive")).into());
     } else {
-        bytes
+        bytes.to_vec()
     };
-    Delta::from_bytes(&plain).map_err(|e| OpsError::Archive(ArchiveError::Index(e)))
+    Delta::from_bytes_of(&plain, stored.as_str())
+        .map_err(|source| OpsError::BadSnapshot { stored: stored.to_string(), source })
+}
+
+/// An object of at most [`MAX_SNAPSHOT_LEN`] bytes (`None`: it is larger; the rest is not read).
+fn read_bounded(store: &dyn Backend, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut out = Vec::new();
+    store
+        .get(key)?
+        .take(MAX_SNAPSHOT_LEN + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| StorageError::io(store.describe(), key, e))?;
+    Ok((out.len() as u64 <= MAX_SNAPSHOT_LEN).then_some(out))
 }
 
 /// The `.snap` bytes of a new backup: the delta, encrypted like the archive.
-pub(crate) fn snapshot_sidecar(delta: &Delta, enc: Option<&Encryption>) -> Vec<u8> {
-    let plain = delta.to_bytes();
+pub(crate) fn snapshot_sidecar(delta: &Delta, stored: &StoredName, enc: Option<&Encryption>) -> Vec<u8> {
+    let plain = delta.to_bytes(stored.as_str());
     match enc {
         None => plain,
         Some(e) => crypto::encrypt_bytes(&e.master, &plain),

@@ -274,8 +274,16 @@ pub enum OpsError {
     NotInBackup { path: String, stored: String },
     #[error("the chain of {stored} is broken: it needs {missing}, which is not in the inventory or was deleted; restore an older backup, or `bakthat sync` if another host made it")]
     BrokenChain { stored: String, missing: String },
+    #[error("the chain of {stored} is broken: {child} names {parent} as its parent, but {why}; restore an older backup, or make a full one (`backup --full`)")]
+    BadParent { stored: String, child: String, parent: String, why: &'static str },
     #[error("the chain of {stored} is broken: it needs {missing}, which is missing from its store")]
     MissingArchive { stored: String, missing: String },
+    #[error("the snapshot of {stored} ({stored}.snap) cannot be used; make a full backup (`backup --full`) to start a new chain")]
+    BadSnapshot {
+        stored: String,
+        #[source]
+        source: crate::archive::index::IndexError,
+    },
     #[error("the snapshot of {stored} ({stored}.snap) is missing from its store and the inventory")]
     MissingSnapshot { stored: String },
     #[error(

@@ -348,13 +348,14 @@ fn an_archive_cut_at_a_member_boundary_is_refused_by_restore_and_verify() {
     }
     let e = enc(b"pw", 4096);
     let secret = Secret::new(b"pw");
-    for (compression, encrypted) in [(Compression::Gzip, false), (Compression::Gzip, true), (Compression::Zstd, false)] {
+    for (compression, encrypted) in [(Compression::Gzip, false), (Compression::Gzip, true), (Compression::Zstd, false)]
+    {
         let (data, index) = pack(&src, None, &PackOptions { compression, ..small_span() });
         // A member boundary that is also an entry's header, before the last file.
         let headers: Vec<u64> = index.entries.iter().map(|e| e.header_offset).collect();
         let last = index.entries.last().unwrap().header_offset;
-        let cut = index.members.iter().filter(|m| m.tar_offset > 0 && m.tar_offset <= last);
-        let cut = cut.filter(|m| headers.contains(&m.tar_offset)).last().expect("a member starting on an entry");
+        let mut cut = index.members.iter().filter(|m| m.tar_offset > 0 && m.tar_offset <= last);
+        let cut = cut.rfind(|m| headers.contains(&m.tar_offset)).expect("a member starting on an entry");
         let mut payload = data[..cut.comp_offset as usize].to_vec();
         let mut key = format!("src.20260101000000{}", compression.suffix());
         if encrypted {

@@ -424,17 +424,24 @@ fn restore_reads_from_each_archive_only_the_members_the_tree_needs() {
     assert!(bytes < 4 * (2 << 20) + (1 << 20), "read {bytes} bytes for 4 files of 2 MiB");
 }
 
-#[test]
-fn a_broken_chain_is_an_error_naming_the_missing_backup() {
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("site");
+/// `site` (two files) backed up at [`START`] under the weekly policy, then again an hour later with f0 changed: the
+/// context, its clock, the full and the incremental.
+fn small_chain(dir: &Path) -> (Ctx, Arc<AtomicI64>, BackupRecord, BackupRecord) {
+    let src = dir.join("site");
     big_tree(&src, 2, 1000);
     let clock = Arc::new(AtomicI64::new(START));
-    let c = ctx(t.path(), "inv.sqlite", clock.clone(), weekly());
+    let c = ctx(dir, "inv.sqlite", clock.clone(), weekly());
     let full = backup(&c, &src, BackupKind::Policy, None);
     write(&src.join("f0"), b"changed");
     clock.store(START + HOUR, Ordering::SeqCst);
     let inc = backup(&c, &src, BackupKind::Policy, None);
+    (c, clock, full, inc)
+}
+
+#[test]
+fn a_broken_chain_is_an_error_naming_the_missing_backup() {
+    let t = tempfile::tempdir().unwrap();
+    let (c, _, full, inc) = small_chain(t.path());
     // The full's archive gone from the store, its row still there.
     let archive = t.path().join("store").join(full.stored_filename.as_str());
     let saved = fs::read(&archive).unwrap();
@@ -685,4 +692,123 @@ fn the_command_line_marks_chains_and_refuses_to_break_them() {
     let to = h.path("out");
     h.ok(&["restore", "site", "--to", to.to_str().unwrap()], None);
     assert_eq!(fs::read(to.join("site/f0")).unwrap(), bakthat::storage::testing::bytes(100, 100), "the first full");
+}
+
+/// `row`'s inventory row rewritten by `change` (as a journal entry, a sync server or an old inventory could have it).
+fn rewrite_row(c: &Ctx, row: &BackupRecord, change: impl FnOnce(&mut BackupRecord)) {
+    let mut r = c.inventory.get(&row.stored_filename).unwrap().unwrap();
+    change(&mut r);
+    r.id = None;
+    let index = c.inventory.get_index(&row.stored_filename).unwrap();
+    let snapshot = c.inventory.get_snapshot(&row.stored_filename).unwrap();
+    c.inventory.remove(&row.stored_filename).unwrap();
+    c.inventory.insert(&r).unwrap();
+    if let Some(i) = index {
+        c.inventory.put_index(&row.stored_filename, &i).unwrap();
+    }
+    if let Some(s) = snapshot {
+        c.inventory.put_snapshot(&row.stored_filename, &s).unwrap();
+    }
+}
+
+/// Issue 15: a parent that cannot be this chain's (another name's backup, a later one, a loop, one in another store)
+/// was followed: a restore of the incremental replayed another backup's snapshot onto it. Now each is one line
+/// naming the link, and nothing is restored; a journal entry carrying such a parent is refused where it enters.
+#[test]
+fn a_parent_that_cannot_be_the_chains_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (site, other) = (t.path().join("site"), t.path().join("other"));
+    big_tree(&site, 2, 1000);
+    big_tree(&other, 2, 1000);
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = ctx(t.path(), "inv.sqlite", clock.clone(), weekly());
+    let full = backup(&c, &site, BackupKind::Policy, None);
+    let theirs = backup(&c, &other, BackupKind::Policy, None);
+    write(&site.join("f0"), b"changed");
+    clock.store(START + HOUR, Ordering::SeqCst);
+    let inc = backup(&c, &site, BackupKind::Policy, None);
+    write(&site.join("f1"), b"changed again");
+    clock.store(START + 2 * HOUR, Ordering::SeqCst);
+    let inc2 = backup(&c, &site, BackupKind::Policy, None);
+    let set_parent = |r: &mut BackupRecord, p: &BackupRecord| {
+        r.metadata["parent"] = serde_json::json!(p.stored_filename.as_str());
+    };
+    let refused = |what: &str, want: &str| {
+        let to = t.path().join(format!("out-{}", what.replace(' ', "-")));
+        let e = restore(&c, inc2.stored_filename.as_str(), &to, None).unwrap_err();
+        let line = bakthat::error_chain(&e);
+        assert!(matches!(e, OpsError::BadParent { .. }), "{what}: {line}");
+        assert!(line.contains(want) && !line.contains('\n'), "{what}: {line}");
+        assert_eq!(fs::read_dir(&to).unwrap().count(), 0, "{what}: nothing restored");
+    };
+
+    rewrite_row(&c, &inc, |r| set_parent(r, &theirs));
+    refused("another name", "not an earlier backup of the same name");
+    // A loop: inc names inc2, which names inc.
+    rewrite_row(&c, &inc, |r| set_parent(r, &inc2));
+    refused("a later one", "not an earlier backup of the same name");
+    rewrite_row(&c, &inc, |r| set_parent(r, &full));
+    rewrite_row(&c, &full, |r| r.store = bakthat::model::StoreId::parse("local:/elsewhere").unwrap());
+    refused("another store", "in another store");
+    rewrite_row(&c, &full, |r| r.store = inc.store.clone());
+    restore(&c, inc2.stored_filename.as_str(), &t.path().join("good"), None).unwrap();
+
+    // Where such rows enter (sync, a sync server, an imported inventory): refused.
+    let mut bad = inc2.clone();
+    for (p, why) in [(&theirs, "same name"), (&inc2, "own parent")] {
+        set_parent(&mut bad, p);
+        let e = bad.check_names().unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    set_parent(&mut bad, &inc);
+    bad.check_names().unwrap();
+}
+
+/// Issue 15: a `.snap` read from the store was trusted in size (read whole into memory, then inflated without a
+/// bound), kept in the inventory before it was checked (so a repaired object was never read again), and not tied to
+/// its backup (another backup's `.snap` in its place was replayed). Each case below is one line and a full
+/// restore of nothing; the good object afterwards restores.
+#[test]
+fn a_snap_that_is_truncated_huge_malformed_or_another_backups_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("site");
+    let (c, clock, _, inc) = small_chain(t.path());
+    write(&src.join("f1"), b"changed too");
+    clock.store(START + 2 * HOUR, Ordering::SeqCst);
+    let inc2 = backup(&c, &src, BackupKind::Policy, None);
+    let snap = |r: &BackupRecord| t.path().join("store").join(format!("{}.snap", r.stored_filename));
+    let good = fs::read(snap(&inc)).unwrap();
+    let mut bomb = b"BKTSNP\x00\x02".to_vec();
+    let mut gz = flate2::write::GzEncoder::new(&mut bomb, flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![0u8; 8 << 20]).unwrap();
+    gz.finish().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() - 5].to_vec(), "truncated"),
+        ("malformed", b"BKTSNP\x00\x02 not gzip at all".to_vec(), "does not inflate"),
+        ("a gzip bomb", bomb, "gzip bomb"),
+        ("another backup's", fs::read(snap(&inc2)).unwrap(), "belongs to another backup"),
+    ];
+    for (i, (what, bytes, want)) in cases.into_iter().enumerate() {
+        fs::write(snap(&inc), &bytes).unwrap();
+        // A new machine: the inventory rebuilt from the store, so the `.snap` objects are read from there.
+        let c2 = ctx(t.path(), &format!("new{i}.sqlite"), clock.clone(), weekly());
+        let journal = c2.stores().open(c2.destination(None)).unwrap();
+        bakthat::sync::sync_store(&c2, journal.as_ref(), None, true).unwrap();
+        let to = t.path().join(format!("out{i}"));
+        let e = restore(&c2, inc2.stored_filename.as_str(), &to, None).unwrap_err();
+        let line = bakthat::error_chain(&e);
+        assert!(matches!(e, OpsError::BadSnapshot { .. }), "{what}: {line}");
+        assert!(line.contains(want) && line.contains(inc.stored_filename.as_str()), "{what}: {line}");
+        assert_eq!(fs::read_dir(&to).unwrap().count(), 0, "{what}: nothing restored");
+        // Not kept: the repaired object is read again.
+        fs::write(snap(&inc), &good).unwrap();
+        restore(&c2, inc2.stored_filename.as_str(), &to, None).unwrap();
+    }
+    // Huge: refused after reading 64 MiB of it, not all of it (a sparse file, so the test writes nothing).
+    fs::File::create(snap(&inc)).unwrap().set_len((64 << 20) + 1).unwrap();
+    let c3 = ctx(t.path(), "huge.sqlite", clock.clone(), weekly());
+    let journal = c3.stores().open(c3.destination(None)).unwrap();
+    bakthat::sync::sync_store(&c3, journal.as_ref(), None, true).unwrap();
+    let e = restore(&c3, inc2.stored_filename.as_str(), &t.path().join("huge"), None).unwrap_err();
+    assert!(bakthat::error_chain(&e).contains("larger than 64 MiB"), "{}", bakthat::error_chain(&e));
 }
