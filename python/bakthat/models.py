@@ -53,20 +53,27 @@ class Backups:
         return out
 
     def _load(self):
-        """Fills in the fields of a lazy row (keeping any assigned since); False when there is nothing to load."""
+        """Fills in the fields of a lazy row (keeping any assigned since); False when there is nothing to load.
+        Another thread reading the same object meanwhile sees either the index (and loads too) or every field: the
+        index goes last."""
         d = self.__dict__
-        src = d.pop("_src", None)
+        src = d.get("_src")
         if src is None:
             return False
         rows, i = src
-        for name, value in rows.row(i).items():
-            d.setdefault(name, value)
+        fields = rows.row(i)
+        fields.update(d)
+        d.update(fields)
+        d.pop("_src", None)
         return True
 
     def __getattr__(self, name):
         # Only called for a name the object does not have (yet).
-        if not name.startswith("__") and self._load() and name in self.__dict__:
-            return self.__dict__[name]
+        if not name.startswith("__"):
+            self._load()
+            d = self.__dict__
+            if name in d:
+                return d[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self):
