@@ -72,8 +72,9 @@ impl S3Store {
     /// happens locally: the object is not checked.
     pub fn presign(&self, method: PresignMethod, key: &str, expires: Duration) -> Result<String, StorageError> {
         check_object_key(key)?;
+        type Boxed = Box<dyn std::error::Error + Send + Sync>;
         let inner = &self.inner;
-        let bad = |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| StorageError::Backend {
+        let bad = |message: String, source: Option<Boxed>| StorageError::Backend {
             store: inner.describe.clone(),
             message,
             source,
@@ -87,7 +88,6 @@ impl S3Store {
         let config = PresigningConfig::expires_in(expires)
             .map_err(|e| bad("cannot build the presigning settings".into(), Some(Box::new(e))))?;
         let (client, bucket) = (&inner.client, &inner.bucket);
-        type Boxed = Box<dyn std::error::Error + Send + Sync>;
         let signed: Result<PresignedRequest, Boxed> = inner.rt.block_on(async {
             Ok(match method {
                 PresignMethod::Get => client.get_object().bucket(bucket).key(key).presigned(config).await?,
