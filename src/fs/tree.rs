@@ -445,6 +445,7 @@ impl Tree {
             }
             self.forget(id);
         }
+        give_back_free_memory();
     }
 
     /// Drops an opened backup and its expansions.
@@ -574,6 +575,8 @@ impl Inner {
             t.rows_read = read;
         }
         self.queue(changes);
+        // The old catalog and the rows read are freed now.
+        give_back_free_memory();
         Ok(())
     }
 
@@ -646,6 +649,17 @@ impl Inner {
         let record = self.ctx().inventory.get_by_id(id)?.ok_or(FsError::NotFound)?;
         self.tree_mut().hold(id, record);
         Ok(())
+    }
+}
+
+/// Returns the heap's free pages to the system. glibc's malloc keeps what was freed inside each thread's arena:
+/// measured over an `ls -lR` of 10,000 backups, the mount's RSS was 254 MiB while its live heap was about 100 MiB,
+/// and 77 MiB after a `malloc_trim(0)`. Called after backups are let go and after a refresh, not per request.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes the arenas' locks itself.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
