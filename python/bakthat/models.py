@@ -20,6 +20,13 @@ def _target(kwargs):
     return _target(kwargs.get("profile", "default"), kwargs.get("config"), kwargs.get("conf"), kwargs.get("cancel"))
 
 
+def _read_only(what):
+    from bakthat import BakthatError
+
+    return BakthatError(f"Backups.{what}: inventory rows are read-only from Python; bakthat.backup, bakthat.delete, "
+                        "KeyValue and bakthat.sync() write them")
+
+
 class Backups:
     """One backup: 0.6's fields ``filename``, ``stored_filename``, ``backend``, ``backend_hash``, ``backup_date``
     and ``last_updated`` (UTC epochs), ``size``, ``tags`` (space separated), ``metadata`` (a dict), ``is_deleted``;
@@ -100,6 +107,21 @@ class Backups:
 
     def is_gzipped(self):
         return bool((self.metadata or {}).get("is_gzipped"))
+
+    def set_deleted(self):
+        """0.6's peewee write (used by its own delete): refused, the inventory is the core's. ``bakthat.delete``
+        deletes a backup and marks its row."""
+        raise _read_only("set_deleted()")
+
+    def save(self, *args, **kwargs):
+        """0.6's peewee write: refused (see ``set_deleted``)."""
+        raise _read_only("save()")
+
+    @classmethod
+    def upsert(cls, **fields):
+        """0.6's peewee write (used by its KeyValue and sync): refused; ``KeyValue.set_key`` and ``bakthat.sync()``
+        record their rows themselves."""
+        raise _read_only("upsert()")
 
     def list_files(self, path=None, password=None, **kwargs):
         """The files of this backup (``bakthat.list_files`` on its stored name)."""

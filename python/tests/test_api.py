@@ -357,6 +357,11 @@ def test_listed_backups_read_their_fields_on_first_use(home, tmp_path):
     assert fresh.is_encrypted() is False and fresh.date.year >= 2026
     with pytest.raises(AttributeError):
         fresh.no_such_field
+    # 0.6's peewee writes say what to use instead of an AttributeError.
+    for write in (fresh.set_deleted, fresh.save, lambda: Backups.upsert(filename="x")):
+        with pytest.raises(bakthat.BakthatError, match="read-only from Python; bakthat.backup, bakthat.delete"):
+            write()
+    assert Backups.match_filename("lazy").is_deleted is False
 
 
 def test_list_files_is_what_the_cli_ls_prints(home, tmp_path, cli):
