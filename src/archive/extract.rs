@@ -35,6 +35,12 @@ pub const STAGING_PREFIX: &str = ".bakthat-restore-";
 /// Size of the buffer used to copy file data.
 const COPY_BUFFER: usize = 64 * 1024;
 
+/// Regular files up to this size are read whole and created by the writer threads ([`writers`]); larger ones are
+/// copied by the reading thread.
+const HANDOFF_MAX: u64 = 1 << 20;
+
+mod writers;
+
 /// How to extract.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
@@ -112,6 +118,7 @@ pub fn extract<R: Read>(tar: R, dest: &Path, opts: &ExtractOptions) -> Result<Ex
     }
     // A stream that ran out on an entry boundary is cut short, not complete: nothing goes under a final name.
     archive.into_inner().check_ended().map_err(ExtractError::Archive)?;
+    ex.writers.wait_idle()?;
     ex.commit(&mut staging)?;
     drop(staging);
     Ok(ex.summary)
@@ -145,9 +152,14 @@ struct Extractor<'a> {
     known_dirs: HashSet<PathBuf>,
     /// Relative paths of regular files (and hard links to them) currently in the staged tree.
     files: HashSet<PathBuf>,
+    /// Relative paths of symlinks currently in the staged tree. With `known_dirs` and `files` this is everything
+    /// the staged tree holds (it is private and starts empty), so a name in none of them needs no lookup.
+    symlinks: HashSet<PathBuf>,
     /// Modes and times of explicit directory entries (a later entry for the same name wins).
     dir_meta: HashMap<PathBuf, Meta>,
     buf: Vec<u8>,
+    /// Create small files while this thread reads on. Every path in `files` may still be on its way.
+    writers: writers::Writers,
 }
 
 impl<'a> Extractor<'a> {
@@ -163,8 +175,10 @@ impl<'a> Extractor<'a> {
             top_seen: HashSet::new(),
             known_dirs: HashSet::new(),
             files: HashSet::new(),
+            symlinks: HashSet::new(),
             dir_meta: HashMap::new(),
             buf: vec![0; COPY_BUFFER],
+            writers: writers::Writers::start(writer_threads()),
         }
     }
 
@@ -206,6 +220,19 @@ impl<'a> Extractor<'a> {
         let expected = entry.size();
         self.prepare(raw, rel, false)?;
         let final_path = self.dest.join(rel);
+        let mode = meta.mode & self.mode_mask();
+        let owner = self.privileged.then_some((meta.uid as u32, meta.gid as u32));
+        if expected <= HANDOFF_MAX {
+            let mut data = Vec::with_capacity(expected as usize);
+            entry.read_to_end(&mut data).map_err(ExtractError::Archive)?;
+            check_length(raw, data.len() as u64, expected)?;
+            self.files.insert(rel.to_path_buf());
+            self.summary.entries += 1;
+            self.summary.bytes += expected;
+            let mtime = to_system_time(meta.mtime);
+            let job = writers::Job { staged: self.tree.join(rel), final_path, data, mode, mtime, owner };
+            return self.writers.submit(job);
+        }
         let io_err = |source| ExtractError::Io { path: final_path.clone(), source };
         let mut file = OpenOptions::new()
             .write(true)
@@ -226,16 +253,11 @@ impl<'a> Extractor<'a> {
             file.write_all(&self.buf[..n]).map_err(io_err)?;
             written += n as u64;
         }
-        if written != expected {
-            return Err(ExtractError::Archive(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the archive ends in the middle of {} ({written} of {expected} bytes)", escape(raw)),
-            )));
+        check_length(raw, written, expected)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_err)?;
         }
-        if self.privileged {
-            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32)).map_err(io_err)?;
-        }
-        file.set_permissions(fs::Permissions::from_mode(meta.mode & self.mode_mask())).map_err(io_err)?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
         if let Some(t) = to_system_time(meta.mtime) {
             file.set_times(FileTimes::new().set_modified(t)).map_err(io_err)?;
         }
@@ -267,6 +289,7 @@ impl<'a> Extractor<'a> {
         let path = self.tree.join(rel);
         let io_err = |source| ExtractError::Io { path: self.dest.join(rel), source };
         std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(io_err)?;
+        self.symlinks.insert(rel.to_path_buf());
         if self.privileged {
             std::os::unix::fs::lchown(&path, Some(meta.uid as u32), Some(meta.gid as u32)).map_err(io_err)?;
         }
@@ -287,6 +310,8 @@ impl<'a> Extractor<'a> {
         }
         if target != rel {
             self.prepare(raw, rel, false)?;
+            // The target may still be with a writer.
+            self.writers.wait_idle()?;
             fs::hard_link(self.tree.join(&target), self.tree.join(rel))
                 .map_err(|source| ExtractError::Io { path: self.dest.join(rel), source })?;
             self.files.insert(rel.to_path_buf());
@@ -329,6 +354,14 @@ impl<'a> Extractor<'a> {
                 continue;
             }
             let path = self.tree.join(&prefix);
+            if self.files.contains(&prefix) {
+                self.writers.wait_idle()?;
+            } else if !self.symlinks.contains(&prefix) {
+                // Nothing of that name was staged: no lookup needed.
+                create_dir(&path).map_err(|source| ExtractError::Io { path: self.dest.join(&prefix), source })?;
+                self.known_dirs.insert(prefix.clone());
+                continue;
+            }
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_dir() => {}
                 Ok(m) if m.file_type().is_symlink() => return Err(unsafe_entry(raw, "path goes through a symlink")),
@@ -339,6 +372,11 @@ impl<'a> Extractor<'a> {
                 Err(source) => return Err(ExtractError::Io { path: self.dest.join(&prefix), source }),
             }
             self.known_dirs.insert(prefix.clone());
+        }
+        if self.files.contains(rel) {
+            self.writers.wait_idle()?;
+        } else if !self.known_dirs.contains(rel) && !self.symlinks.contains(rel) {
+            return Ok(Slot::Free);
         }
         let path = self.tree.join(rel);
         match fs::symlink_metadata(&path) {
@@ -351,6 +389,7 @@ impl<'a> Extractor<'a> {
             Ok(_) => {
                 fs::remove_file(&path).map_err(|source| ExtractError::Io { path: self.dest.join(rel), source })?;
                 self.files.remove(rel);
+                self.symlinks.remove(rel);
                 Ok(Slot::Free)
             }
         }
@@ -507,6 +546,22 @@ fn make_dirs_writable(dir: &Path) {
 
 /// [`crate::model::relative_path`], the one confinement rule for names that become paths, with its reason as text.
 /// `Ok(None)` means the name is the archive root (`.` or `./`).
+/// Writer threads: one per core, at most four.
+fn writer_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+/// A file's data that came up short is a truncated archive.
+fn check_length(raw: &[u8], written: u64, expected: u64) -> Result<(), ExtractError> {
+    if written == expected {
+        return Ok(());
+    }
+    Err(ExtractError::Archive(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the archive ends in the middle of {} ({written} of {expected} bytes)", escape(raw)),
+    )))
+}
+
 fn normalize(bytes: &[u8]) -> Result<Option<PathBuf>, &'static str> {
     crate::model::relative_path(bytes).map_err(crate::model::NameError::reason)
 }

@@ -611,6 +611,49 @@ fn truncated_stream_is_an_archive_error() {
     assert_eq!(snapshot(scene.root.path()), before);
 }
 
+/// Small files are created by writer threads while the stream is read on: hard links to a file just handed over,
+/// a name given twice (the later wins), a directory entry after its files, and hundreds of files in a few
+/// directories all come out exactly as a one-thread extraction would leave them.
+#[test]
+fn files_handed_to_the_writers_come_out_exactly() {
+    let scene = Scene::new();
+    let mut tar = Tar::new();
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut file_bytes = 0;
+    for i in 0..600 {
+        let path = format!("t/d{}/f{i}", i % 7);
+        let data = pattern(i * 37 % 5000);
+        file_bytes += data.len() as u64;
+        tar = tar.file(&path, 0o640, T0 + i as u64, &data);
+        want.insert(path.clone(), data.clone());
+        if i % 50 == 0 {
+            let link = format!("t/links/l{i}");
+            tar = tar.link(EntryType::Link, &link, &path, T0);
+            want.insert(link, data);
+        }
+        if i % 97 == 0 {
+            // The same name again: the later file replaces the earlier one.
+            let again = b"again".repeat(i + 1);
+            file_bytes += again.len() as u64;
+            tar = tar.file(&path, 0o600, T0, &again);
+            want.insert(path, again);
+        }
+    }
+    tar = tar.dir("t/d3", 0o750, T0 - 1);
+    let summary = extract(Cursor::new(tar.build()), &scene.dest(), &ExtractOptions::default()).unwrap();
+    assert!(staging_dirs(&scene.dest()).is_empty());
+    for (path, data) in &want {
+        assert_eq!(&fs::read(scene.dest().join(path)).unwrap(), data, "{path}");
+    }
+    let f1 = fs::metadata(scene.dest().join("t/d1/f1")).unwrap();
+    assert_eq!((f1.permissions().mode() & 0o7777, mtime_of(&f1)), (0o640, T0 + 1));
+    let l = fs::metadata(scene.dest().join("t/links/l50")).unwrap();
+    assert_eq!(l.ino(), fs::metadata(scene.dest().join("t/d1/f50")).unwrap().ino());
+    let d3 = fs::metadata(scene.dest().join("t/d3")).unwrap();
+    assert_eq!((d3.permissions().mode() & 0o7777, mtime_of(&d3)), (0o750, T0 - 1));
+    assert_eq!(summary.bytes, file_bytes);
+}
+
 #[test]
 fn corrupt_header_is_an_archive_error() {
     let scene = Scene::new();
