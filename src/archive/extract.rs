@@ -544,8 +544,6 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
-/// [`crate::model::relative_path`], the one confinement rule for names that become paths, with its reason as text.
-/// `Ok(None)` means the name is the archive root (`.` or `./`).
 /// Writer threads: one per core, at most four.
 fn writer_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
@@ -562,6 +560,8 @@ fn check_length(raw: &[u8], written: u64, expected: u64) -> Result<(), ExtractEr
     )))
 }
 
+/// [`crate::model::relative_path`], the one confinement rule for names that become paths, with its reason as text.
+/// `Ok(None)` means the name is the archive root (`.` or `./`).
 fn normalize(bytes: &[u8]) -> Result<Option<PathBuf>, &'static str> {
     crate::model::relative_path(bytes).map_err(crate::model::NameError::reason)
 }

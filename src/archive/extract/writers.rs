@@ -55,18 +55,16 @@ pub(super) struct Writers {
 }
 
 impl Writers {
-    /// Starts `n` writer threads.
+    /// Starts up to `n` writer threads. When the system refuses threads, fewer run; with none, [`Writers::submit`]
+    /// writes the file itself.
     pub fn start(n: usize) -> Writers {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let shared: Shared = Arc::default();
         let threads = (0..n)
-            .map(|i| {
+            .map_while(|i| {
                 let (rx, shared) = (rx.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("bakthat-write-{i}"))
-                    .spawn(move || work(&rx, &shared))
-                    .expect("cannot start a writer thread")
+                std::thread::Builder::new().name(format!("bakthat-write-{i}")).spawn(move || work(&rx, &shared)).ok()
             })
             .collect();
         Writers { tx: Some(tx), threads, shared }
@@ -74,6 +72,9 @@ impl Writers {
 
     /// Hands a file over; waits while too many bytes are queued. Fails with a writer's error, if one failed.
     pub fn submit(&self, job: Job) -> Result<(), ExtractError> {
+        if self.threads.is_empty() {
+            return write(&job);
+        }
         let (lock, cond) = &*self.shared;
         let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
         while s.error.is_none() && s.queued > 0 && s.queued_bytes + job.data.len() > QUEUED_BYTES {
@@ -183,6 +184,17 @@ mod tests {
         w.submit(job(dir.path().join("ok"), b"replaced")).unwrap();
         assert!(matches!(w.wait_idle(), Err(ExtractError::Io { .. })));
         assert_eq!(std::fs::read(dir.path().join("ok")).unwrap(), b"ok");
+    }
+
+    /// Without threads (the system refused them) a hand-over writes the file at once.
+    #[test]
+    fn without_threads_the_hand_over_writes_the_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writers::start(0);
+        w.submit(job(dir.path().join("f"), b"data")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"data");
+        assert!(matches!(w.submit(job(dir.path().join("f"), b"again")), Err(ExtractError::Io { .. })));
+        w.wait_idle().unwrap();
     }
 
     /// More bytes than the queue holds: the hand-over waits instead of buffering them all, and every file lands.
