@@ -99,7 +99,7 @@ import sys, time
 import bakthat
 t0 = time.perf_counter()
 bakthat.backup(sys.argv[1], prompt="no")
-print(time.perf_counter() - t0)' "$CORPUS" >>"$BENCH_DIR/py.call"
+print(f"{time.perf_counter() - t0:.2f}")' "$CORPUS" >>"$BENCH_DIR/py.call"
     cat "$BENCH_DIR/t" >>"$BENCH_DIR/py.times"
     note "round $i: cli $(tail -1 "$BENCH_DIR/cli.times") s, python $(tail -1 "$BENCH_DIR/py.times") s"
 done
