@@ -394,6 +394,11 @@ impl<'o> TarWalker<'o> {
             self.tar.append_data(&mut header, os(&name), &mut reader).map_err(out)?;
             // The zeros are marked in the index, so restore and the mount never pass them off as the file's bytes.
             entry.damaged = reader.failed.is_some() || reader.short;
+            if entry.damaged {
+                // Its stat may not change again: without this, the next backup of a chain would think the zeros
+                // stored here are its bytes and never read it again.
+                self.forget(&name);
+            }
             if let Some(e) = reader.failed {
                 self.warn(path, format!("read failed part way ({e}); the rest of the file is stored as zeros"));
             } else if reader.short {
@@ -613,6 +618,30 @@ mod tests {
         assert!(report.warnings[0].message.contains("read failed part way"), "{:?}", report.warnings);
         let back = Index::from_bytes(&report.index.to_bytes()).unwrap();
         assert!(back.entries[1].damaged, "the mark survives the index's serialization");
+    }
+
+    /// In a chain, a file stored damaged is left out of the snapshot, so the next incremental reads it again
+    /// instead of keeping the zeros (its size and times have not changed, so nothing else would).
+    #[test]
+    fn a_damaged_file_is_tried_again_by_the_next_backup_of_a_chain() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("bad.bin"), vec![7u8; 5000]).unwrap();
+        fs::write(src.join("good.txt"), b"fine").unwrap();
+        let tracker = Arc::new(Tracker::new(incremental::Snapshot::default()));
+        let opts = PackOptions { changes: Some(tracker.clone()), ..PackOptions::default() };
+        let report = pack_with(&src, "src", &opts, &mut Vec::new(), faulty_open).unwrap();
+        assert!(entries(&report).contains(&("src/bad.bin".into(), true)));
+        let (snapshot, _) = tracker.finish();
+        let known: Vec<&[u8]> = snapshot.nodes.keys().map(Vec::as_slice).collect();
+        assert_eq!(known, [&b"src"[..], b"src/good.txt"]);
+        // The next backup of the chain stores it again, and reads it whole this time.
+        let next = Arc::new(Tracker::new(snapshot));
+        let opts = PackOptions { changes: Some(next), ..PackOptions::default() };
+        let report = pack(&src, "src", &opts, &mut Vec::new()).unwrap();
+        let stored: Vec<(String, bool)> = entries(&report).into_iter().filter(|(p, _)| p != "src").collect();
+        assert_eq!(stored, [("src/bad.bin".into(), false)]);
     }
 
     #[test]
