@@ -13,6 +13,14 @@
 #   BENCH_CORPUS  the tree to back up (default: a copy of /usr/share and /usr/lib/python3, as scripts/bench.sh);
 #                 BENCH_SMALL=1 instead copies /usr/share/doc and /usr/lib/python3/dist-packages (a quick run)
 #   BENCH_DAYS    days simulated (default 30); BENCH_CHANGE percent of files changed a day (default 1)
+#   BENCH_LONG    the policy of the second bakthat row, bakthat_long (default '{full_every: 1M, max_chain: 31}': one
+#                 chain a month); the first row, bakthat, has the README's example policy (7D, 14)
+#   BENCH_TOOLS   the tools to run (default: bakthat bakthat_long restic borg, and rustic when installed)
+#   BENCH_OUT_FS  ext4 (default as root): each restore goes to a fresh ext4 on a RAM-backed loop device, so no tool
+#                 pays for the previous one's deleted files (ext4 scans recently deleted inodes when it creates
+#                 files: a restore into /tmp after another tool's rm -rf measured 5-8x slower); dir: plain directories
+#   BENCH_PHASES  all (default), or restore: only the restores, from the repositories and tree a previous run left in
+#                 BENCH_DIR (the other columns are then empty)
 #   BAKTHAT_BIN / BENCH_EXAMPLE  prebuilt bakthat and examples/bench_incremental binaries (default: a release
 #                 build into CARGO_TARGET_DIR)
 #   rustic is the one scripts/peers.sh installs (`scripts/peers.sh install`); when it is absent its rows are
@@ -104,11 +112,16 @@ size() { du -sb "$1" | cut -f1; }
 WORK=$BENCH_DIR/work/tree
 EPOCH0=$(date -u -d '2026-11-01 03:00:00' +%s)
 export RESTIC_PASSWORD=$PW BORG_PASSPHRASE=$PW BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+LONG=${BENCH_LONG:-'{full_every: 1M, max_chain: 31}'}
+bakthat_repo() { # bakthat_repo NAME POLICY
+    mkdir -p "$BENCH_DIR/repos/$1/store"
+    printf 'default:\n  local_path: %s\n  incremental: %s\n  rotation: {days: 7, weeks: 4, months: 3}\n' \
+        "$BENCH_DIR/repos/$1/store" "$2" >"$BENCH_DIR/repos/$1/bakthat.yml"
+}
 setup() {
     rm -rf "$BENCH_DIR/repos"
-    mkdir -p "$BENCH_DIR/repos/bakthat/store"
-    printf 'default:\n  local_path: %s\n  incremental: {full_every: 7D, max_chain: 14}\n  rotation: {days: 7, weeks: 4, months: 3}\n' \
-        "$BENCH_DIR/repos/bakthat/store" >"$BENCH_DIR/repos/bakthat/bakthat.yml"
+    bakthat_repo bakthat '{full_every: 7D, max_chain: 14}'
+    bakthat_repo bakthat_long "$LONG"
     restic init -q -r "$BENCH_DIR/repos/restic" >/dev/null
     borg init -e repokey "$BENCH_DIR/repos/borg" >/dev/null 2>&1
     if [ "$HAVE_RUSTIC" = 1 ]; then "$RUSTIC" -r "$BENCH_DIR/repos/rustic" --password "$PW" init >/dev/null 2>&1; fi
@@ -118,8 +131,8 @@ backup() {
     local tool=$1 at=$2 when
     when=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S')
     case $tool in
-    bakthat)
-        BAKTHAT_CONFIG=$BENCH_DIR/repos/bakthat/bakthat.yml BAKTHAT_DB=$BENCH_DIR/repos/bakthat/inv.sqlite \
+    bakthat | bakthat_long)
+        BAKTHAT_CONFIG=$BENCH_DIR/repos/$tool/bakthat.yml BAKTHAT_DB=$BENCH_DIR/repos/$tool/inv.sqlite \
             BAKTHAT_PASSWORD=$PW "$DAY_STEP" "$at" "$WORK" ;;
     restic)
         restic -q -r "$BENCH_DIR/repos/restic" backup --time "$when" "$WORK"
@@ -144,8 +157,8 @@ backup() {
 restore() {
     local tool=$1 out=$2
     case $tool in
-    bakthat)
-        BAKTHAT_CONFIG=$BENCH_DIR/repos/bakthat/bakthat.yml BAKTHAT_DB=$BENCH_DIR/repos/bakthat/inv.sqlite \
+    bakthat | bakthat_long)
+        BAKTHAT_CONFIG=$BENCH_DIR/repos/$tool/bakthat.yml BAKTHAT_DB=$BENCH_DIR/repos/$tool/inv.sqlite \
             BAKTHAT_PASSWORD=$PW "$BAKTHAT" -q restore tree --to "$out" ;;
     restic) restic -q -r "$BENCH_DIR/repos/restic" restore latest --target "$out" ;;
     borg) (cd "$out" && borg extract "$BENCH_DIR/repos/borg::$(borg list --short --last 1 "$BENCH_DIR/repos/borg")") ;;
@@ -158,9 +171,37 @@ restored_root() {
         if [ -d "$c" ]; then echo "$c"; return; fi
     done
 }
-TOOLS=(bakthat restic borg)
-[ "$HAVE_RUSTIC" = 0 ] || TOOLS+=(rustic)
+if [ -n "${BENCH_TOOLS:-}" ]; then
+    read -r -a TOOLS <<<"$BENCH_TOOLS"
+else
+    TOOLS=(bakthat bakthat_long restic borg)
+    [ "$HAVE_RUSTIC" = 0 ] || TOOLS+=(rustic)
+fi
 
+PHASES=${BENCH_PHASES:-all}
+OUT_FS=${BENCH_OUT_FS:-$([ "$(id -u)" = 0 ] && echo ext4 || echo dir)}
+IMAGE=/dev/shm/bakthat-bench-incr-out.img
+# fresh_out DIR: an empty restore target (a fresh ext4 on a RAM-backed loop device with BENCH_OUT_FS=ext4).
+fresh_out() {
+    if mountpoint -q "$1"; then umount "$1"; fi
+    rm -rf "$1"
+    mkdir -p "$1"
+    [ "$OUT_FS" = ext4 ] || return 0
+    rm -f "$IMAGE"
+    truncate -s 4G "$IMAGE"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMAGE"
+    mount -o loop "$IMAGE" "$1"
+}
+drop_out() {
+    if mountpoint -q "$1"; then umount "$1"; fi
+    rm -rf "$1"
+    rm -f "$IMAGE"
+}
+# shellcheck disable=SC2317 # the EXIT trap
+unmount_outs() { for d in "$BENCH_DIR"/out-*; do if mountpoint -q "$d"; then umount "$d"; fi; done; rm -f "$IMAGE"; }
+trap unmount_outs EXIT
+
+if [ "$PHASES" = all ]; then
 # --- 1. a second backup of an unchanged tree ---------------------------------------------------------------------
 note "copying the corpus ($FILES files, $BYTES bytes) to $WORK"
 rm -rf "$BENCH_DIR/work"
@@ -194,11 +235,14 @@ for day in $(seq 0 $((DAYS - 1))); do
         ROTATE=1 timed "${tool}_day" backup "$tool" "$at"
     done
 done
+elif [ "$PHASES" != restore ]; then
+    die "BENCH_PHASES must be all or restore"
+fi
 for tool in "${TOOLS[@]}"; do
+    [ -d "$BENCH_DIR/repos/$tool" ] || die "no repository for $tool in $BENCH_DIR/repos (run the whole script first)"
     STORE[$tool]=$(size "$BENCH_DIR/repos/$tool")
     out=$BENCH_DIR/out-$tool
-    rm -rf "$out"
-    mkdir -p "$out"
+    fresh_out "$out"
     timed "${tool}_restore" restore "$tool" "$out"
     RESTORE[$tool]=${TIME[${tool}_restore]}
     if diff -r --no-dereference -q "$WORK" "$(restored_root "$out")" >"$LOG/$tool.diff" 2>&1; then
@@ -207,7 +251,7 @@ for tool in "${TOOLS[@]}"; do
         CHECK[$tool]=FAILED
         FAILURES+=("$tool restore differs")
     fi
-    rm -rf "$out"
+    drop_out "$out"
 done
 
 # --- results -----------------------------------------------------------------------------------------------------
@@ -215,11 +259,13 @@ done
     echo "# bench-incremental.sh, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     echo "Corpus: $CORPUS, $FILES files, $BYTES bytes. $DAYS days, $CHANGE% of files changed a day."
+    echo "bakthat: incremental {full_every: 7D, max_chain: 14}; bakthat_long: incremental $LONG."
+    echo "Restores into: $([ "$OUT_FS" = ext4 ] && echo "a fresh ext4 on a RAM-backed loop device each" || echo "directories on $(df --output=fstype "$BENCH_DIR" | tail -n1)")."
     echo
     echo "| tool | 1st backup s | 2nd (unchanged) backup s | bytes added by it | store after $DAYS days | restore newest s | check |"
     echo "|---|---|---|---|---|---|---|"
     for tool in "${TOOLS[@]}"; do
-        echo "| $tool | ${TIME[${tool}_first]} | ${TIME[${tool}_second]} | ${GROWTH[$tool]} | ${STORE[$tool]} | ${RESTORE[$tool]} | ${CHECK[$tool]} |"
+        echo "| $tool | ${TIME[${tool}_first]:-} | ${TIME[${tool}_second]:-} | ${GROWTH[$tool]:-} | ${STORE[$tool]} | ${RESTORE[$tool]} | ${CHECK[$tool]} |"
     done
     [ "$HAVE_RUSTIC" = 1 ] || echo "rustic: not installed (scripts/peers.sh install), skipped."
 } | tee "$RESULTS"
