@@ -644,6 +644,49 @@ mod tests {
         assert_eq!(stored, [("src/bad.bin".into(), false)]);
     }
 
+    /// Opens files as they are, but first appends to `grows.txt`, as a program writing it during the backup would.
+    fn growing_open(path: &Path) -> io::Result<Box<dyn Read>> {
+        if path.ends_with("grows.txt") {
+            fs::OpenOptions::new().append(true).open(path)?.write_all(b" and more")?;
+        }
+        Ok(Box::new(File::open(path)?))
+    }
+
+    /// A file that changes while a backup of a chain reads it: the backup stores the bytes it had when it was listed
+    /// (with a warning), and the snapshot keeps the stat from before the read, so the next incremental sees the
+    /// change and stores the file again.
+    #[test]
+    fn a_file_changed_during_a_backup_of_a_chain_is_stored_again_by_the_next() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("grows.txt"), b"first").unwrap();
+        fs::write(src.join("still.txt"), b"same").unwrap();
+        let tracker = Arc::new(Tracker::new(incremental::Snapshot::default()));
+        let opts = PackOptions { changes: Some(tracker.clone()), ..PackOptions::default() };
+        let report = pack_with(&src, "src", &opts, &mut Vec::new(), growing_open).unwrap();
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(report.warnings[0].message.contains("changed size while it was read"), "{:?}", report.warnings);
+        let (snapshot, _) = tracker.finish();
+        let next = Arc::new(Tracker::new(snapshot));
+        let opts = PackOptions { changes: Some(next), ..PackOptions::default() };
+        let mut out = Vec::new();
+        let report = pack(&src, "src", &opts, &mut out).unwrap();
+        let stored: Vec<String> = entries(&report).into_iter().map(|(p, _)| p).filter(|p| p != "src").collect();
+        assert_eq!(stored, ["src/grows.txt"], "the unchanged file is not stored again");
+        let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(out.as_slice()));
+        let mut found = None;
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().ends_with("grows.txt") {
+                let mut data = String::new();
+                e.read_to_string(&mut data).unwrap();
+                found = Some(data);
+            }
+        }
+        assert_eq!(found.as_deref(), Some("first and more"));
+    }
+
     #[test]
     fn stop_at_directories_are_stored_empty() {
         let t = tempfile::tempdir().unwrap();
