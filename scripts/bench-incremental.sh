@@ -59,6 +59,8 @@ BAKTHAT=$BENCH_DIR/bin/bakthat
 DAY_STEP=$BENCH_DIR/bin/bench_incremental
 # shellcheck source=scripts/peers.sh
 source "$ROOT/scripts/peers.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 peers_env
 HAVE_RUSTIC=1
 if [ -z "$RUSTIC" ]; then
@@ -70,19 +72,8 @@ fi
 CORPUS=${BENCH_CORPUS:-$BENCH_DIR/corpus}
 if [ -n "${BENCH_CORPUS:-}" ]; then
     [ -d "$CORPUS" ] || die "BENCH_CORPUS=$CORPUS is not a directory"
-elif [ ! -f "$BENCH_DIR/corpus.done" ]; then
-    rm -rf "$CORPUS"
-    mkdir -p "$CORPUS"
-    if [ "${BENCH_SMALL:-0}" = 1 ]; then
-        note "building a small corpus (/usr/share/doc, /usr/lib/python3/dist-packages)"
-        cp -a /usr/share/doc "$CORPUS/doc"
-        cp -a /usr/lib/python3/dist-packages "$CORPUS/dist-packages"
-    else
-        note "building the corpus (/usr/share, /usr/lib/python3)"
-        cp -a /usr/share "$CORPUS/share"
-        cp -a /usr/lib/python3 "$CORPUS/python3"
-    fi
-    date -u +%FT%TZ >"$BENCH_DIR/corpus.done"
+else
+    bench_corpus "$CORPUS" "$BENCH_DIR/corpus.done" "$([ "${BENCH_SMALL:-0}" = 1 ] && echo small)"
 fi
 CORPUS=$(cd "$CORPUS" && pwd)
 FILES=$(find "$CORPUS" -type f | wc -l)
@@ -181,24 +172,8 @@ fi
 PHASES=${BENCH_PHASES:-all}
 OUT_FS=${BENCH_OUT_FS:-$([ "$(id -u)" = 0 ] && echo ext4 || echo dir)}
 IMAGE=/dev/shm/bakthat-bench-incr-out.img
-# fresh_out DIR: an empty restore target (a fresh ext4 on a RAM-backed loop device with BENCH_OUT_FS=ext4).
-fresh_out() {
-    if mountpoint -q "$1"; then umount "$1"; fi
-    rm -rf "$1"
-    mkdir -p "$1"
-    [ "$OUT_FS" = ext4 ] || return 0
-    rm -f "$IMAGE"
-    truncate -s 4G "$IMAGE"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMAGE"
-    mount -o loop "$IMAGE" "$1"
-}
-drop_out() {
-    if mountpoint -q "$1"; then umount "$1"; fi
-    rm -rf "$1"
-    rm -f "$IMAGE"
-}
 # shellcheck disable=SC2317 # the EXIT trap
-unmount_outs() { for d in "$BENCH_DIR"/out-*; do if mountpoint -q "$d"; then umount "$d"; fi; done; rm -f "$IMAGE"; }
+unmount_outs() { bench_unmount_outs "$BENCH_DIR"; }
 trap unmount_outs EXIT
 
 if [ "$PHASES" = all ]; then
@@ -242,7 +217,7 @@ for tool in "${TOOLS[@]}"; do
     [ -d "$BENCH_DIR/repos/$tool" ] || die "no repository for $tool in $BENCH_DIR/repos (run the whole script first)"
     STORE[$tool]=$(size "$BENCH_DIR/repos/$tool")
     out=$BENCH_DIR/out-$tool
-    fresh_out "$out"
+    bench_fresh_out "$out"
     timed "${tool}_restore" restore "$tool" "$out"
     RESTORE[$tool]=${TIME[${tool}_restore]}
     if diff -r --no-dereference -q "$WORK" "$(restored_root "$out")" >"$LOG/$tool.diff" 2>&1; then
@@ -251,7 +226,7 @@ for tool in "${TOOLS[@]}"; do
         CHECK[$tool]=FAILED
         FAILURES+=("$tool restore differs")
     fi
-    drop_out "$out"
+    bench_drop_out "$out"
 done
 
 # --- results -----------------------------------------------------------------------------------------------------

@@ -23,34 +23,23 @@ BINS=()
 for b in "$@"; do [ -x "$b" ] || die "$b is not an executable"; BINS+=("$(realpath "$b")"); done
 # shellcheck source=scripts/peers.sh
 source "$ROOT/scripts/peers.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 peers_env
 [ -n "$RUSTIC" ] || echo "bench-restore.sh: rustic is not installed (scripts/peers.sh install): skipped" >&2
 mkdir -p "$BENCH_DIR"
 
 CORPUS=${BENCH_CORPUS:-$BENCH_DIR/corpus}
-if [ -z "${BENCH_CORPUS:-}" ] && [ ! -f "$BENCH_DIR/corpus.done" ]; then
-    rm -rf "$CORPUS"
-    mkdir -p "$CORPUS"
-    cp -a /usr/share "$CORPUS/share"
-    cp -a /usr/lib/python3 "$CORPUS/python3"
-    date -u +%FT%TZ >"$BENCH_DIR/corpus.done"
-fi
+[ -n "${BENCH_CORPUS:-}" ] || bench_corpus "$CORPUS" "$BENCH_DIR/corpus.done"
 CORPUS=$(cd "$CORPUS" && pwd)
 NAME=$(basename "$CORPUS")
 
 OUT=$BENCH_DIR/out
 IMAGE=/dev/shm/bakthat-bench-restore.img
-fresh_out() {
-    if mountpoint -q "$OUT"; then umount "$OUT"; fi
-    rm -rf "$OUT"
-    mkdir -p "$OUT"
-    rm -f "$IMAGE"
-    truncate -s 4G "$IMAGE"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMAGE"
-    mount -o loop "$IMAGE" "$OUT"
-}
+OUT_FS=ext4
+fresh_out() { bench_fresh_out "$OUT"; }
 # shellcheck disable=SC2317 # the EXIT trap
-cleanup() { if mountpoint -q "$OUT"; then umount "$OUT"; fi; rm -f "$IMAGE"; }
+cleanup() { bench_drop_out "$OUT"; }
 trap cleanup EXIT
 
 # The stores, made once by the first binary.

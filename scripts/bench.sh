@@ -54,6 +54,8 @@ fi
 
 # shellcheck source=scripts/peers.sh
 source "$ROOT/scripts/peers.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 if [ "${BENCH_PEERS:-1}" = 1 ]; then
     bash "$ROOT/scripts/peers.sh" install >&2 || FAILURES+=("installing rustic or borg 1.4 failed (scripts/peers.sh install)")
 fi
@@ -84,13 +86,8 @@ fi
 # --- corpus ------------------------------------------------------------------------------------------------------
 if [ -n "${BENCH_CORPUS:-}" ]; then
     [ -d "$CORPUS" ] || die "BENCH_CORPUS=$CORPUS is not a directory"
-elif [ ! -f "$BENCH_DIR/corpus.done" ]; then
-    note "building the corpus in $CORPUS (cp -a /usr/share /usr/lib/python3)"
-    rm -rf "$CORPUS"
-    mkdir -p "$CORPUS"
-    cp -a /usr/share "$CORPUS/share"
-    cp -a /usr/lib/python3 "$CORPUS/python3"
-    date -u +%FT%TZ >"$BENCH_DIR/corpus.done"
+else
+    bench_corpus "$CORPUS" "$BENCH_DIR/corpus.done"
 fi
 CORPUS=$(cd "$CORPUS" && pwd)
 CORPUS_BYTES=$(find "$CORPUS" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
@@ -161,23 +158,9 @@ verify() {
 fresh() { rm -rf "$@"; mkdir -p "$@"; }
 # A restore target: a fresh ext4 on a RAM-backed loop device (BENCH_OUT_FS=ext4) or an emptied directory.
 IMAGE=/dev/shm/bakthat-bench-out.img
-fresh_out() {
-    if [ "$OUT_FS" != ext4 ]; then
-        fresh "$1"
-        return
-    fi
-    if mountpoint -q "$1"; then umount "$1"; fi
-    rm -rf "$1"
-    mkdir -p "$1"
-    rm -f "$IMAGE"
-    truncate -s 3G "$IMAGE"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMAGE"
-    mount -o loop "$IMAGE" "$1"
-}
-cleanup_out() {
-    for d in "$OUTDIR"/out-*; do if mountpoint -q "$d"; then umount "$d"; fi; done
-    rm -f "$IMAGE"
-}
+fresh_out() { bench_fresh_out "$1"; }
+# shellcheck disable=SC2317 # the EXIT trap
+cleanup_out() { bench_unmount_outs "$OUTDIR"; }
 if [ "$OUT_FS" = ext4 ]; then
     [ "$(id -u)" = 0 ] || die "BENCH_OUT_FS=ext4 mounts loop devices: run as root, or set BENCH_OUT_FS=dir"
     command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is missing (e2fsprogs)"
