@@ -599,15 +599,28 @@ mod tests {
         report.index.entries.iter().map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.damaged)).collect()
     }
 
+    /// A directory `src` in `t` holding `files`.
+    fn source(t: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+        let src = t.join("src");
+        fs::create_dir(&src).unwrap();
+        for (name, data) in files {
+            fs::write(src.join(name), data).unwrap();
+        }
+        src
+    }
+
+    /// Options for a backup of a chain whose parent's snapshot is `parent`, and the tracker that records this one.
+    fn chain_options(parent: incremental::Snapshot) -> (Arc<Tracker>, PackOptions) {
+        let tracker = Arc::new(Tracker::new(parent));
+        (tracker.clone(), PackOptions { changes: Some(tracker), ..PackOptions::default() })
+    }
+
     // Regression (issue 11, item 7): a file whose read failed part way was stored zero-padded with nothing in the
     // archive or its index saying so, and was restored later as if the zeros were its content.
     #[test]
     fn a_read_that_fails_part_way_marks_the_entry_damaged() {
         let t = tempfile::tempdir().unwrap();
-        let src = t.path().join("src");
-        fs::create_dir(&src).unwrap();
-        fs::write(src.join("bad.bin"), vec![7u8; 5000]).unwrap();
-        fs::write(src.join("good.txt"), b"fine").unwrap();
+        let src = source(t.path(), &[("bad.bin", &[7u8; 5000]), ("good.txt", b"fine")]);
         let mut out = Vec::new();
         let report = pack_with(&src, "src", &PackOptions::default(), &mut out, faulty_open).unwrap();
         assert_eq!(
@@ -625,20 +638,15 @@ mod tests {
     #[test]
     fn a_damaged_file_is_tried_again_by_the_next_backup_of_a_chain() {
         let t = tempfile::tempdir().unwrap();
-        let src = t.path().join("src");
-        fs::create_dir(&src).unwrap();
-        fs::write(src.join("bad.bin"), vec![7u8; 5000]).unwrap();
-        fs::write(src.join("good.txt"), b"fine").unwrap();
-        let tracker = Arc::new(Tracker::new(incremental::Snapshot::default()));
-        let opts = PackOptions { changes: Some(tracker.clone()), ..PackOptions::default() };
+        let src = source(t.path(), &[("bad.bin", &[7u8; 5000]), ("good.txt", b"fine")]);
+        let (tracker, opts) = chain_options(incremental::Snapshot::default());
         let report = pack_with(&src, "src", &opts, &mut Vec::new(), faulty_open).unwrap();
         assert!(entries(&report).contains(&("src/bad.bin".into(), true)));
         let (snapshot, _) = tracker.finish();
         let known: Vec<&[u8]> = snapshot.nodes.keys().map(Vec::as_slice).collect();
         assert_eq!(known, [&b"src"[..], b"src/good.txt"]);
         // The next backup of the chain stores it again, and reads it whole this time.
-        let next = Arc::new(Tracker::new(snapshot));
-        let opts = PackOptions { changes: Some(next), ..PackOptions::default() };
+        let (_, opts) = chain_options(snapshot);
         let report = pack(&src, "src", &opts, &mut Vec::new()).unwrap();
         let stored: Vec<(String, bool)> = entries(&report).into_iter().filter(|(p, _)| p != "src").collect();
         assert_eq!(stored, [("src/bad.bin".into(), false)]);
@@ -658,18 +666,13 @@ mod tests {
     #[test]
     fn a_file_changed_during_a_backup_of_a_chain_is_stored_again_by_the_next() {
         let t = tempfile::tempdir().unwrap();
-        let src = t.path().join("src");
-        fs::create_dir(&src).unwrap();
-        fs::write(src.join("grows.txt"), b"first").unwrap();
-        fs::write(src.join("still.txt"), b"same").unwrap();
-        let tracker = Arc::new(Tracker::new(incremental::Snapshot::default()));
-        let opts = PackOptions { changes: Some(tracker.clone()), ..PackOptions::default() };
+        let src = source(t.path(), &[("grows.txt", b"first"), ("still.txt", b"same")]);
+        let (tracker, opts) = chain_options(incremental::Snapshot::default());
         let report = pack_with(&src, "src", &opts, &mut Vec::new(), growing_open).unwrap();
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
         assert!(report.warnings[0].message.contains("changed size while it was read"), "{:?}", report.warnings);
         let (snapshot, _) = tracker.finish();
-        let next = Arc::new(Tracker::new(snapshot));
-        let opts = PackOptions { changes: Some(next), ..PackOptions::default() };
+        let (_, opts) = chain_options(snapshot);
         let mut out = Vec::new();
         let report = pack(&src, "src", &opts, &mut out).unwrap();
         let stored: Vec<String> = entries(&report).into_iter().map(|(p, _)| p).filter(|p| p != "src").collect();
