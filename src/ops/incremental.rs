@@ -4,8 +4,8 @@
 //! A chain is a full backup made under an `incremental:` policy (or `backup --incremental` with nothing to continue
 //! from) and the incrementals made after it, each naming its parent in its row's metadata (`parent`, journaled and
 //! synced like every other field). Each member's `.snap` object holds its snapshot delta (see
-//! [`crate::archive::incremental`]), so another host, or an inventory rebuilt by `sync --rebuild`, continues or
-//! restores a chain from the store alone.
+//! [`crate::archive::incremental`]), so an inventory rebuilt by `sync --rebuild` continues a chain from the store
+//! alone and any host restores it; each host continues only the chains it made.
 //!
 //! Not here: the dumpdir format and change detection (`archive::incremental`), restoring a chain
 //! ([`super::chain_restore`]), keeping chains whole when deleting ([`super::manage`]).
@@ -102,7 +102,9 @@ pub(crate) fn start(
     full(Some(parent), snapshot)
 }
 
-/// The newest live chain member with this name, source and store.
+/// The newest live chain member with this name, source and store, made by this host. Another host's backup of the
+/// same path in a shared store is never a parent: its snapshot holds that machine's devices and inodes, so every file
+/// would count as changed, and the two hosts' chains would hang on each other.
 fn newest_member(
     ctx: &Ctx,
     name: &str,
@@ -116,9 +118,12 @@ fn newest_member(
         ..Query::default()
     })?;
     let source = source.to_string_lossy();
-    Ok(rows
-        .into_iter()
-        .find(|r| r.in_chain() && r.source() == Some(source.as_ref()) && (r.store == *store || r.store.is_unknown())))
+    Ok(rows.into_iter().find(|r| {
+        r.in_chain()
+            && r.source() == Some(source.as_ref())
+            && r.client() == Some(ctx.host.as_str())
+            && (r.store == *store || r.store.is_unknown())
+    }))
 }
 
 /// The chain that ends with `record`, its full backup first. A parent missing from the inventory (or deleted) is

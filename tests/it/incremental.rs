@@ -488,6 +488,31 @@ fn a_chain_continues_on_a_new_inventory_from_the_store_alone() {
     assert!(bakthat::error_chain(&e).contains("password"), "{e}");
 }
 
+/// Two hosts backing up the same path into one shared store (one inventory through sync): each continues its own
+/// chain; the other host's backup is never a parent (its snapshot has that machine's inodes, so everything would be
+/// stored again, and each host's rotation would have to keep the other's backups).
+#[test]
+fn two_hosts_sharing_a_store_keep_their_own_chains() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("site");
+    big_tree(&src, 3, 1000);
+    let clock = Arc::new(AtomicI64::new(START));
+    let mut a = ctx(t.path(), "inv.sqlite", clock.clone(), weekly());
+    a.host = "host-a".into();
+    let full_a = backup(&a, &src, BackupKind::Policy, None);
+    let mut b = ctx(t.path(), "inv.sqlite", clock.clone(), weekly());
+    b.host = "host-b".into();
+    clock.store(START + HOUR, Ordering::SeqCst);
+    let first_b = backup(&b, &src, BackupKind::Policy, None);
+    assert_eq!(first_b.parent(), None, "host b starts its own chain");
+    clock.store(START + 2 * HOUR, Ordering::SeqCst);
+    let inc_a = backup(&a, &src, BackupKind::Policy, None);
+    assert_eq!(inc_a.parent().as_ref(), Some(&full_a.stored_filename), "host a continues its own chain");
+    clock.store(START + 3 * HOUR, Ordering::SeqCst);
+    let inc_b = backup(&b, &src, BackupKind::Policy, None);
+    assert_eq!(inc_b.parent().as_ref(), Some(&first_b.stored_filename), "host b continues its own chain");
+}
+
 #[test]
 fn the_policy_starts_a_new_chain_after_full_every_or_max_chain() {
     let t = tempfile::tempdir().unwrap();
